@@ -1,0 +1,52 @@
+# SadTalker Lab — fresh-machine entry points.
+#   make test   set up (venv, pinned torch, the project) and run the unit, parity and notebook tests
+#   make main   set up and run the workbench end to end on its offline defaults (writes runs/<date>/report.html)
+#   make lab    set up and open JupyterLab on the notebook series
+#   make bench  run the speed / memory benchmarks (tables under benchmarks/results/)
+SHELL := /bin/bash
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.sadtalker-lab-installed
+
+.PHONY: setup system-deps test test-unit test-notebooks main lab bench clean
+
+$(STAMP): pyproject.toml
+	@$(MAKE) --no-print-directory system-deps
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# torch first, pinned, so that no resolver pulls another torch
+	$(BIN)/python -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(BIN)/python -m pip install -q -e '.[test,notebooks]'
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+# espeak-ng (speech synthesis for the default corpus) and ffmpeg-free audio I/O libs come from Debian.
+system-deps:
+	@if ! ldconfig -p | grep -q libespeak-ng.so.1; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null; \
+	  else echo "espeak-ng is missing: run 'sudo apt-get install espeak-ng' (needed for the default corpus)"; fi; \
+	fi
+
+test: setup
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests notebooks --nbval-lax --durations=15
+
+test-unit: setup
+	$(BIN)/python -m pytest -q tests
+
+test-notebooks: setup
+	$(BIN)/python -m pytest -q --nbval-lax notebooks
+
+main: setup
+	$(BIN)/sadtalker-lab main
+
+lab: setup
+	$(BIN)/jupyter lab notebooks/
+
+bench: setup
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

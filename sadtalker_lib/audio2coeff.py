@@ -1,0 +1,234 @@
+"""Audio -> 3DMM motion coefficients: the glue around ExpNet and PoseVAE (official ``Audio2Coeff``).
+
+    mel windows [B, T, 1, 80, 16] ─┬─ ExpNet(mel, beta_0, z_blink), 10 frames at a time ──► beta   [B, T, 64]
+                                    └─ PoseVAE decoder per 32-frame chunk, z ~ N(0, I) ────► rho    [B, T, 6]
+    coefficients = [beta | savgol_13,2(rho)]                                                       [T, 70]
+
+Each step is a function a notebook can call on its own: :func:`predict_expression`, :func:`draw_pose_noise`,
+:func:`predict_pose`, :func:`smooth_pose`, and :func:`audio_to_coefficients` running them in order.
+The official code's odd choices (10-frame ExpNet chunks; the reference frame; the overlapping last pose
+chunk; the front padding of short clips; savgol on the pose only) are named in ``official.py`` and only
+used here. Sources: ``src/audio2exp_models/audio2exp.py``, ``src/audio2pose_models/audio2pose.py``,
+``src/test_audio2coeff.py``, ``src/generate_batch.py``.
+
+The pose noise is either drawn from a ``torch.Generator`` (or the global torch RNG, as the official code
+does; one ``randn(B, 64)`` per chunk, in chunk order) or injected as a tensor [n_chunks, B, 64], e.g. the
+stored draws of an official run.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.signal
+import torch
+
+from .models.expnet import ExpNet
+from .models.posevae import PoseVAE
+from .official import (
+    EXPNET_CHUNK_FRAMES,
+    POSE_REFERENCE_FRAME,
+    POSE_SAVGOL_ORDER,
+    pose_chunk_plan,
+    pose_savgol_window,
+)
+
+__all__ = [
+    "EXP_DIM",
+    "POSE_DIM",
+    "COEFF_DIM",
+    "PosePrediction",
+    "CoeffPrediction",
+    "reference_coefficients",
+    "predict_expression",
+    "draw_pose_noise",
+    "predict_pose",
+    "smooth_pose",
+    "audio_to_coefficients",
+    "tile_sequence",
+    "add_reference_pose",
+]
+
+EXP_DIM = 64  # beta: 3DMM expression (paper Sec. 3.1)
+POSE_DIM = 6  # rho = [r (3 angles), t (3)]
+COEFF_DIM = EXP_DIM + POSE_DIM  # the 70 motion coefficients; the source .mat holds 73 (+ s, tx, ty crop params)
+
+
+@dataclass
+class PosePrediction:
+    """PoseVAE output. motion = Delta rho (0 at the reference frame), pose_raw = rho_0 + motion,
+    pose = savgol-smoothed pose_raw: each [B, T, 6]; z: the noise used, [n_chunks, B, 64]."""
+
+    motion: torch.Tensor
+    pose_raw: torch.Tensor
+    pose: torch.Tensor
+    z: torch.Tensor
+
+
+@dataclass
+class CoeffPrediction:
+    """exp [B, T, 64]; pose: :class:`PosePrediction`; coeffs: the first clip's [T, 70] float32
+    (= [exp | smoothed pose]), what the official code saves as ``coeff_3dmm``."""
+
+    exp: torch.Tensor
+    pose: PosePrediction
+    coeffs: np.ndarray
+
+    @property
+    def coeffs_batch(self) -> torch.Tensor:
+        """[B, T, 70] for every clip of the batch."""
+        return torch.cat([self.exp, self.pose.pose], dim=-1)
+
+
+def _as_tensor(x, dtype=torch.float32) -> torch.Tensor:
+    return x.to(dtype) if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x), dtype=dtype)
+
+
+def reference_coefficients(ref, num_frames: int) -> torch.Tensor:
+    """The source coefficients as the official ``ref`` batch: [B, T, 70] (one row per frame).
+
+    Accepts [70+], [B, 70+] (repeated over T, as ``get_data`` does with ``np.repeat``) or [B, T, 70+]
+    (e.g. with a reference eye-blink expression already written into the exp columns). Columns after 70
+    (the 3 crop parameters of the source ``.mat``) are dropped.
+    """
+    r = _as_tensor(ref)
+    if r.ndim == 1:
+        r = r[None]
+    if r.ndim == 2:
+        r = r[:, None].expand(-1, num_frames, -1)
+    if r.ndim != 3 or r.shape[-1] < COEFF_DIM:
+        raise ValueError(f"reference coefficients must be [70], [B, 70] or [B, T, 70] (>= 70 columns), got {tuple(r.shape)}")
+    if r.shape[1] == 1 and num_frames != 1:
+        r = r.expand(-1, num_frames, -1)
+    if r.shape[1] != num_frames:
+        raise ValueError(f"reference coefficients have {r.shape[1]} frames, the audio {num_frames}")
+    return r[..., :COEFF_DIM].contiguous()
+
+
+@torch.no_grad()
+def predict_expression(expnet: ExpNet, mels: torch.Tensor, ref_coeffs, blink,
+                       chunk: int = EXPNET_CHUNK_FRAMES) -> torch.Tensor:
+    """ExpNet over a clip (Eq. 2): mels [B, T, 1, 80, 16], ref [B, T, 70] (or [B, T, 64] / [B, 70]),
+    blink [B, T, 1] -> beta [B, T, 64]. Runs ``chunk`` frames at a time like the official ``Audio2Exp.test``."""
+    b, t = mels.shape[:2]
+    ref = _as_tensor(ref_coeffs)
+    if ref.ndim == 2:
+        ref = ref[:, None].expand(-1, t, -1)
+    ref_exp = ref[..., :EXP_DIM]  # beta_0 per frame
+    ratio = _as_tensor(blink).reshape(b, t, 1)
+    if ref_exp.shape[:2] != (b, t):
+        raise ValueError(f"ref has shape {tuple(ref.shape)}; expected [{b}, {t}, 70]")
+    out = [expnet(mels[:, i:i + chunk], ref_exp[:, i:i + chunk], ratio[:, i:i + chunk]) for i in range(0, t, chunk)]
+    return torch.cat(out, dim=1)
+
+
+def draw_pose_noise(num_frames: int, batch: int = 1, latent_size: int = 64, seq_len: int = 32,
+                    generator: torch.Generator | None = None) -> torch.Tensor:
+    """The PoseVAE latents for a clip of ``num_frames``: [n_chunks, B, 64], drawn in the official call order.
+
+    With ``generator=None`` the global torch RNG is used, as the official code does (so ``torch.manual_seed``
+    reproduces an official run when nothing else draws in between).
+    """
+    n = len(pose_chunk_plan(max(num_frames - 1, 0), seq_len))
+    draws = [torch.randn(batch, latent_size, generator=generator) for _ in range(n)]
+    return torch.stack(draws) if draws else torch.zeros(0, batch, latent_size)
+
+
+@torch.no_grad()
+def predict_pose(posevae: PoseVAE, mels: torch.Tensor, ref_coeffs, style: int | torch.Tensor = 0,
+                 z: torch.Tensor | None = None, generator: torch.Generator | None = None,
+                 smooth: bool = True) -> PosePrediction:
+    """PoseVAE over a clip (official ``Audio2Pose.test`` + the savgol of ``Audio2Coeff.generate``).
+
+    mels [B, T, 1, 80, 16]; ref [B, T, 70] or [B, 70] (rho_0 = the last 6 columns of frame 0); ``style`` the
+    pose style 0..45 (int or [B] long); ``z`` injected noise [n_chunks, B, 64] (or [n_chunks, 64]), else drawn
+    with :func:`draw_pose_noise` from ``generator``.
+    """
+    cfg = posevae.config
+    b, t = mels.shape[:2]
+    ref = _as_tensor(ref_coeffs)
+    ref_pose = (ref[:, POSE_REFERENCE_FRAME] if ref.ndim == 3 else ref)[..., COEFF_DIM - POSE_DIM:COEFF_DIM]  # [B, 6]
+    style_ids = torch.as_tensor(style).to(torch.long).reshape(-1).expand(b)  # [B]
+    if int(style_ids.min()) < 0 or int(style_ids.max()) >= cfg.num_classes:
+        raise ValueError(f"pose_style must be in 0..{cfg.num_classes - 1}, got {style_ids.tolist()}")
+
+    mels_use = mels[:, POSE_REFERENCE_FRAME + 1:]  # the reference frame's window is not used
+    plan = pose_chunk_plan(mels_use.shape[1], cfg.seq_len)
+    if z is None:
+        z = draw_pose_noise(t, b, cfg.latent_size, cfg.seq_len, generator)
+    z = _as_tensor(z)
+    if z.ndim == 2:
+        z = z[:, None].expand(-1, b, -1)
+    if z.shape[0] != len(plan) or z.shape[1:] != (b, cfg.latent_size):
+        raise ValueError(f"z must be [{len(plan)}, {b}, {cfg.latent_size}] for {t} frames "
+                         f"({len(plan)} chunks), got {tuple(z.shape)}")
+
+    motion = [torch.zeros(b, 1, cfg.pose_dim, dtype=ref_pose.dtype)]  # reference frame: no motion
+    for k, (start, stop, keep) in enumerate(plan):
+        emb = posevae.encode_audio(mels_use[:, start:stop])  # [B, <=32, 512]
+        if emb.shape[1] < cfg.seq_len:  # official.POSE_SHORT_CHUNK_PAD
+            emb = torch.cat([emb[:, :1].expand(-1, cfg.seq_len - emb.shape[1], -1), emb], dim=1)
+        chunk = posevae.decoder(z[k], ref_pose, emb, style_ids)  # [B, 32, 6]
+        motion.append(chunk[:, -keep:])
+    motion_t = torch.cat(motion, dim=1)  # [B, T, 6]
+    pose_raw = ref_pose[:, None] + motion_t
+    return PosePrediction(motion=motion_t, pose_raw=pose_raw, pose=smooth_pose(pose_raw) if smooth else pose_raw,
+                          z=z)
+
+
+def smooth_pose(pose: torch.Tensor) -> torch.Tensor:
+    """Savitzky-Golay (window 13, order 2) along time of [B, T, 6] (float32, as the official ``savgol_filter``).
+
+    Shorter clips use the largest odd window below 13; clips of 1-2 frames are returned unchanged (the
+    official code fails there).
+    """
+    window = pose_savgol_window(pose.shape[1])
+    if window <= POSE_SAVGOL_ORDER:
+        return pose.clone()
+    out = scipy.signal.savgol_filter(pose.detach().cpu().numpy(), window, POSE_SAVGOL_ORDER, axis=1)
+    return torch.from_numpy(np.ascontiguousarray(out, dtype=np.float32))
+
+
+def audio_to_coefficients(expnet: ExpNet, posevae: PoseVAE, mels: torch.Tensor, ref_coeffs, blink,
+                          pose_style: int | torch.Tensor = 0, z: torch.Tensor | None = None,
+                          generator: torch.Generator | None = None) -> CoeffPrediction:
+    """ExpNet + PoseVAE + smoothing: the official ``Audio2Coeff.generate`` without file I/O.
+
+    mels [B, T, 1, 80, 16] (``AudioFeatures.batch()``); ref source coefficients ([70], [B, 70] or [B, T, 70]);
+    blink [B, T, 1] (``blink.blink_ratio``). Returns exp [B, T, 64], the pose prediction and the [T, 70] coefficients.
+    """
+    t = mels.shape[1]
+    ref = reference_coefficients(ref_coeffs, t)
+    if ref.shape[0] != mels.shape[0]:
+        ref = ref.expand(mels.shape[0], -1, -1)
+    exp = predict_expression(expnet, mels, ref, blink)
+    pose = predict_pose(posevae, mels, ref, pose_style, z=z, generator=generator)
+    coeffs = torch.cat([exp, pose.pose], dim=-1)[0].detach().cpu().numpy().astype(np.float32)
+    return CoeffPrediction(exp=exp, pose=pose, coeffs=coeffs)
+
+
+def tile_sequence(seq: np.ndarray, num_frames: int) -> np.ndarray:
+    """Repeat a reference sequence [N, k] to [num_frames, k] (whole copies, then the start), or crop it.
+
+    The official way of stretching a reference eye-blink or pose video over the audio (``get_data``,
+    ``Audio2Coeff.using_refpose``).
+    """
+    seq = np.asarray(seq)
+    if len(seq) == 0:
+        raise ValueError("reference sequence is empty")
+    reps = -(-num_frames // len(seq))
+    return np.concatenate([seq] * reps, axis=0)[:num_frames]
+
+
+def add_reference_pose(coeffs: np.ndarray, ref_pose: np.ndarray) -> np.ndarray:
+    """``--ref_pose``: add the reference video's pose motion (ref_pose[t] - ref_pose[0]) to coeffs [T, 70].
+
+    ``ref_pose`` is [N, 6] or the reference video's coefficients [N, 70 or 73] (columns 64:70 are used).
+    """
+    out = np.array(coeffs, copy=True)
+    ref_pose = np.asarray(ref_pose)
+    if ref_pose.shape[1] >= COEFF_DIM:  # a coefficient file [N, 70 or 73]: its pose columns 64:70
+        ref_pose = ref_pose[:, EXP_DIM:COEFF_DIM]
+    ref = tile_sequence(ref_pose, len(out))
+    out[:, EXP_DIM:COEFF_DIM] += ref - ref[:1]
+    return out
