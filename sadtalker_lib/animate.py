@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from .motion import keypoint_transformation
 
-__all__ = ["Animation", "make_animation"]
+__all__ = ["Animation", "SourceEncoding", "encode_source", "render_step", "make_animation"]
 
 
 @dataclass
@@ -49,6 +49,56 @@ def _angle_sequence(name: str, seq, b: int, t: int, like: torch.Tensor):
     return seq
 
 
+@dataclass
+class SourceEncoding:
+    """Everything that depends only on the source image: computed once per video by :func:`encode_source`.
+
+    kp_canonical / kp_source [B, K, 3]; feature_3d: the generator's appearance volume [B, C, D, H/4, W/4].
+    """
+
+    kp_canonical: torch.Tensor
+    kp_source: torch.Tensor
+    feature_3d: torch.Tensor
+
+    def expand(self, b: int) -> "SourceEncoding":
+        """The same source for a batch of ``b`` driving frames (views, no copies) when encoded with B = 1."""
+        if self.kp_canonical.shape[0] == b:
+            return self
+        if self.kp_canonical.shape[0] != 1:
+            raise ValueError(f"cannot expand a source encoded with batch {self.kp_canonical.shape[0]} to {b}")
+        return SourceEncoding(*(x.expand(b, *x.shape[1:]) for x in (self.kp_canonical, self.kp_source, self.feature_3d)))
+
+
+def _check_eval(**modules) -> None:
+    for name, module in modules.items():
+        if getattr(module, "training", False):
+            raise ValueError(f"{name} is in training mode (batch-norm would use batch statistics): call .eval() first")
+
+
+@torch.no_grad()
+def encode_source(source_image: torch.Tensor, source_semantics: torch.Tensor, *, kp_detector: nn.Module,
+                  generator: nn.Module, mapping: Callable[[torch.Tensor], Mapping[str, torch.Tensor]]) -> SourceEncoding:
+    """Steps 1-3 above: source image [B, 3, H, W] in [0, 1] and its semantics window [B, C, 27]."""
+    _check_eval(kp_detector=kp_detector, generator=generator, mapping=mapping)
+    kp_canonical = kp_detector(source_image)  # [B, K, 3]
+    kp_source = keypoint_transformation(kp_canonical, mapping(source_semantics))  # [B, K, 3]
+    return SourceEncoding(kp_canonical, kp_source, generator.encode_source(source_image))
+
+
+@torch.no_grad()
+def render_step(source: SourceEncoding, target_window: torch.Tensor, *, generator: nn.Module,
+                mapping: Callable[[torch.Tensor], Mapping[str, torch.Tensor]], yaw=None, pitch=None, roll=None,
+                use_exp: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Step 4 for one driving window per batch row: target_window [B, C, 27] -> (frames [B, 3, H, W], kp_d [B, K, 3]).
+
+    yaw / pitch / roll: optional degrees [B] replacing the driving angles (``--input_yaw`` etc.).
+    """
+    src = source.expand(target_window.shape[0])
+    he = mapping(target_window)
+    kp_d = keypoint_transformation(src.kp_canonical, he, wo_exp=not use_exp, yaw=yaw, pitch=pitch, roll=roll)
+    return generator.render(src.feature_3d, kp_source=src.kp_source, kp_driving=kp_d)["prediction"], kp_d
+
+
 def make_animation(source_image: torch.Tensor, source_semantics: torch.Tensor, target_semantics: torch.Tensor, *,
                    kp_detector: nn.Module, generator: nn.Module,
                    mapping: Callable[[torch.Tensor], Mapping[str, torch.Tensor]],
@@ -69,25 +119,22 @@ def make_animation(source_image: torch.Tensor, source_semantics: torch.Tensor, t
     b = source_image.shape[0]
     if source_semantics.ndim != 3 or source_semantics.shape[0] != b:
         raise ValueError(f"source_semantics must be [B={b}, C, 27], got {tuple(source_semantics.shape)}")
-    if target_semantics.ndim != 4 or target_semantics.shape[0] != b or target_semantics.shape[2:] != source_semantics.shape[1:]:
-        raise ValueError(f"target_semantics must be [B={b}, T, {source_semantics.shape[1]}, {source_semantics.shape[2]}], "
+    c, w = source_semantics.shape[1:]
+    if target_semantics.ndim != 4 or target_semantics.shape[0] != b or target_semantics.shape[2:] != (c, w):
+        raise ValueError(f"target_semantics must be [B={b}, T, {c}, {w}], "
                          f"got {tuple(target_semantics.shape)}")
-    for name, module in (("kp_detector", kp_detector), ("generator", generator), ("mapping", mapping)):
-        if getattr(module, "training", False):
-            raise ValueError(f"{name} is in training mode (batch-norm would use batch statistics): call .eval() first")
+    _check_eval(kp_detector=kp_detector, generator=generator, mapping=mapping)
     t_len = target_semantics.shape[1]
-    angles = {n: _angle_sequence(n, s, b, t_len, source_image) for n, s in (("yaw", yaw), ("pitch", pitch), ("roll", roll))}
+    angles = {n: _angle_sequence(n, s, b, t_len, source_image)
+              for n, s in (("yaw", yaw), ("pitch", pitch), ("roll", roll))}
 
-    with torch.no_grad():
-        kp_canonical = kp_detector(source_image)  # [B, K, 3]
-        kp_source = keypoint_transformation(kp_canonical, mapping(source_semantics))  # [B, K, 3]
-        feature_3d = generator.encode_source(source_image)  # [B, C, D, h, w]
-        frames, kp_driving = [], []
-        for i in tqdm(range(t_len), desc="face render", disable=not progress):
-            he = mapping(target_semantics[:, i])
-            override = {n: (None if a is None else a[:, i]) for n, a in angles.items()}
-            kp_d = keypoint_transformation(kp_canonical, he, wo_exp=not use_exp, **override)
-            frames.append(generator.render(feature_3d, kp_source=kp_source, kp_driving=kp_d)["prediction"])
-            kp_driving.append(kp_d)
-    return Animation(frames=torch.stack(frames, dim=1), kp_canonical=kp_canonical, kp_source=kp_source,
+    src = encode_source(source_image, source_semantics, kp_detector=kp_detector, generator=generator, mapping=mapping)
+    frames, kp_driving = [], []
+    for i in tqdm(range(t_len), desc="face render", disable=not progress):
+        override = {n: (None if a is None else a[:, i]) for n, a in angles.items()}
+        frame, kp_d = render_step(src, target_semantics[:, i], generator=generator, mapping=mapping,
+                                  use_exp=use_exp, **override)
+        frames.append(frame)
+        kp_driving.append(kp_d)
+    return Animation(frames=torch.stack(frames, dim=1), kp_canonical=src.kp_canonical, kp_source=src.kp_source,
                      kp_driving=torch.stack(kp_driving, dim=1))

@@ -1,4 +1,4 @@
-"""Keypoint motion of face-vid2vid (SadTalker Sec. 3.3, face-vid2vid Eq. 1): x = R x_c + t + delta.
+"""Keypoint motion of face-vid2vid (SadTalker Sec. 3.3, Fig. 5): driven keypoints x = R x_c + t + delta.
 
 The mapping net (or the HEEstimator) predicts, per frame, head-pose *bins* for yaw / pitch / roll,
 a translation t [B, 3] and expression deltas [B, 3K]. This module turns them into driven keypoints:

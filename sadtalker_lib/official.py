@@ -65,7 +65,7 @@ KEY_MAPS: dict[str, list[tuple[str, str]]] = {
     "generator": [("resblocks_3d.3dr", "resblocks_3d.")],  # official Sequential names "3dr0".. -> 0..
     "kp_extractor": [("predictor.down_blocks.down", "predictor.down_blocks."),  # "down0".. -> 0..
                      ("predictor.up_blocks.up", "predictor.up_blocks.")],  # "up0".. -> 0..
-    "he_estimator": [],
+    "he_estimator": [("fc_roll.", "fc_yaw."), ("fc_yaw.", "fc_roll.")],  # quirk: see HE_ESTIMATOR_SWAPPED_HEADS
     "mapping_crop": [],
     "mapping_full": [],
 }
@@ -307,3 +307,48 @@ def official_sh_basis(normals):
         ],
         dim=-1,
     )
+
+
+# --- MappingNet / HEEstimator / regressor / facerender-data (semantics) quirks ---
+# src/facerender/modules/keypoint_detector.py HEEstimator.forward returns ``yaw = self.fc_roll(out)`` and
+# ``roll = self.fc_yaw(out)``: the layers named fc_yaw / fc_roll feed the opposite angles (fc_pitch is right).
+# Our HEEstimator names its heads after what they predict, so KEY_MAPS["he_estimator"] swaps the two names
+# (official fc_roll.* <-> our fc_yaw.*). The MappingNet (src/facerender/modules/mapping.py) has no such swap.
+HE_ESTIMATOR_SWAPPED_HEADS = {"yaw": "fc_roll", "roll": "fc_yaw"}  # output angle -> official layer name
+
+
+def official_camera_degrees(values, frame_num: int):
+    """``--input_yaw/pitch/roll`` list -> per-frame degrees [frame_num] (float64), as ``gen_camera_pose`` does.
+
+    src/generate_facerender_batch.py gen_camera_pose: one value is held for every frame. Several values are
+    joined by straight segments at ONE common speed, (sum of |jumps|) / (frame_num - 1) degrees per frame;
+    each segment is ``np.arange(start, stop, +-speed)``, so it stops one step short of its end value. The
+    concatenation is then cut to frame_num, or padded with its last value. Consequences kept for parity: the
+    last listed angle is never reached (``[0, 20, -10]`` over 75 frames ends at -9.73), and the frame
+    count of a segment is ceil(|jump| / speed), with float rounding included.
+
+    Where the official code divides by zero (frame_num == 1 with several values, all values equal, or two
+    equal neighbours) it crashes; here a one-frame clip gets the first value, an all-equal list is held,
+    and an equal-neighbour segment adds no frames (its arange is empty).
+    """
+    import numpy as np
+
+    values = [float(v) for v in values]
+    if not values:
+        raise ValueError("the camera angle list is empty; give at least one degree value")
+    if frame_num < 1:
+        raise ValueError(f"frame_num must be >= 1, got {frame_num}")
+    total = 0.0
+    for a, b in zip(values, values[1:]):
+        total += abs(b - a)
+    if len(values) == 1 or frame_num == 1 or total == 0:
+        return np.full(frame_num, values[0], dtype=np.float64)
+    per_frame = total / (frame_num - 1)
+    seq: list[float] = []
+    for a, b in zip(values, values[1:]):
+        if b == a:
+            continue
+        step = per_frame * abs(b - a) / (b - a)  # the official expression (not copysign): same float rounding
+        seq.extend(np.arange(a, b, step).tolist())
+    seq = seq[:frame_num] + [seq[-1]] * max(0, frame_num - len(seq))
+    return np.asarray(seq, dtype=np.float64)

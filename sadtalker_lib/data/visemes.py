@@ -6,15 +6,17 @@ uses this hand-written stand-in: each phoneme (IPA, from eSpeak NG) has a mouth-
 parameters, and a dominance-function blend (Cohen & Massaro's coarticulation model) mixes neighbouring targets
 so that, e.g., the lips round early before /u/ and close firmly for /p b m/ whatever surrounds them.
 
-Lip parameters (``LIP_PARAMS``), in "designed units" (1 = a large but natural movement):
+Lip parameters (``LIP_PARAMS``), the teacher's articulatory units (1 = a large but natural movement):
     jaw_open     0 closed .. 1 wide open ("a")
     lip_corners  + spread / wide ("i"), - narrowed
     pucker       0 .. 1 rounded and protruded lips ("u", "w")
     upper_lip    + raised, - pressed down
-    lower_lip    + dropped / everted, - raised or tucked under the upper teeth ("f", "v")
+    lower_lip    + dropped, - raised or tucked under the upper teeth ("f", "v")
 
-They occupy the first designed directions of the 64-d expression space (``EXPRESSION_DIMS``), so the teacher's
-output is a 64-vector per frame with every other entry zero: "lip-only", as in the paper.
+They are written into the designed directions of the project's 64-d expression space, that of
+``DefaultMorphableModel`` (``sadtalker_lib/morphable/default.py``: jaw_open, lip_stretch, pucker,
+upper_lip_raise, lower_lip_depress, ...) with the gains of ``LIP_TO_EXPRESSION``; every other entry stays zero,
+so the teacher's output is "lip-only", as in the paper.
 """
 from __future__ import annotations
 
@@ -23,31 +25,31 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..morphable.default import EXPRESSION_NAMES
+
 __all__ = [
-    "EXPRESSION_DIMS", "LIP_PARAMS", "BLINK_DIMS", "N_EXP", "FPS", "Viseme", "viseme", "is_vowel", "split_phoneme",
-    "lip_params", "params_to_expression", "expression_to_params", "teacher_expression",
+    "EXPRESSION_DIMS", "LIP_PARAMS", "LIP_TO_EXPRESSION", "BLINK_DIMS", "N_EXP", "FPS", "Viseme", "viseme",
+    "is_vowel", "split_phoneme", "lip_params", "params_to_expression", "teacher_expression",
 ]
 
 FPS = 25  # official frame rate (inference hard-codes 25 fps)
 N_EXP = 64  # expression coefficients (official coefficient layout [exp 64, angle 3, trans 3])
 
-# Index of each designed direction in the 64-d expression space of DefaultMorphableModel
-# (sadtalker_lib/morphable/default.py): jaw, lip corners, pucker, upper/lower lip, each eye's blink, brows,
-# then generic directions. TODO(lead): keep in sync with morphable/default.py (it did not exist when this was
-# written); every other module of sadtalker_lib.data reads the indices from here.
-EXPRESSION_DIMS: dict[str, int] = {
-    "jaw_open": 0,
-    "lip_corners": 1,
-    "pucker": 2,
-    "upper_lip": 3,
-    "lower_lip": 4,
-    "blink_left": 5,
-    "blink_right": 6,
-    "brow_left": 7,
-    "brow_right": 8,
-}
+# Index of each named direction of the 64-d expression space: the DefaultMorphableModel's designed ones.
+EXPRESSION_DIMS: dict[str, int] = {name: i for i, name in enumerate(EXPRESSION_NAMES)}
 LIP_PARAMS = ("jaw_open", "lip_corners", "pucker", "upper_lip", "lower_lip")
-BLINK_DIMS = ("blink_left", "blink_right")
+# teacher parameter -> (expression direction, gain). Gains put the teacher's "1" at a natural extreme of the
+# DefaultMorphableModel: jaw_open 1 opens the inner lips ~0.6 cm, so "a" (param 1) gets 2.5 (~1.5 cm);
+# lip_stretch 1 moves each corner ~0.6 cm; pucker 1 narrows each corner ~0.4 cm (x1.5 for a full "u");
+# upper_lip_raise / lower_lip_depress 1 move a lip ~0.2-0.4 cm.
+LIP_TO_EXPRESSION: dict[str, tuple[str, float]] = {
+    "jaw_open": ("jaw_open", 2.5),
+    "lip_corners": ("lip_stretch", 1.0),
+    "pucker": ("pucker", 1.5),
+    "upper_lip": ("upper_lip_raise", 1.0),
+    "lower_lip": ("lower_lip_depress", 1.5),
+}
+BLINK_DIMS = ("blink_right", "blink_left")  # 1 = that eye closed (subject's right = landmarks 36-41)
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,7 @@ class Viseme:
     """Mouth target of one phoneme class and how strongly it imposes itself on its neighbours.
 
     target: the five ``LIP_PARAMS``. dominance: weight inside the phoneme (higher wins the blend).
-    reach_ms: how far the dominance reaches beyond the phoneme (exponential decay constant).
+    reach_ms: how far the dominance reaches beyond the phoneme (width of its Gaussian fall-off).
     """
 
     name: str
@@ -86,7 +88,7 @@ _add(_VOWELS, "oɔ", Viseme("mid-rounded-back", (0.6, -0.4, 0.65, 0.0, 0.1), 1.1
 _add(_VOWELS, "uʊ", Viseme("close-rounded-back", (0.22, -0.6, 0.95, 0.0, 0.0), 1.2, 80.0))
 
 # consonants by place of articulation (what the lips and jaw show)
-_add(_CONSONANTS, "pbmʙɓ", Viseme("bilabial", (0.0, 0.0, 0.1, -0.3, -0.4), 4.0, 35.0))
+_add(_CONSONANTS, "pbmʙɓ", Viseme("bilabial", (0.0, 0.0, 0.1, -0.3, -0.4), 5.0, 40.0))
 _add(_CONSONANTS, "ɸβ", Viseme("bilabial-fricative", (0.06, 0.0, 0.15, -0.2, -0.3), 2.5, 35.0))
 _add(_CONSONANTS, "fvɱʋ", Viseme("labiodental", (0.12, 0.0, 0.0, 0.15, -0.7), 3.0, 40.0))
 _add(_CONSONANTS, "θð", Viseme("dental", (0.2, 0.15, 0.0, 0.1, 0.15), 1.2, 45.0))
@@ -145,7 +147,7 @@ def lip_params(phonemes, n_frames: int, fps: float = FPS, scale: float = 1.0, st
     """Teacher lip parameters ``float32 [T, 5]`` (``LIP_PARAMS`` order) for phonemes [(name, start_ms, end_ms)].
 
     Coarticulation (Cohen & Massaro 1993): every viseme k has a dominance D_k(t) = d_k inside its interval and
-    d_k exp(-gap / reach_k) outside, gap being the distance in ms to the interval; the mouth is the
+    d_k exp(-(gap / reach_k)^2) outside, gap being the distance in ms to the interval; the mouth is the
     dominance-weighted mean of the targets, sum_k D_k target_k / sum_k D_k, plus a rest target of small constant
     dominance. It is evaluated every ``step_ms`` and box-averaged over each 1/fps frame. ``scale`` multiplies the
     articulation (a per-speaker "how much they move their mouth").
@@ -159,7 +161,7 @@ def lip_params(phonemes, n_frames: int, fps: float = FPS, scale: float = 1.0, st
     den = np.full(t.size, 0.05)  # the rest target's background dominance (silence when nothing is said)
     for v, s, e in segments:
         gap = np.maximum(np.maximum(s - t, t - e), 0.0)
-        d = v.dominance * np.exp(-gap / v.reach_ms)
+        d = v.dominance * np.exp(-((gap / v.reach_ms) ** 2))
         num += d[:, None] * np.asarray(v.target)[None]
         den += d
     fine = num / den[:, None]
@@ -170,18 +172,13 @@ def lip_params(phonemes, n_frames: int, fps: float = FPS, scale: float = 1.0, st
 
 
 def params_to_expression(params: np.ndarray, n_exp: int = N_EXP) -> np.ndarray:
-    """Lip parameters [T, 5] -> lip-only expression coefficients ``float32 [T, 64]`` (other entries zero)."""
+    """Lip parameters [..., 5] -> lip-only expression coefficients ``float32 [..., 64]`` (other entries zero)."""
     params = np.asarray(params, np.float32)
     exp = np.zeros(params.shape[:-1] + (n_exp,), np.float32)
     for j, name in enumerate(LIP_PARAMS):
-        exp[..., EXPRESSION_DIMS[name]] = params[..., j]
+        direction, gain = LIP_TO_EXPRESSION[name]
+        exp[..., EXPRESSION_DIMS[direction]] += gain * params[..., j]
     return exp
-
-
-def expression_to_params(exp: np.ndarray) -> np.ndarray:
-    """Expression coefficients [..., 64] -> the five lip parameters [..., 5] (the designed directions)."""
-    exp = np.asarray(exp, np.float32)
-    return np.stack([exp[..., EXPRESSION_DIMS[n]] for n in LIP_PARAMS], -1)
 
 
 def teacher_expression(phonemes, n_frames: int, fps: float = FPS, scale: float = 1.0) -> np.ndarray:

@@ -23,7 +23,7 @@ import numpy as np
 from .. import official
 from .model import EXP_DIM, ID_DIM, NUM_LANDMARKS, TEX_DIM, MorphableModel, PerspectiveCamera
 
-__all__ = ["BFM_FILE_NAME", "BFMFormatError", "read_bfm_mat", "load_bfm", "BFMModel"]
+__all__ = ["BFM_FILE_NAME", "BFMFormatError", "read_bfm_mat", "load_bfm", "save_bfm_mat", "BFMModel"]
 
 BFM_FILE_NAME = "BFM_model_front.mat"  # ParametricFaceModel(default_name=...)
 _TRAIN_KEYS = ("frontmask2_idx", "tri_mask2", "skinmask")
@@ -160,3 +160,34 @@ def load_bfm(
     if "skinmask" in m:
         model.extras["skin_mask"] = m["skinmask"].reshape(-1)
     return model
+
+
+def save_bfm_mat(model: MorphableModel, path: str | Path, point_buf_size: int = 8) -> Path:
+    """Write any :class:`MorphableModel` as a ``BFM_model_front.mat`` in the official layout (1-based indices,
+    ``point_buf`` cut to ``point_buf_size`` faces per vertex with 0 padding, ``keypoints`` [1, 68]).
+
+    Lets the official code (or :func:`load_bfm`) read e.g. the offline stand-in. ``load_bfm`` recentres the
+    mean shape, so a model whose mean is off-centre comes back shifted (the bases are unchanged).
+    """
+    from scipy.io import savemat
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / BFM_FILE_NAME
+    f = model.num_faces
+    pb = model.point_buf.cpu().numpy()[:, :point_buf_size]
+    pb = np.where(pb >= f, -1, pb) + official.BFM_INDEX_BASE  # empty slot -> 0
+    if pb.shape[1] < point_buf_size:
+        pb = np.pad(pb, ((0, 0), (0, point_buf_size - pb.shape[1])))
+    arrays = {
+        "meanshape": model.mean_shape.cpu().numpy().reshape(1, -1),
+        "idBase": model.id_base.cpu().numpy(),
+        "exBase": model.exp_base.cpu().numpy(),
+        "meantex": model.mean_tex.cpu().numpy().reshape(1, -1),
+        "texBase": model.tex_base.cpu().numpy(),
+        "point_buf": pb.astype(np.int32),
+        "tri": (model.faces.cpu().numpy() + official.BFM_INDEX_BASE).astype(np.int32),
+        "keypoints": (model.keypoints.cpu().numpy() + official.BFM_INDEX_BASE).astype(np.int32).reshape(1, -1),
+    }
+    savemat(str(path), arrays)
+    return path

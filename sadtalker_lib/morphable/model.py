@@ -161,11 +161,11 @@ class MorphableModel(nn.Module):
         name: str = "morphable model",
     ):
         super().__init__()
-        mean_shape = np.asarray(mean_shape, np.float32).reshape(-1, 3)
+        mean_shape = np.array(mean_shape, np.float32).reshape(-1, 3)  # copies: buffers own their memory
         n = mean_shape.shape[0]
-        id_base, exp_base = np.asarray(id_base, np.float32), np.asarray(exp_base, np.float32)
-        mean_tex, tex_base = np.asarray(mean_tex, np.float32).reshape(-1), np.asarray(tex_base, np.float32)
-        faces, keypoints = np.asarray(faces, np.int64), np.asarray(keypoints, np.int64).reshape(-1)
+        id_base, exp_base = np.array(id_base, np.float32), np.array(exp_base, np.float32)
+        mean_tex, tex_base = np.array(mean_tex, np.float32).reshape(-1), np.array(tex_base, np.float32)
+        faces, keypoints = np.array(faces, np.int64), np.array(keypoints, np.int64).reshape(-1)
         assert id_base.shape == (3 * n, ID_DIM), f"id_base must be [3N={3 * n}, {ID_DIM}], got {id_base.shape}"
         assert exp_base.shape == (3 * n, EXP_DIM), f"exp_base must be [3N={3 * n}, {EXP_DIM}], got {exp_base.shape}"
         assert mean_tex.shape == (3 * n,), f"mean_tex must hold 3N={3 * n} values, got {mean_tex.shape}"
@@ -176,7 +176,7 @@ class MorphableModel(nn.Module):
         assert keypoints.min() >= 0 and keypoints.max() < n, "keypoints must hold 0-based vertex ids < N"
         if point_buf is None:
             point_buf = compute_point_buf(faces, n)
-        point_buf = np.asarray(point_buf, np.int64)
+        point_buf = np.array(point_buf, np.int64)
         assert point_buf.shape[0] == n and point_buf.min() >= 0 and point_buf.max() <= len(faces), (
             f"point_buf must be [N={n}, K] with face ids in 0..F={len(faces)} (F = empty slot)"
         )

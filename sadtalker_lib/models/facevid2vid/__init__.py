@@ -46,7 +46,8 @@ class FaceVid2VidConfig:
 
     def __post_init__(self):
         if self.kp_detector.num_kp != self.generator.num_kp:
-            raise ValueError(f"num_kp differs: kp_detector {self.kp_detector.num_kp} vs generator {self.generator.num_kp}")
+            raise ValueError(f"num_kp differs: kp_detector {self.kp_detector.num_kp} vs "
+                             f"generator {self.generator.num_kp}")
 
     def build(self) -> tuple[KPDetector, OcclusionAwareSPADEGenerator]:
         """(KPDetector, OcclusionAwareSPADEGenerator) with fresh weights."""

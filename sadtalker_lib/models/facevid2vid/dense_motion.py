@@ -89,7 +89,8 @@ class DenseMotionNetwork(nn.Module):
         zeros = heat.new_zeros(heat.shape[0], 1, *spatial)
         return torch.cat([zeros, heat], dim=1).unsqueeze(2)
 
-    def forward(self, feature: torch.Tensor, kp_source: torch.Tensor, kp_driving: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, feature: torch.Tensor, kp_source: torch.Tensor,
+                kp_driving: torch.Tensor) -> dict[str, torch.Tensor]:
         b, _, d, h, w = feature.shape
         feature = F.relu(self.norm(self.compress(feature)))  # [B, compress, D, H, W]
         motions = self.sparse_motions((d, h, w), kp_source, kp_driving)  # [B, K+1, D, H, W, 3]

@@ -69,10 +69,11 @@ class SPADEDecoder(nn.Module):
     """feature [B, C, h, w] -> image [B, 3, 4h, 4w] in (0, 1); the feature is also the SPADE segmentation map.
 
     conv3x3 to 2C -> num_middle SPADEResnetBlocks(2C) -> x2 -> block(2C -> C) -> x2 -> block(C -> out)
-    -> LeakyReLU 0.2 -> conv3x3 to 3 -> sigmoid.
+    -> LeakyReLU 0.2 -> conv3x3 to image_channels -> sigmoid.
     """
 
-    def __init__(self, *, in_channels: int = 256, out_channels: int = 64, hidden: int = 128, num_middle: int = 6):
+    def __init__(self, *, in_channels: int = 256, out_channels: int = 64, hidden: int = 128, num_middle: int = 6,
+                 image_channels: int = 3):
         super().__init__()
         ic, oc = in_channels, out_channels
         self.fc = nn.Conv2d(ic, 2 * ic, 3, padding=1)
@@ -81,7 +82,7 @@ class SPADEDecoder(nn.Module):
             self.add_module(f"G_middle_{i}", SPADEResnetBlock(2 * ic, 2 * ic, ic, hidden))
         self.up_0 = SPADEResnetBlock(2 * ic, ic, ic, hidden)
         self.up_1 = SPADEResnetBlock(ic, oc, ic, hidden)
-        self.conv_img = nn.Conv2d(oc, 3, 3, padding=1)
+        self.conv_img = nn.Conv2d(oc, image_channels, 3, padding=1)
 
     def forward(self, feature: torch.Tensor) -> torch.Tensor:
         seg = feature
@@ -116,7 +117,8 @@ class OcclusionAwareSPADEGenerator(nn.Module):
         self.third = SameBlock2d(c.max_features, c.decoder_in_channels, 3, leaky=True)
         self.fourth = nn.Conv2d(c.decoder_in_channels, c.decoder_in_channels, 1)
         self.decoder = SPADEDecoder(in_channels=c.decoder_in_channels, out_channels=c.decoder_out_channels,
-                                    hidden=c.spade_hidden, num_middle=c.num_middle_blocks)
+                                    hidden=c.spade_hidden, num_middle=c.num_middle_blocks,
+                                    image_channels=c.image_channel)
 
     def encode_source(self, source: torch.Tensor) -> torch.Tensor:
         """Source image [B, 3, H, W] -> appearance volume f_s [B, reshape_channel, reshape_depth, H/4, W/4]."""

@@ -61,7 +61,8 @@ class KPDetector(nn.Module):
             raise ValueError(f"expected an image batch [B, {c.image_channel}, H, W], got {tuple(image.shape)}")
         factor = round(1 / c.scale_factor) * 2**c.num_blocks
         if image.shape[2] % factor or image.shape[3] % factor:
-            raise ValueError(f"image sides must be divisible by {factor} for this KPDetector, got {tuple(image.shape[2:])}")
+            raise ValueError(f"image sides must be divisible by {factor} for this KPDetector, "
+                             f"got {tuple(image.shape[2:])}")
         x = self.down(image) if c.scale_factor != 1 else image
         logits = self.kp(self.predictor(x))  # [B, K, D, h, w]
         b, k = logits.shape[:2]

@@ -1,0 +1,159 @@
+"""Reading videos for evaluation: frames at a fixed rate and size, plus the audio track.
+
+The paper evaluates 256x256 frames (Sec. 4.1: "resized to 256x256 for evaluation"); SyncNet's protocol
+needs 25 fps video and 16 kHz mono audio (joonson/syncnet_python ``run_pipeline.py`` re-encodes with
+``-r 25`` and ``-ar 16000 -ac 1``). :func:`load_clip` decodes a file that way with the ffmpeg binary of
+``imageio-ffmpeg`` (via ``sadtalker_lib.video``): variable-frame-rate files are resampled to ``fps``,
+non-square frames are centre-cropped to a square before resizing (so faces are not squashed).
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from sadtalker_lib.video import VideoError, ffmpeg_exe, probe_video
+
+__all__ = ["Clip", "NoAudioTrackError", "VideoError", "load_clip", "as_clip", "check_same_timing", "EVAL_FPS",
+           "EVAL_SIZE", "AUDIO_RATE"]
+
+EVAL_FPS = 25.0  # SyncNet's protocol: run_pipeline.py --frame_rate 25
+EVAL_SIZE = 256  # paper Sec. 4.1: frames resized to 256x256 for evaluation
+AUDIO_RATE = 16000  # SyncNet's protocol: -ar 16000 -ac 1
+
+
+class NoAudioTrackError(VideoError):
+    """The video has no audio track, so audio-dependent metrics (LSE, Beat Align) cannot be computed."""
+
+
+@dataclass
+class Clip:
+    """Decoded video: ``frames`` uint8 ``[T, H, W, 3]`` RGB at ``fps``; ``audio`` float32 ``[N]`` mono at
+    ``sample_rate`` (None when the file has no audio track)."""
+
+    frames: np.ndarray
+    fps: float = EVAL_FPS
+    audio: np.ndarray | None = None
+    sample_rate: int = AUDIO_RATE
+    name: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        f = np.asarray(self.frames)
+        if f.ndim != 4 or f.shape[-1] != 3 or f.shape[0] == 0:
+            raise ValueError(f"{self.name or 'clip'}: frames must be [T, H, W, 3] with T > 0, got shape {f.shape}")
+        if f.dtype != np.uint8:
+            f = (np.clip(f.astype(np.float32), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+        self.frames = f
+        if self.audio is not None:
+            a = np.asarray(self.audio, np.float32)
+            if a.ndim != 1:
+                raise ValueError(f"{self.name or 'clip'}: audio must be mono [N], got shape {a.shape}")
+            self.audio = a
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.frames.shape[0])
+
+    @property
+    def duration_s(self) -> float:
+        return self.num_frames / self.fps
+
+    def require_audio(self) -> np.ndarray:
+        """The audio, or :class:`NoAudioTrackError` with the clip's name."""
+        if self.audio is None:
+            raise NoAudioTrackError(f"{self.name or 'clip'} has no audio track; LSE and Beat Align need one.")
+        return self.audio
+
+
+def _decode_frames(path: Path, fps: float | None, size: int | None, max_frames: int | None) -> np.ndarray:
+    info = probe_video(path)
+    w, h = info["width"], info["height"]
+    vf = []
+    if fps is not None:
+        vf.append(f"fps={fps}")
+    if w != h and size is not None:
+        side = min(w, h)
+        vf.append(f"crop={side}:{side}")
+        w = h = side
+    if size is not None:
+        vf.append(f"scale={size}:{size}:flags=area")
+        w = h = size
+    cmd = [ffmpeg_exe(), "-loglevel", "error", "-i", str(path)]
+    if vf:
+        cmd += ["-vf", ",".join(vf)]
+    if max_frames is not None:
+        cmd += ["-frames:v", str(int(max_frames))]
+    cmd += ["-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
+    r = subprocess.run(cmd, capture_output=True)
+    if r.returncode != 0:
+        raise VideoError(f"cannot decode {path}: {r.stderr.decode(errors='replace')}")
+    n = len(r.stdout) // (w * h * 3)
+    if n == 0:
+        raise VideoError(f"{path} decoded to no frames")
+    return np.frombuffer(r.stdout, np.uint8)[: n * w * h * 3].reshape(n, h, w, 3)
+
+
+def _decode_audio(path: Path, sample_rate: int) -> np.ndarray:
+    cmd = [ffmpeg_exe(), "-loglevel", "error", "-i", str(path), "-vn", "-ac", "1", "-ar", str(sample_rate),
+           "-f", "s16le", "-"]
+    r = subprocess.run(cmd, capture_output=True)
+    if r.returncode != 0:
+        raise VideoError(f"cannot decode the audio of {path}: {r.stderr.decode(errors='replace')}")
+    return np.frombuffer(r.stdout, np.int16).astype(np.float32) / 32768.0
+
+
+def load_clip(path: str | os.PathLike, *, fps: float | None = EVAL_FPS, size: int | None = EVAL_SIZE,
+              max_frames: int | None = None, require_audio: bool = False,
+              sample_rate: int = AUDIO_RATE) -> Clip:
+    """Decode ``path`` to a :class:`Clip`: frames at ``fps`` (None: native), ``size`` x ``size`` (None: native),
+    at most ``max_frames``; audio 16 kHz mono, cut to the decoded frames' duration.
+
+    A file without an audio track gives ``audio=None`` (and a note), or :class:`NoAudioTrackError` when
+    ``require_audio``.
+    """
+    path = Path(path)
+    info = probe_video(path)  # VideoError for a missing / unreadable file
+    frames = _decode_frames(path, fps, size, max_frames)
+    clip_fps = float(fps) if fps is not None else float(info["fps"])
+    notes = []
+    if info["width"] != info["height"] and size is not None:
+        notes.append(f"{path.name}: {info['width']}x{info['height']} centre-cropped to a square before resizing")
+    audio = None
+    if info["has_audio"]:
+        audio = _decode_audio(path, sample_rate)
+        audio = audio[: int(round(len(frames) / clip_fps * sample_rate))]
+    elif require_audio:
+        raise NoAudioTrackError(f"{path} has no audio track; LSE and Beat Align need one.")
+    else:
+        notes.append(f"{path.name}: no audio track")
+    return Clip(frames=frames, fps=clip_fps, audio=audio, sample_rate=sample_rate, name=path.name, notes=notes)
+
+
+def as_clip(item, **kwargs) -> Clip:
+    """A :class:`Clip` from a Clip (returned as is), a video path (:func:`load_clip` with ``kwargs``)."""
+    if isinstance(item, Clip):
+        return item
+    if isinstance(item, (str, os.PathLike)):
+        return load_clip(item, **kwargs)
+    raise TypeError(f"expected a video path or an eval.Clip, got {type(item).__name__}")
+
+
+def check_same_timing(a: Clip, b: Clip, *, tolerance_frames: int = 1) -> None:
+    """Raise ``ValueError`` if two clips that are compared frame by frame differ in fps or length."""
+    if abs(a.fps - b.fps) > 1e-6:
+        raise ValueError(f"{a.name or 'clip a'} is {a.fps:g} fps but {b.name or 'clip b'} is {b.fps:g} fps; "
+                         "decode both at the same rate (load_clip(..., fps=25))")
+    if abs(a.num_frames - b.num_frames) > tolerance_frames:
+        raise ValueError(f"{a.name or 'clip a'} has {a.num_frames} frames but {b.name or 'clip b'} has "
+                         f"{b.num_frames}; the videos have different lengths")
+
+
+def audio_video_mismatch(clip: Clip) -> float:
+    """Seconds by which the audio is shorter (+) or longer (-) than the frames (0.0 without audio)."""
+    if clip.audio is None:
+        return 0.0
+    return clip.duration_s - len(clip.audio) / clip.sample_rate

@@ -1,0 +1,94 @@
+"""The ``sadtalker-lab`` command.
+
+    sadtalker-lab generate --image IMG --audio AUDIO --checkpoints DIR --out OUT.mp4 [official flags]
+    sadtalker-lab main [--out-dir runs/] [--checkpoints checkpoints/]    the end-to-end workbench job
+    sadtalker-lab materialize-reference OUT_DIR                          seeded official-format checkpoints
+
+The ``generate`` flags mirror the official ``inference.py`` ones (``--preprocess``, ``--still``,
+``--pose_style``, ``--expression_scale``, ``--ref_eyeblink``, ``--ref_pose``, ``--input_yaw/pitch/roll``,
+``--size``, ``--batch_size``, ``--enhancer``, ``--old_version``, ``--cpu`` / ``--device``).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _add_generate(sub) -> None:
+    p = sub.add_parser("generate", help="portrait + speech -> talking-head mp4")
+    p.add_argument("--image", "--source_image", dest="image", required=True, help="portrait image")
+    p.add_argument("--audio", "--driven_audio", dest="audio", required=True, help="speech (wav/mp3/m4a/flac, any rate)")
+    p.add_argument("--checkpoints", "--checkpoint_dir", dest="checkpoints", default="checkpoints",
+                   help="folder with the official (or trained-here) checkpoint files")
+    p.add_argument("--out", default="result.mp4", help="output mp4 path")
+    p.add_argument("--preprocess", default="crop", choices=["crop", "extcrop", "resize", "full", "extfull"])
+    p.add_argument("--still", action="store_true", help="keep the source head pose (official --still)")
+    p.add_argument("--pose_style", type=int, default=0, help="PoseVAE style class 0..45")
+    p.add_argument("--expression_scale", type=float, default=1.0)
+    p.add_argument("--ref_eyeblink", default=None, help="video whose expression drives eyes / blinks")
+    p.add_argument("--ref_pose", default=None, help="video whose head motion is added to the generated pose")
+    p.add_argument("--input_yaw", nargs="+", type=int, default=None, help="yaw degrees, e.g. 0 20 -10")
+    p.add_argument("--input_pitch", nargs="+", type=int, default=None)
+    p.add_argument("--input_roll", nargs="+", type=int, default=None)
+    p.add_argument("--size", type=int, default=256, choices=[256, 512])
+    p.add_argument("--batch_size", type=int, default=2)
+    p.add_argument("--enhancer", default=None, choices=[None, "gfpgan"], help="optional face enhancement")
+    p.add_argument("--old_version", action="store_true", help="read the old .pth files, not the safetensors")
+    p.add_argument("--seed", type=int, default=None, help="seed for the pose noise and the blinks")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--cpu", action="store_true", help="same as --device cpu (official flag)")
+
+
+def _generate(args) -> int:
+    from .pipeline import TalkingHeadPipeline
+
+    device = "cpu" if args.cpu else args.device
+    pipe = TalkingHeadPipeline.from_checkpoints(args.checkpoints, size=args.size, device=device,
+                                                old_version=args.old_version, preprocess=args.preprocess)
+    result = pipe.generate(
+        args.image, args.audio, out=args.out, preprocess=args.preprocess, still=args.still,
+        pose_style=args.pose_style, expression_scale=args.expression_scale, ref_eyeblink=args.ref_eyeblink,
+        ref_pose=args.ref_pose, input_yaw=args.input_yaw, input_pitch=args.input_pitch,
+        input_roll=args.input_roll, batch_size=args.batch_size, enhancer=args.enhancer, seed=args.seed,
+    )
+    print(f"wrote {result.video_path} ({result.num_frames} frames, {result.num_frames / 25:.2f} s)")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="sadtalker-lab", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_generate(sub)
+    m = sub.add_parser("main", help="the end-to-end workbench job: corpus, training, generation, evaluation, report")
+    m.add_argument("--out-dir", default="runs")
+    m.add_argument("--checkpoints", default="checkpoints")
+    m.add_argument("--quick", action="store_true", help="smallest settings (a smoke run)")
+    r = sub.add_parser("materialize-reference", help="write seeded official-format checkpoints (needs ../shared)")
+    r.add_argument("out_dir")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "generate":
+            return _generate(args)
+        if args.command == "main":
+            from .workbench import run_main
+
+            report = run_main(out_dir=args.out_dir, checkpoints=args.checkpoints, quick=args.quick)
+            print(f"report: {report}")
+            return 0
+        if args.command == "materialize-reference":
+            import subprocess
+
+            script = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "make_checkpoints.py"
+            if not script.is_file():
+                print(f"error: {script} not found (it lives in ../shared beside the project)", file=sys.stderr)
+                return 2
+            return subprocess.call([sys.executable, str(script), args.out_dir, "--seed", "0"])
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

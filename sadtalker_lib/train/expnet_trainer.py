@@ -1,0 +1,409 @@
+"""ExpNet distillation (paper Sec. 3.2, supp. B.3 Eq. 2-10), with the switches of the Table 3 ablation.
+
+One step on a batch of 5-frame windows:
+
+    z_blink ~ U(0, 1) per frame                                   (supp. B.3: "generated uniformly and randomly")
+    beta^g = ExpNet(mel, beta_0, z_blink)                         (Eq. 2)
+    L_distill = MSE(beta^g, beta^lip)                             (Eq. 3)
+    P = R_d(beta^g), P' = R_d(beta^lip)   (68 landmarks, differentiable projection of the 3D face)
+    L_eye = sum_t |R_t(P) - R_open (1 - z_t)|                     (Eq. 4-7; R_open: the reference face's eye ratio)
+    L_lks = lambda_eye L_eye + mean_{t, i not an eye point} ||P - P'||^2          (Eq. 8)
+    L_read = CE(viseme labels of the audio, LipReader(mouth of P))             (Eq. 9, lip-reading stand-in)
+    L_exp = lambda_distill L_distill + lambda_read L_read + lambda_lks L_lks    (Eq. 10)
+
+Table 3 switches (:data:`EXPNET_ABLATIONS`): ``use_ref_exp=False`` feeds zeros for beta_0 ("w/o beta_0"),
+``use_read_loss=False`` drops L_read, ``target="real"`` distils the full ("real") coefficients instead of the
+lip-only ones. Checkpoints are written in the official ``auido2exp`` layout (+ optimizer and RNG state).
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..checkpoints import load_official, save_official_pth
+from ..models.expnet import ExpNet, ExpNetConfig
+from ..official import OFFICIAL_NETWORKS
+from .common import (
+    EXPNET_WINDOW,
+    LR_EXPNET,
+    CSVLogger,
+    TrainConfig,
+    TrainHistory,
+    latest_checkpoint,
+    list_checkpoints,
+    progress,
+    restore_training_state,
+    save_training_checkpoint,
+    step_generator,
+    step_rng,
+)
+from .lipreader import LipReader, load_lipreader, lipreader_accuracy, mouth_features, save_lipreader, train_lipreader
+from .losses import blink_target_ratio, distill_loss, expnet_total, eye_ratio, landmark_loss, read_loss
+from .windows import ExpWindows, frame_energy
+
+__all__ = [
+    "ExpNetTrainConfig",
+    "EXPNET_ABLATIONS",
+    "ExpNetMetrics",
+    "ExpNetRun",
+    "default_morphable_model",
+    "project_expression",
+    "expnet_step_losses",
+    "train_expnet_lipreader",
+    "evaluate_expnet",
+    "init_reference_passthrough",
+    "train_expnet",
+]
+
+NETWORK = "audio2exp"
+CKPT_STEM = "auido2exp"  # the official file's stem (auido2exp_00300-model.pth, sic)
+LIPREADER_FILE = "lipreader_trained-here.pth"
+
+
+@dataclass
+class ExpNetTrainConfig(TrainConfig):
+    """ExpNet distillation settings; defaults are the paper's (Sec. 4.1, Eq. 8 and 10).
+
+    lambda_*: Eq. 8 / 10 weights. window: frames per training window (5).
+    use_ref_exp / use_read_loss / target: the Table 3 ablations ("lip" = lip-only teacher, "real" = full
+    coefficients). use_landmark_loss: L_lks on/off. mapping_lr_scale: learning-rate factor for the linear
+    Phi_M (1 = the paper; the CPU preset raises it, see ``cpu``). lipreader_path: a file written by
+    ``lipreader.save_lipreader`` (None: train the stand-in here, ``lipreader_steps`` steps).
+    init_ref_identity: start Phi_M as "beta_0 + a function of the audio" (its beta_0 columns set to the
+    identity, see :func:`init_reference_passthrough`); only for fresh weights. The paper does not say how
+    Phi_M starts; a random start must first learn to copy beta_0 through one linear layer, which Adam at
+    lr 2e-5 does only after thousands of steps.
+    """
+
+    lr: float = LR_EXPNET
+    batch_size: int = 32
+    window: int = EXPNET_WINDOW
+    lambda_distill: float = 2.0  # Eq. 10
+    lambda_read: float = 0.01  # Eq. 10
+    lambda_lks: float = 0.01  # Eq. 10
+    lambda_eye: float = 200.0  # Eq. 8
+    use_ref_exp: bool = True
+    use_read_loss: bool = True
+    use_landmark_loss: bool = True
+    target: str = "lip"
+    lipreader_path: str | None = None
+    lipreader_steps: int = 400
+    mapping_lr_scale: float = 1.0
+    init_ref_identity: bool = True
+
+    def __post_init__(self):
+        if self.target not in ("lip", "real"):
+            raise ValueError(f"target must be 'lip' (lip-only teacher) or 'real' (full coefficients), got {self.target!r}")
+
+    @classmethod
+    def cpu(cls, **changes) -> "ExpNetTrainConfig":
+        """Small CPU preset (notebooks, CI): 120 steps of 8 windows, lr 1e-3 (50x the paper's 2e-5, so that a
+        minute of training shows), held-out loss every 20 steps, checkpoints every 40; 2 threads."""
+        base = dict(steps=120, batch_size=8, lr=1e-3, eval_every=20, checkpoint_every=40, lipreader_steps=300,
+                    num_threads=2)
+        return cls(**{**base, **changes})
+
+    def ablation(self, name: str) -> "ExpNetTrainConfig":
+        """This config with a Table 3 row's switches (:data:`EXPNET_ABLATIONS`)."""
+        if name not in EXPNET_ABLATIONS:
+            raise KeyError(f"unknown ExpNet ablation {name!r}; known: {sorted(EXPNET_ABLATIONS)}")
+        return self.replace(**EXPNET_ABLATIONS[name])
+
+
+# Table 3 rows (plus "no_ref", beta_0 alone).
+EXPNET_ABLATIONS: dict[str, dict] = {
+    "full": {},  # lip coefficients + beta_0 + L_read
+    "no_ref_no_read": {"use_ref_exp": False, "use_read_loss": False},  # "w/o beta_0 & L_read"
+    "no_read": {"use_read_loss": False},  # "w/o L_read"
+    "real_coeffs": {"target": "real"},  # "w/ real coeffs."
+    "no_ref": {"use_ref_exp": False},
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# The differentiable face (R_d)
+# ---------------------------------------------------------------------------------------------
+_DEFAULT_MM = None
+
+
+def default_morphable_model():
+    """The offline ``DefaultMorphableModel`` (built once per process; a stand-in, not the BFM)."""
+    global _DEFAULT_MM
+    if _DEFAULT_MM is None:
+        from ..morphable.default import DefaultMorphableModel
+
+        _DEFAULT_MM = DefaultMorphableModel()
+    return _DEFAULT_MM
+
+
+def project_expression(morphable, exp: torch.Tensor, id_coeff: torch.Tensor | None = None) -> torch.Tensor:
+    """R_d for expressions: beta [B, T, 64] (identity [B, 80], frontal pose) -> landmarks [B, T, 68, 2]."""
+    from ..morphable.render import project_landmarks
+
+    coeffs = torch.cat([exp, exp.new_zeros(*exp.shape[:-1], 6)], dim=-1)  # [B, T, 70]: angle = trans = 0
+    ident = None if id_coeff is None else id_coeff[:, None, :]
+    return project_landmarks(morphable, coeffs, ident)
+
+
+# ---------------------------------------------------------------------------------------------
+# One step's losses
+# ---------------------------------------------------------------------------------------------
+def expnet_step_losses(model: ExpNet, batch: ExpWindows, z_blink: torch.Tensor, config: ExpNetTrainConfig,
+                       morphable, lipreader: LipReader | None) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:
+    """Eq. 2-10 on one batch. z_blink [B, T] in [0, 1]. Returns (L_exp, {term: value}, beta^g [B, T, 64])."""
+    b, t = batch.mel.shape[:2]
+    ref = batch.ref_exp if config.use_ref_exp else torch.zeros_like(batch.ref_exp)  # Table 3 "w/o beta_0"
+    target = batch.exp_lip if config.target == "lip" else batch.exp_real
+    if target is None:
+        raise ValueError("target='real' needs windows with exp_real (the full coefficients)")
+    pred = model(batch.mel, ref[:, None].expand(-1, t, -1), z_blink[..., None])  # Eq. 2, [B, T, 64]
+    l_distill = distill_loss(pred, target)  # Eq. 3
+    terms = {"distill": float(l_distill)}
+    l_lks: torch.Tensor | float = 0.0
+    l_read: torch.Tensor | float = 0.0
+    need_read = config.use_read_loss and lipreader is not None and batch.viseme is not None
+    if config.use_landmark_loss or need_read:
+        lm_pred = project_expression(morphable, pred, batch.id_coeff)  # P
+    if config.use_landmark_loss:
+        with torch.no_grad():
+            lm_tgt = project_expression(morphable, target, batch.id_coeff)  # P'
+            lm_ref = project_expression(morphable, batch.ref_exp[:, None], batch.id_coeff)  # the reference face
+            open_ratio = eye_ratio(lm_ref)  # [B, 1]
+        ratio = eye_ratio(lm_pred)  # Eq. 4-6, [B, T]
+        l_lks, l_eye = landmark_loss(lm_pred, lm_tgt, ratio, blink_target_ratio(z_blink, open_ratio),
+                                     config.lambda_eye)  # Eq. 7-8
+        terms.update(lks=float(l_lks), eye=float(l_eye))
+    if need_read:
+        logits = lipreader(mouth_features(lm_pred))  # C_p [B, T, K]
+        l_read = read_loss(logits.reshape(b * t, -1), batch.viseme.reshape(-1))  # Eq. 9
+        terms["read"] = float(l_read)
+    total = expnet_total(l_distill, l_read, l_lks, lambda_distill=config.lambda_distill,
+                         lambda_read=config.lambda_read if need_read else 0.0,
+                         lambda_lks=config.lambda_lks if config.use_landmark_loss else 0.0)  # Eq. 10
+    terms["loss"] = float(total)
+    return total, terms, pred
+
+
+# ---------------------------------------------------------------------------------------------
+# Lip reader and metrics
+# ---------------------------------------------------------------------------------------------
+def train_expnet_lipreader(windows: ExpWindows, morphable=None, steps: int = 400, seed: int = 0) -> LipReader:
+    """Train the lip-reading stand-in on the teacher's lip-only mouths and the audio's viseme labels."""
+    if windows.viseme is None:
+        raise ValueError("the windows carry no viseme labels: L_read needs them (or give config.lipreader_path)")
+    morphable = morphable or default_morphable_model()
+    with torch.no_grad():
+        feats = mouth_features(project_expression(morphable, windows.exp_lip, windows.id_coeff))
+    return train_lipreader(feats, windows.viseme, steps=steps, seed=seed)
+
+
+@dataclass
+class ExpNetMetrics:
+    """Held-out numbers for one ExpNet.
+
+    loss / distill / lks / eye / read: the Eq. 3-10 terms with a fixed blink draw.
+    exp_error: MSE of beta^g (z_blink = 0) against the lip-only teacher (expression error vs the teacher).
+    mouth_energy_corr: correlation over frames between mouth opening (inner-lip gap 62-66 over the eye-corner
+    distance) and audio energy (a lip-sync measure); teacher_mouth_energy_corr: the same for the teacher.
+    lipreader_acc: frame accuracy of the lip reader on the generated mouths (nan without labels / reader).
+    """
+
+    loss: float
+    distill: float
+    lks: float
+    eye: float
+    read: float
+    exp_error: float
+    mouth_energy_corr: float
+    teacher_mouth_energy_corr: float
+    lipreader_acc: float
+
+
+def _mouth_opening(lm: torch.Tensor) -> torch.Tensor:
+    scale = (lm[..., 45, :] - lm[..., 36, :]).norm(dim=-1)
+    return (lm[..., 62, :] - lm[..., 66, :]).norm(dim=-1) / scale
+
+
+def _corr(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.flatten().double(), b.flatten().double()
+    a, b = a - a.mean(), b - b.mean()
+    den = float(a.norm() * b.norm())
+    return float((a * b).sum()) / den if den > 0 else float("nan")
+
+
+@torch.no_grad()
+def evaluate_expnet(model: ExpNet, windows: ExpWindows, config: ExpNetTrainConfig | None = None, morphable=None,
+                    lipreader: LipReader | None = None, seed: int = 1234, batch_size: int = 64) -> ExpNetMetrics:
+    """Held-out evaluation in eval mode (BatchNorm running statistics), deterministic for ``seed``."""
+    config = config or ExpNetTrainConfig()
+    morphable = morphable or default_morphable_model()
+    was_training = model.training
+    model.eval()
+    g = torch.Generator().manual_seed(seed)
+    n, t = len(windows), windows.window
+    z_all = torch.rand(n, t, generator=g)
+    sums: dict[str, float] = {}
+    preds = []
+    for s in range(0, n, batch_size):
+        part = windows[torch.arange(s, min(s + batch_size, n))]
+        _, terms, _ = expnet_step_losses(model, part, z_all[s:s + batch_size], config, morphable, lipreader)
+        for k, v in terms.items():
+            sums[k] = sums.get(k, 0.0) + v * len(part)
+        ref = part.ref_exp if config.use_ref_exp else torch.zeros_like(part.ref_exp)
+        preds.append(model(part.mel, ref[:, None].expand(-1, t, -1), torch.zeros(len(part), t, 1)))
+    model.train(was_training)
+    pred = torch.cat(preds)
+    lm = project_expression(morphable, pred, windows.id_coeff)
+    lm_teacher = project_expression(morphable, windows.exp_lip, windows.id_coeff)
+    energy = frame_energy(windows.mel)
+    acc = float("nan")
+    if lipreader is not None and windows.viseme is not None:
+        acc = lipreader_accuracy(lipreader, mouth_features(lm), windows.viseme)
+    mean = {k: v / n for k, v in sums.items()}
+    return ExpNetMetrics(
+        loss=mean["loss"], distill=mean["distill"], lks=mean.get("lks", float("nan")),
+        eye=mean.get("eye", float("nan")), read=mean.get("read", float("nan")),
+        exp_error=float(distill_loss(pred, windows.exp_lip)),
+        mouth_energy_corr=_corr(_mouth_opening(lm), energy),
+        teacher_mouth_energy_corr=_corr(_mouth_opening(lm_teacher), energy),
+        lipreader_acc=acc,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop
+# ---------------------------------------------------------------------------------------------
+@torch.no_grad()
+def init_reference_passthrough(model: ExpNet) -> ExpNet:
+    """Set Phi_M's beta_0 block to the identity: at the start beta = beta_0 + W_a Phi_A(a) + w z + b.
+
+    Phi_M (``mapping1``) is Linear([audio 512 | beta_0 64 | z 1] -> 64); columns 512:576 multiply beta_0. This is
+    the official code's commented-out ``+ ref`` residual expressed as an initialisation (the architecture and
+    the checkpoint layout stay official).
+    """
+    a = model.config.audio_dim
+    e = model.config.exp_dim
+    model.mapping1.weight[:, a:a + e] = torch.eye(e)
+    return model
+
+
+@dataclass
+class ExpNetRun:
+    """A finished (or stopped) run: the model (eval mode), its log, the official-layout file, the lip reader."""
+
+    model: ExpNet
+    history: TrainHistory
+    checkpoint: Path | None
+    out_dir: Path
+    config: ExpNetTrainConfig
+    lipreader: LipReader | None
+    step: int
+
+
+def _lipreader_for(config: ExpNetTrainConfig, train: ExpWindows, out_dir: Path, morphable,
+                   given: LipReader | None) -> LipReader | None:
+    if not config.use_read_loss:
+        return given
+    if given is not None:
+        return given
+    if config.lipreader_path:
+        return load_lipreader(config.lipreader_path)
+    saved = out_dir / LIPREADER_FILE
+    if saved.is_file():  # a resumed run reuses the reader it trained at its start
+        return load_lipreader(saved)
+    if train.viseme is None:
+        return None
+    reader = train_expnet_lipreader(train, morphable, steps=config.lipreader_steps, seed=config.seed)
+    save_lipreader(reader, saved, source="trained-here")
+    return reader
+
+
+def train_expnet(train: ExpWindows, heldout: ExpWindows | None = None, config: ExpNetTrainConfig | None = None,
+                 out_dir: str | os.PathLike = "runs/expnet", *, init: ExpNet | str | os.PathLike | None = None,
+                 resume: bool = True, morphable=None, lipreader: LipReader | None = None,
+                 stop_after: int | None = None) -> ExpNetRun:
+    """Distil ExpNet on ``train`` windows, logging the held-out loss; resumable.
+
+    out_dir receives ``log.csv``, ``checkpoints/auido2exp_<step>-model.pth`` (official layout + optimizer + RNG
+    state, the last ``keep_checkpoints``), the trained-here lip reader, and at the end
+    ``auido2exp_00300-model.pth`` (the official file name, so the folder works as a checkpoint folder for
+    ``load_official`` / the pipeline; its ``epoch`` key holds the step count).
+    init: a starting ExpNet or official checkpoint (default: fresh weights seeded with ``config.seed``).
+    resume: continue from the newest checkpoint in ``out_dir`` when there is one.
+    stop_after: stop once this many steps are done, without the final save (simulates an interrupted run).
+    """
+    config = config or ExpNetTrainConfig()
+    if train.window != config.window:
+        raise ValueError(f"the windows have {train.window} frames, config.window is {config.window}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+    morphable = morphable or default_morphable_model()
+
+    torch.manual_seed(config.seed)
+    model = ExpNet(ExpNetConfig())
+    if isinstance(init, ExpNet):
+        model.load_state_dict(init.state_dict())
+    elif init is not None:
+        load_official(model, NETWORK, init)
+    elif config.init_ref_identity:
+        init_reference_passthrough(model)
+    model.train()
+    groups = [{"params": list(model.audio_encoder.parameters())},
+              {"params": list(model.mapping1.parameters()), "lr": config.lr * config.mapping_lr_scale}]
+    opt = torch.optim.Adam(groups, lr=config.lr, betas=tuple(config.adam_betas))
+    reader = _lipreader_for(config, train, out_dir, morphable, lipreader)
+
+    start = 0
+    ckpt = latest_checkpoint(out_dir, CKPT_STEM) if resume else None
+    if ckpt is not None:
+        start = int(restore_training_state(ckpt, {NETWORK: model}, {"main": opt})["step"])
+    logger = CSVLogger(out_dir, resume_step=start if ckpt is not None else None)
+
+    def heldout_eval(step: int):
+        if heldout is not None and len(heldout):
+            m = evaluate_expnet(model, heldout, config, morphable, reader, seed=config.seed + 1)
+            logger.log(step, "heldout", {k: v for k, v in vars(m).items() if not math.isnan(v)})
+
+    if start == 0:
+        heldout_eval(0)
+    end = config.steps if stop_after is None else min(config.steps, stop_after)
+    n = len(train)
+    for step in progress(range(start, end), config.progress, desc="ExpNet", initial=start, total=config.steps):
+        idx = step_rng(config.seed, step).choice(n, size=min(config.batch_size, n), replace=False)
+        batch = train[torch.as_tensor(idx)]
+        z_blink = torch.rand(len(idx), config.window, generator=step_generator(config.seed, step))
+        loss, terms, _ = expnet_step_losses(model, batch, z_blink, config, morphable, reader)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        done = step + 1
+        logger.log(done, "train", terms)
+        if done % config.eval_every == 0 or done == config.steps:
+            heldout_eval(done)
+        if config.checkpoint_every and done % config.checkpoint_every == 0 and done < config.steps:
+            save_training_checkpoint(checkpoint_path_for(out_dir, done), {NETWORK: model}, {"main": opt}, done, config)
+            for _, old in list_checkpoints(out_dir, CKPT_STEM)[:-config.keep_checkpoints]:
+                old.unlink()
+    logger.close()
+    final = None
+    if end == config.steps:
+        final = save_official_pth({NETWORK: model}, out_dir / OFFICIAL_NETWORKS[NETWORK].pth_file, epoch=config.steps)
+        save_training_checkpoint(checkpoint_path_for(out_dir, config.steps), {NETWORK: model}, {"main": opt},
+                                 config.steps, config)
+        for _, old in list_checkpoints(out_dir, CKPT_STEM)[:-config.keep_checkpoints]:
+            old.unlink()
+    model.eval()
+    return ExpNetRun(model=model, history=logger.history, checkpoint=final, out_dir=out_dir, config=config,
+                     lipreader=reader, step=end)
+
+
+def checkpoint_path_for(out_dir: Path, step: int) -> Path:
+    from .common import checkpoint_path
+
+    return checkpoint_path(out_dir, CKPT_STEM, step)
