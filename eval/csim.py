@@ -137,7 +137,7 @@ def default_embedder(arcface_weights: str | Path | None = None):
 
 @dataclass
 class CsimResult:
-    """``value`` = mean CSIM over ``per_frame`` (NaN where a frame has no face)."""
+    """``value`` = mean CSIM over ``per_frame`` (NaN where a frame has no face or was skipped by ``step``)."""
 
     value: float
     per_frame: np.ndarray
@@ -146,8 +146,8 @@ class CsimResult:
 
 
 def csim(source: np.ndarray, frames: np.ndarray, embedder=None, *, track: FaceTrack | None = None,
-         name: str = "") -> CsimResult:
-    """CSIM between ``source`` (``uint8 [H, W, 3]``) and every frame of ``frames`` (``[T, H, W, 3]``).
+         name: str = "", step: int = 1) -> CsimResult:
+    """CSIM between ``source`` (``uint8 [H, W, 3]``) and every ``step``-th frame of ``frames`` (``[T, H, W, 3]``).
 
     :class:`NoFaceError` when the source or every frame has no face; frames without a face are NaN in
     ``per_frame``, skipped in the mean, and noted.
@@ -161,10 +161,12 @@ def csim(source: np.ndarray, frames: np.ndarray, embedder=None, *, track: FaceTr
     track.require_any()
     per_frame = np.full(len(frames), np.nan)
     for i in np.flatnonzero(track.found):
+        if i % step:
+            continue
         per_frame[i] = cosine_similarity(ref, embedder.embed(frames[i], track.landmarks[i]))
     notes = []
-    if not track.found.all():
-        notes.append(f"{name}: {int((~track.found).sum())} frame(s) without a face skipped in CSIM")
+    if not track.found[::step].all():
+        notes.append(f"{name}: {int((~track.found[::step]).sum())} frame(s) without a face skipped in CSIM")
     return CsimResult(value=float(np.nanmean(per_frame)), per_frame=per_frame, label=embedder.label, notes=notes)
 
 

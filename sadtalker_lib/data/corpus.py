@@ -33,6 +33,8 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
+import torch
+from torch.utils.data import Dataset
 
 from .motion import MOTION_STYLES, generate_motion
 from .visemes import EXPRESSION_DIMS, FPS, teacher_expression
@@ -231,7 +233,7 @@ def build_default_corpus(out_dir: str | os.PathLike, n_clips: int = 8, seed: int
                          languages: Sequence[str] = DEFAULT_LANGUAGES, portraits: Sequence | None = None,
                          styles: Sequence[int] | None = None, voices: Sequence[str] = VOICE_VARIANTS,
                          rate_range: tuple[int, int] = (140, 210), pitch_range: tuple[int, int] = (30, 70),
-                         sentences_per_clip: int = 1, max_seconds: float | None = None,
+                         sentences_per_clip: int = 2, max_seconds: float | None = None,
                          progress: bool = True) -> Path:
     """Generate the default corpus offline into ``out_dir``; returns the path of its ``corpus.json``.
 
@@ -252,8 +254,9 @@ def build_default_corpus(out_dir: str | os.PathLike, n_clips: int = 8, seed: int
     if portraits is None:
         portrait_list = [default_portrait(size)]
     else:
-        portrait_list = [load_portrait(p, size=size, name=Path(p).stem if isinstance(p, (str, Path)) else f"portrait{k}")
-                         for k, p in enumerate(portraits)]
+        portrait_list = [
+            load_portrait(p, size=size, name=Path(p).stem if isinstance(p, (str, Path)) else f"portrait{k}")
+            for k, p in enumerate(portraits)]
     animators: dict[int, PortraitAnimator] = {}
     plans = plan_default_corpus(n_clips, seed, languages, len(portrait_list), styles, voices, rate_range,
                                 pitch_range, sentences_per_clip)
@@ -329,12 +332,15 @@ def _fixed_crop(landmarks: np.ndarray, size: int, face_fraction: float = 0.5) ->
 
 
 def _blink_from_landmarks(landmarks: np.ndarray) -> np.ndarray:
-    """Eye closure [T] in [0, 1] from the eye aspect ratio (supp. Eq. 4-6) relative to the clip's open eyes."""
+    """Eye closure [T] in [0, 1] from the eye aspect ratio (supp. Eq. 4-6) relative to the clip's open eyes.
+
+    0 while the ratio stays above 90 % of the clip's open-eye value (its 90th percentile), 1 at 30 % and below.
+    """
     from ..morphable.render import eye_aspect_ratio
 
     ear = eye_aspect_ratio(landmarks.astype(np.float64))
-    open_ear = np.percentile(ear, 90)
-    return np.clip(1.0 - ear / max(open_ear, 1e-6), 0.0, 1.0).astype(np.float32)
+    rel = ear / max(float(np.percentile(ear, 90)), 1e-6)
+    return np.clip((0.9 - rel) / 0.6, 0.0, 1.0).astype(np.float32)
 
 
 def build_video_corpus(video_dir: str | os.PathLike, out_dir: str | os.PathLike, size: int = 128,
@@ -350,9 +356,8 @@ def build_video_corpus(video_dir: str | os.PathLike, out_dir: str | os.PathLike,
     (default: the file name); the style id of a clip is its identity id, as the official PoseVAE's 46 style
     classes are its training speakers. Videos without an audio track or a face are skipped with a warning.
     """
-    from tqdm.auto import tqdm
-
     import cv2
+    from tqdm.auto import tqdm
 
     from ..face.detect import DlibDetector, NoFaceError
     from ..video import VideoError, read_video, read_video_audio
@@ -425,13 +430,7 @@ def build_video_corpus(video_dir: str | os.PathLike, out_dir: str | os.PathLike,
 # ---------------------------------------------------------------------------------------------
 # Reading windows for training
 # ---------------------------------------------------------------------------------------------
-def _torch_dataset_base():
-    from torch.utils.data import Dataset
-
-    return Dataset
-
-
-class CorpusDataset(_torch_dataset_base()):
+class CorpusDataset(Dataset):
     """Windows of ``window`` consecutive frames from a corpus folder (either builder's output).
 
     Each item is a dict of tensors:
@@ -475,8 +474,6 @@ class CorpusDataset(_torch_dataset_base()):
         return self._cache[k]
 
     def __getitem__(self, i: int) -> dict:
-        import torch
-
         k, s = self.items[i]
         a = self.clip_arrays(k)
         w = slice(s, s + self.window)

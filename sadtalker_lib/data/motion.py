@@ -58,7 +58,7 @@ MOTION_STYLES: tuple[MotionStyle, ...] = (
     MotionStyle("calm", (0.015, 0.02, 0.01), (0.1, 0.4), energy_gain=0.3),
     MotionStyle("nodding", (0.02, 0.015, 0.01), (0.2, 0.6), energy_gain=0.5, nod=0.12, blinks_per_min=18),
     MotionStyle("swaying", (0.015, 0.1, 0.08), (0.08, 0.25), energy_gain=0.2, translation=(0.03, 0.01, 0.01)),
-    MotionStyle("energetic", (0.06, 0.09, 0.04), (0.6, 1.8), energy_gain=1.0, nod=0.05,
+    MotionStyle("energetic", (0.05, 0.07, 0.035), (0.6, 1.8), energy_gain=1.0, nod=0.05,
                 translation=(0.03, 0.03, 0.04), blinks_per_min=22),
     MotionStyle("shaking", (0.01, 0.02, 0.01), (0.15, 0.4), energy_gain=0.3, shake=0.09, blinks_per_min=16),
     MotionStyle("tilted", (0.015, 0.02, 0.02), (0.1, 0.3), bias=(0.06, 0.0, 0.16), energy_gain=0.3,

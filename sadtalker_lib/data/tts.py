@@ -321,7 +321,9 @@ def synthesize(text: str, voice: str = "en", rate_wpm: int = 175, pitch: int = 5
     if not 0 <= int(pitch) <= 100:
         raise ValueError(f"pitch must be in [0, 100], got {pitch}")
     result = None
-    if isolated:
+    if _load_library() is None:
+        pass  # no C library: the command-line fallback below
+    elif isolated:
         result = _synthesize_isolated(text, voice, rate_wpm, pitch)
     elif _engine() is not None:
         audio, events = _engine().synthesize(text, voice, rate_wpm, pitch)

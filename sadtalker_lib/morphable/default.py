@@ -90,7 +90,6 @@ IDENTITY_NAMES: tuple[str, ...] = (
 )
 TEXTURE_NAMES: tuple[str, ...] = ("brightness", "redness", "yellowness", "lip_colour", "brow_darkness")
 
-UNIT_CM = 10.0  # 1 model unit = 10 cm (the BFM_model_front scale the official camera assumes)
 MESH_SPACING = 0.055  # grid step inside the face (units)
 OUTLINE_MARGIN = 0.06  # how far the mesh reaches beyond the jaw contour
 FOREHEAD_TOP = 0.98  # y of the top of the mesh
@@ -301,30 +300,31 @@ def _build_mesh() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 # 4. Expression directions
 # ---------------------------------------------------------------------------------------------
 def _eye_close_field(v: np.ndarray, lm: np.ndarray, eye: range) -> np.ndarray:
-    """Displacement [N, 3] that closes one eye exactly: both lids meet 80 % of the way down."""
-    idx = list(eye)
-    p = lm[idx]
+    """Displacement [N, 3] that closes one eye exactly: the lids meet 20 % of the way up from the lower lid.
+
+    Each lid is a parabola over the line between the eye corners, through its two lid landmarks. Vertices
+    between the lids collapse onto the meeting curve; above / below, the motion fades within 5 / 3 mm.
+    """
+    p = lm[list(eye)]
     outer, inner = (p[0], p[3]) if eye.start == 36 else (p[3], p[0])
     cx, hw = (outer[0] + inner[0]) / 2, abs(outer[0] - inner[0]) / 2
-    x, y = v[:, 0], v[:, 1]
-    line = outer[1] + (inner[1] - outer[1]) * (x - outer[0]) / (inner[0] - outer[0])
-    # upper / lower lid heights over the corner line, as parabolas through the lid landmarks
+
+    def corner_line(px):
+        return outer[1] + (inner[1] - outer[1]) * (px - outer[0]) / (inner[0] - outer[0])
+
+    def profile(px):  # 1 at the middle of the eye, 0 at the corners
+        return 1 - ((px - cx) / hw) ** 2
+
     up_pts, lo_pts = p[[1, 2]], p[[4, 5]]
-    prof = lambda px: 1 - ((px - cx) / hw) ** 2  # noqa: E731
-    line_at = lambda px: outer[1] + (inner[1] - outer[1]) * (px - outer[0]) / (inner[0] - outer[0])  # noqa: E731
-    h_up = np.mean((up_pts[:, 1] - line_at(up_pts[:, 0])) / prof(up_pts[:, 0]))
-    h_lo = np.mean((line_at(lo_pts[:, 0]) - lo_pts[:, 1]) / prof(lo_pts[:, 0]))
-    s = np.clip(prof(x), 0, 1)
-    upper, lower = line + h_up * s, line - h_lo * s
+    h_up = np.mean((up_pts[:, 1] - corner_line(up_pts[:, 0])) / profile(up_pts[:, 0]))
+    h_lo = np.mean((corner_line(lo_pts[:, 0]) - lo_pts[:, 1]) / profile(lo_pts[:, 0]))
+    x, y = v[:, 0], v[:, 1]
+    s = np.clip(profile(x), 0, 1)
+    upper, lower = corner_line(x) + h_up * s, corner_line(x) - h_lo * s
     meet = lower + 0.2 * (upper - lower)
-    dy = np.zeros(len(v))
-    inside = (y <= upper) & (y >= lower)
-    dy[inside] = (meet - y)[inside]
-    above, below = y > upper, y < lower
-    dy[above] = ((meet - upper) * np.exp(-(((y - upper) / 0.05) ** 2)))[above]
-    dy[below] = ((meet - lower) * np.exp(-(((lower - y) / 0.03) ** 2)))[below]
-    near = np.abs(x - cx) < hw + 1e-9
-    dy[~near] = 0.0
+    dy = np.where(y > upper, (meet - upper) * np.exp(-(((y - upper) / 0.05) ** 2)),
+                  np.where(y < lower, (meet - lower) * np.exp(-(((lower - y) / 0.03) ** 2)), meet - y))
+    dy[np.abs(x - cx) >= hw + 1e-9] = 0.0  # nothing moves beyond the eye corners
     out = np.zeros_like(v)
     out[:, 1] = dy
     return out

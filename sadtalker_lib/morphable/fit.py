@@ -159,7 +159,7 @@ def crop_to_image(points: np.ndarray, trans_params: np.ndarray, crop_size: int =
 def _initial_pose(model: MorphableModel, target_v: torch.Tensor) -> torch.Tensor:
     """Closed-form translation [B, 3] that centres and scales the mean landmarks onto the targets (v up)."""
     cam = model.camera
-    mean_lm = model._kp_mean  # [68, 3]
+    mean_lm = model.mean_landmarks  # [68, 3]
     size_model = (mean_lm[:, :2] - mean_lm[:, :2].mean(0)).norm(dim=-1).mean()  # units
     size_target = (target_v - target_v.mean(1, keepdim=True)).norm(dim=-1).mean(1)  # px
     depth = cam.focal * size_model / size_target.clamp_min(1e-3)  # camera distance that gives that size

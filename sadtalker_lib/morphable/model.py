@@ -194,9 +194,9 @@ class MorphableModel(nn.Module):
         self.register_buffer("init_lit", torch.tensor(init_lit, dtype=torch.float32).reshape(1, 1, 9))
         # the 68 landmark rows of the bases, for the cheap landmark path
         rows = (3 * keypoints[:, None] + np.arange(3)[None]).reshape(-1)
-        self.register_buffer("_kp_mean", torch.from_numpy(mean_shape[keypoints].copy()))
-        self.register_buffer("_kp_id", torch.from_numpy(id_base[rows].copy()))
-        self.register_buffer("_kp_exp", torch.from_numpy(exp_base[rows].copy()))
+        self.register_buffer("_kp_mean", torch.from_numpy(mean_shape[keypoints].copy()), persistent=False)
+        self.register_buffer("_kp_id", torch.from_numpy(id_base[rows].copy()), persistent=False)
+        self.register_buffer("_kp_exp", torch.from_numpy(exp_base[rows].copy()), persistent=False)
 
     # -- sizes -------------------------------------------------------------------------------
     @property
@@ -206,6 +206,11 @@ class MorphableModel(nn.Module):
     @property
     def num_faces(self) -> int:
         return self.faces.shape[0]
+
+    @property
+    def mean_landmarks(self) -> torch.Tensor:
+        """The 68 landmark vertices of the mean shape [68, 3] (model space)."""
+        return self._kp_mean
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, vertices={self.num_vertices}, faces={self.num_faces}, camera={self.camera}"

@@ -242,7 +242,7 @@ def render_mesh(
     elif mode == "color":
         vals = np.clip(color, 0, 1)
     elif mode == "normals":
-        vals = (normals * np.array([1, 1, 1]) + 1) / 2
+        vals = (normals + 1) / 2
     else:
         raise ValueError(f"mode must be 'shaded', 'color' or 'normals', got {mode!r}")
     rgb = r.interpolate(vals, faces)

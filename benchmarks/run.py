@@ -1,0 +1,207 @@
+"""Speed and memory benchmarks of the generation pipeline (`make bench`); writes benchmarks/results/*.md.
+
+1. Seconds per frame of each stage (audio, preprocess, audio->coeffs, render, paste+encode) with the
+   official-size networks (seeded weights) at 256 and 512 px. The render stage is timed on
+   ``--render-frames`` frames (it costs ~10 s / frame at 256 on a 2-core CPU); the other stages on the
+   whole ``--seconds`` of audio.
+2. Render seconds per frame with the source encoded once per video (our path) against a naive path that
+   re-encodes the source for every frame (the official make_animation does this).
+3. Peak resident memory against audio length (10 s, 60 s, 600 s by default) with a tiny renderer at 64 px,
+   each length in a fresh process, frames streamed to an mp4.
+
+Usage: python benchmarks/run.py [--quick] [--sizes 256 512] [--lengths 10 60 600] [--checkpoints DIR]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def speech(seconds: float, sr: int = 16000) -> np.ndarray:
+    """A speech-like test signal: harmonic tone with a syllable-rate envelope and noise (seeded)."""
+    t = np.arange(int(seconds * sr)) / sr
+    env = 0.5 + 0.5 * np.sin(2 * np.pi * 4 * t)
+    x = sum(np.sin(2 * np.pi * 140 * k * t) / k for k in range(1, 6)) * env
+    x += 0.02 * np.random.default_rng(0).standard_normal(len(t))
+    return (0.2 * x / np.abs(x).max()).astype(np.float32)
+
+
+def portrait_path(tmp: Path) -> Path:
+    import imageio.v3 as iio
+    import skimage.data
+
+    p = tmp / "portrait.png"
+    iio.imwrite(p, skimage.data.astronaut())
+    return p
+
+
+def official_folder(arg: str | None) -> Path:
+    """A folder of official-format checkpoints: the given one, or seeded ones written by ../shared/reference."""
+    if arg:
+        return Path(arg)
+    cache = Path(os.environ.get("SADTALKER_LAB_CACHE", Path.home() / ".cache" / "sadtalker-lab"))
+    folder = cache / "reference-checkpoints-seed0"
+    if not (folder / ".complete").is_file():
+        script = ROOT.parent / "shared" / "reference" / "make_checkpoints.py"
+        if not script.is_file():
+            sys.exit("no checkpoints: pass --checkpoints DIR (official files) or put ../shared beside the project")
+        folder.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, str(script), str(folder), "--seed", "0"], check=True)
+        (folder / ".complete").write_text("make_checkpoints.py --seed 0\n")
+    return folder
+
+
+def stage_table(folder: Path, sizes, seconds: float, render_frames: int, tmp: Path) -> str:
+    import torch
+
+    from sadtalker_lib.animate import encode_source, render_step
+    from sadtalker_lib.pipeline import GenerationOptions, TalkingHeadPipeline
+    from sadtalker_lib import semantics as sem
+    from sadtalker_lib.motion import keypoint_transformation
+
+    rows, naive_rows = [], []
+    img = portrait_path(tmp)
+    audio = (speech(seconds), 16000)
+    for size in sizes:
+        pipe = TalkingHeadPipeline.from_checkpoints(folder, size=size, progress=False)
+        opts = GenerationOptions(seed=0)
+        t0 = time.perf_counter()
+        from sadtalker_lib.audio import prepare_audio
+
+        aud = prepare_audio(*audio)
+        t_audio = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        src = pipe.prepare_source(img, "crop")
+        t_pre = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        pred = pipe.audio_to_coefficients(src, aud, opts)
+        t_coef = time.perf_counter() - t0
+        n = aud.num_frames
+        # render: time `render_frames` frames through the streaming path (source encoded once)
+        opts_r = GenerationOptions(seed=0, batch_size=1)
+        t0 = time.perf_counter()
+        frames = []
+        for batch in pipe.render(src, pred.coeffs[:render_frames], opts_r, progress=False):
+            frames.extend(batch)
+        t_render = (time.perf_counter() - t0) / render_frames
+        # paste + encode: every frame (the rendered ones repeated)
+        from sadtalker_lib.video import VideoWriter
+
+        t0 = time.perf_counter()
+        with VideoWriter(tmp / f"bench_{size}.mp4", audio=(aud.wav, 16000)) as w:
+            for i in range(n):
+                w.write(pipe.finish_frame(frames[i % len(frames)], src, opts))
+        t_enc = time.perf_counter() - t0
+        rows.append((size, n, t_audio / n, t_pre / n, t_coef / n, t_render, t_enc / n))
+        # naive: re-encode the source for every frame (official make_animation calls generator(source, ...))
+        mapping = pipe.mapping_crop
+        srct = pipe.source_tensor(src)
+        src_sem = sem.source_window(src.coeffs[:70]).to(torch.float32)[None]
+        wins = sem.frame_windows(sem.target_coefficients(pred.coeffs[:render_frames], src.coeffs)).to(torch.float32)
+        with torch.no_grad():
+            t0 = time.perf_counter()
+            for i in range(render_frames):
+                kp_c = pipe.kp_detector(srct)
+                kp_s = keypoint_transformation(kp_c, mapping(src_sem))
+                kp_d = keypoint_transformation(kp_c, mapping(wins[i:i + 1]))
+                pipe.generator(srct, kp_source=kp_s, kp_driving=kp_d)
+            t_naive = (time.perf_counter() - t0) / render_frames
+            t0 = time.perf_counter()
+            enc = encode_source(srct, src_sem, kp_detector=pipe.kp_detector, generator=pipe.generator, mapping=mapping)
+            t_once = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            for i in range(render_frames):
+                render_step(enc, wins[i:i + 1], generator=pipe.generator, mapping=mapping)
+            t_cached = (time.perf_counter() - t0) / render_frames
+        naive_rows.append((size, t_naive, t_once, t_cached))
+        del pipe
+    lines = [f"### Seconds per frame by stage (official-size networks, seeded weights; {seconds:g} s of audio, "
+             f"render timed on {render_frames} frames, batch_size 1, {torch.get_num_threads()} threads)", "",
+             "| size | frames | audio | preprocess | audio->coeffs | render | paste+encode | total |",
+             "|---|---|---|---|---|---|---|---|"]
+    for size, n, a, p, c, r, e in rows:
+        lines.append(f"| {size} | {n} | {a:.4f} | {p:.4f} | {c:.4f} | {r:.2f} | {e:.4f} | {a + p + c + r + e:.2f} |")
+    lines += ["", "### Render: source encoded once (ours) vs re-encoded per frame (official make_animation)", "",
+              "| size | naive s/frame | source encoding once (s) | ours s/frame | saving |", "|---|---|---|---|---|"]
+    for size, naive, once, cached in naive_rows:
+        lines.append(f"| {size} | {naive:.2f} | {once:.2f} | {cached:.2f} | {100 * (1 - cached / naive):.0f}% |")
+    return "\n".join(lines)
+
+
+def memory_child(seconds: float, tmp: str) -> None:
+    """Generate a video of ``seconds`` of audio with a tiny 64 px renderer; print peak RSS (MiB) as JSON."""
+    from sadtalker_lib.networks import save_networks, seeded_networks, tiny_configs
+    from sadtalker_lib.pipeline import TalkingHeadPipeline
+
+    tmp = Path(tmp)
+    ck = tmp / "tiny"
+    if not (ck / "sadtalker_lab.json").is_file():
+        save_networks(ck, seeded_networks(seed=0), tiny_configs(), size=64)
+    pipe = TalkingHeadPipeline.from_checkpoints(ck, size=64, progress=False)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    t0 = time.perf_counter()
+    r = pipe.generate(portrait_path(tmp), (speech(seconds), 16000), out=tmp / f"mem_{seconds:g}.mp4", seed=0,
+                      batch_size=8, progress=False)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"seconds": seconds, "frames": r.num_frames, "peak_mib": peak, "before_mib": before,
+                      "wall_s": time.perf_counter() - t0}))
+
+
+def memory_table(lengths, tmp: Path) -> str:
+    rows = []
+    for s in lengths:
+        out = subprocess.run([sys.executable, __file__, "--memory-child", str(s), "--tmp", str(tmp)],
+                             capture_output=True, text=True, check=True)
+        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    lines = ["### Peak memory against audio length (tiny renderer, 64 px, frames streamed to mp4, fresh process each)",
+             "", "| audio (s) | frames | RSS after loading (MiB) | peak RSS (MiB) | wall (s) |", "|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['seconds']:g} | {r['frames']} | {r['before_mib']:.0f} | {r['peak_mib']:.0f} | {r['wall_s']:.1f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--checkpoints", default=None)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
+    ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--render-frames", type=int, default=3)
+    ap.add_argument("--lengths", type=float, nargs="+", default=[10, 60, 600])
+    ap.add_argument("--quick", action="store_true", help="256 only, 1 render frame, lengths 5 and 20 s")
+    ap.add_argument("--skip-stages", action="store_true")
+    ap.add_argument("--memory-child", type=float, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--tmp", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.memory_child is not None:
+        memory_child(args.memory_child, args.tmp)
+        return
+    if args.quick:
+        args.sizes, args.render_frames, args.lengths = [256], 1, [5, 20]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as d:
+        parts = []
+        if not args.skip_stages:
+            parts.append(stage_table(official_folder(args.checkpoints), args.sizes, args.seconds, args.render_frames,
+                                     Path(d)))
+            print(parts[-1], flush=True)
+        parts.append(memory_table(args.lengths, Path(d)))
+        print(parts[-1], flush=True)
+    out = RESULTS / "generation.md"
+    out.write_text("# Generation benchmarks\n\n" + "\n\n".join(parts) + "\n")
+    print(f"written {out}")
+
+
+if __name__ == "__main__":
+    main()

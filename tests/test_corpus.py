@@ -1,0 +1,298 @@
+"""Corpus builders (issue 6 part 1): eSpeak NG speech, the viseme teacher, motion styles, the portrait
+renderer, the default corpus, the video corpus and the windowed dataset."""
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+
+import numpy as np
+import pytest
+
+from conftest import SHARED
+from sadtalker_lib.data import motion as M
+from sadtalker_lib.data import visemes as V
+
+
+def _espeak_available() -> bool:
+    from sadtalker_lib.data.tts import TTSError, espeak_backend
+
+    try:
+        espeak_backend()
+        return True
+    except TTSError:
+        return False
+
+
+needs_espeak = pytest.mark.skipif(not _espeak_available(), reason="eSpeak NG not installed (apt-get install espeak-ng)")
+CLIPS = SHARED / "data" / "clips"
+SENTENCE = "Bob bought a map, my mom pays Paul a bamboo bag."
+
+
+def _fake_speech(seed: int, seconds: float = 8.0, sr: int = 16000) -> np.ndarray:
+    """Syllable-like bursts (~3.5 Hz) with pauses: enough to drive the energy coupling without a TTS."""
+    r = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    env = np.clip(np.sin(2 * np.pi * (3.5 + r.uniform(-0.5, 0.5)) * t), 0, None)
+    env *= np.sin(2 * np.pi * 0.25 * t + r.uniform(0, 6)) > -0.3
+    return (0.3 * env * r.standard_normal(t.size)).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# TTS
+# ---------------------------------------------------------------------------------------------
+@needs_espeak
+def test_tts_speech_and_phoneme_times():
+    from sadtalker_lib.data.tts import synthesize
+
+    s = synthesize(SENTENCE, "en+f3", rate_wpm=175, pitch=50)
+    assert s.sample_rate == 16000 and s.samples.dtype == np.float32
+    assert 1.5 < s.duration_ms / 1000 < 6.0
+    assert np.sqrt(np.mean(s.samples ** 2)) > 0.02  # not silent
+    assert np.abs(s.samples).max() <= 1.0
+    starts = np.array([p[1] for p in s.phonemes])
+    ends = np.array([p[2] for p in s.phonemes])
+    assert (ends > starts).all() and (starts[1:] >= ends[:-1] - 1e-6).all()  # monotone, non-overlapping
+    assert starts[0] >= 0 and ends[-1] <= s.duration_ms + 1e-6
+    names = [p[0] for p in s.phonemes]
+    assert {"b", "m", "p"} <= set(names) and any(V.is_vowel(n) for n in names)
+    again = synthesize(SENTENCE, "en+f3", rate_wpm=175, pitch=50)  # a fresh worker: bit-identical
+    assert np.array_equal(s.samples, again.samples) and s.phonemes == again.phonemes
+
+
+@needs_espeak
+def test_tts_bad_input():
+    from sadtalker_lib.data.tts import TTSError, synthesize
+
+    with pytest.raises(ValueError, match="empty"):
+        synthesize("   ")
+    with pytest.raises(ValueError, match="rate_wpm"):
+        synthesize("hello", rate_wpm=20)
+    with pytest.raises(TTSError, match="unknown eSpeak NG voice"):
+        synthesize("hello", voice="no-such-voice")
+
+
+@needs_espeak
+def test_tts_cli_fallback_and_missing_espeak(monkeypatch):
+    import shutil as _shutil
+
+    from sadtalker_lib.data import tts
+
+    monkeypatch.setattr(tts, "_load_library", lambda: None)  # as if libespeak-ng.so.1 could not be loaded
+    if _shutil.which("espeak-ng"):
+        s = tts.synthesize("Bob bought a map.", "en")
+        assert s.backend == "cli" and s.sample_rate == 16000 and np.abs(s.samples).max() > 0.05
+        starts, ends = np.array([p[1] for p in s.phonemes]), np.array([p[2] for p in s.phonemes])
+        assert (ends > starts).all() and (starts[1:] >= ends[:-1] - 1e-6).all() and ends[-1] <= s.duration_ms + 1e-6
+        assert "b" in [p[0] for p in s.phonemes]
+    monkeypatch.setattr(tts.shutil, "which", lambda name: None)
+    with pytest.raises(tts.TTSError, match="apt-get install espeak-ng"):
+        tts.synthesize("hello")
+
+
+# ---------------------------------------------------------------------------------------------
+# Viseme teacher
+# ---------------------------------------------------------------------------------------------
+def test_teacher_closes_bilabials_and_opens_vowels_synthetic():
+    ph = [("_", 0, 200), ("m", 200, 320), ("a", 320, 520), ("p", 520, 640), ("a", 640, 840), ("b", 840, 960),
+          ("u", 960, 1160), ("_", 1160, 1400)]
+    n = 35
+    p = V.lip_params(ph, n)
+    frame = lambda ms: int(ms // 40)  # noqa: E731
+    jaw = p[:, V.LIP_PARAMS.index("jaw_open")]
+    for vowel_ms, bilabial_ms in ((420, 260), (740, 580), (740, 900)):
+        assert jaw[frame(vowel_ms)] > jaw[frame(bilabial_ms)] + 0.3
+    assert p[frame(1060), V.LIP_PARAMS.index("pucker")] > 0.5  # /u/ rounds
+    exp = V.teacher_expression(ph, n)
+    assert exp.shape == (n, 64)
+    lip_dims = {V.EXPRESSION_DIMS[d] for d, _ in V.LIP_TO_EXPRESSION.values()}
+    assert not np.any(exp[:, [i for i in range(64) if i not in lip_dims]])  # lip-only
+
+
+@needs_espeak
+def test_teacher_jaw_on_real_speech():
+    from sadtalker_lib.data.tts import synthesize
+
+    s = synthesize(SENTENCE, "en")
+    n = len(s.samples) // 640
+    jaw = V.lip_params(s.phonemes, n)[:, 0]
+    centre_ms = (np.arange(n) + 0.5) * 40
+    label = [next((name for name, a, b in s.phonemes if a <= c < b), "_") for c in centre_ms]
+    vowel = np.mean([jaw[i] for i in range(n) if V.is_vowel(label[i])])
+    bilabial = np.mean([jaw[i] for i in range(n) if label[i] in ("p", "b", "m")])
+    assert vowel > 2 * bilabial, (vowel, bilabial)
+
+
+# ---------------------------------------------------------------------------------------------
+# Motion styles and blinks
+# ---------------------------------------------------------------------------------------------
+def test_motion_styles_are_distinct_and_deterministic():
+    n_styles = len(M.MOTION_STYLES)
+    assert n_styles >= 6
+    feats = {s: np.stack([M.motion_features(M.generate_motion(200, s, seed, _fake_speech(seed)).pose)
+                          for seed in range(8)]) for s in range(n_styles)}
+    allf = np.concatenate(list(feats.values()))
+    mu, sd = allf.mean(0), allf.std(0) + 1e-9
+    centroids = {s: ((f[:4] - mu) / sd).mean(0) for s, f in feats.items()}
+    hits = [min(centroids, key=lambda c: np.sum(((f - mu) / sd - centroids[c]) ** 2)) == s
+            for s, fs in feats.items() for f in fs[4:]]
+    assert np.mean(hits) >= 0.85, f"held-out style recognition {np.mean(hits):.2f}"
+    # a few readable facts about the styles
+    std = {M.MOTION_STYLES[s].name: f[:, 3:6].mean(0) for s, f in feats.items()}  # pitch, yaw, roll std
+    assert std["still"].max() < std["calm"].min() * 1.5 and std["energetic"].sum() > 3 * std["calm"].sum()
+    assert std["nodding"][0] > 1.5 * std["nodding"][1] and std["shaking"][1] > 2 * std["shaking"][0]
+    assert feats[M.STYLE_IDS["tilted"]][:, 2].mean() > 0.1  # mean roll
+    a = M.generate_motion(100, "nodding", 3, _fake_speech(3))
+    b = M.generate_motion(100, "nodding", 3, _fake_speech(3))
+    c = M.generate_motion(100, "nodding", 4, _fake_speech(3))
+    assert np.array_equal(a.pose, b.pose) and np.array_equal(a.blink, b.blink) and not np.array_equal(a.pose, c.pose)
+    assert a.pose.shape == (100, 6) and a.pose.dtype == np.float32
+    with pytest.raises(ValueError, match="unknown motion style"):
+        M.generate_motion(10, "moonwalk")
+
+
+def test_motion_follows_speech_energy():
+    speech = _fake_speech(0, 8.0)
+    speech[: 4 * 16000] *= 0.001  # first half nearly silent
+    pose = M.head_motion(200, "energetic", 0, M.speech_energy(speech, 200))
+    assert pose[100:, :3].std(0).sum() > 1.5 * pose[:100, :3].std(0).sum()
+
+
+def test_blinks():
+    r = M.blink_ratio(750, seed=0, blinks_per_min=15)
+    assert r.shape == (750,) and set(np.unique(r)) <= set(np.float32((0.0, 0.5, 0.9, 1.0)))
+    n_blinks = int((r == 1.0).sum())
+    assert 3 <= n_blinks <= 14  # 30 s at ~15 / min
+    exp = M.blink_expression(r)
+    dims = [V.EXPRESSION_DIMS[d] for d in V.BLINK_DIMS]
+    assert np.array_equal(exp[:, dims[0]], r) and np.array_equal(exp[:, dims[1]], r)
+    assert not np.any(np.delete(exp, dims, axis=1))
+
+
+# ---------------------------------------------------------------------------------------------
+# Renderer
+# ---------------------------------------------------------------------------------------------
+def test_render_moves_mouth_eyes_and_head():
+    from sadtalker_lib.data.render import PortraitAnimator, default_portrait
+
+    anim = PortraitAnimator(default_portrait(128))
+    neutral = np.zeros(70)
+    frame0, lm0 = anim.render(neutral)
+    assert frame0.shape == (128, 128, 3) and frame0.dtype == np.uint8 and lm0.shape == (68, 2)
+    assert np.allclose(lm0, anim.rest, atol=1e-3)
+    open_ = neutral.copy()
+    open_[:64] = V.params_to_expression(np.array(V.viseme("a").target))
+    frame1, lm1 = anim.render(open_)
+    gap0 = (lm0[[67, 66, 65], 1] - lm0[[61, 62, 63], 1]).mean()
+    gap1 = (lm1[[67, 66, 65], 1] - lm1[[61, 62, 63], 1]).mean()
+    assert gap1 > gap0 + 3  # px at 128
+    x0, y0 = lm1[60:68].min(0).astype(int)
+    x1, y1 = lm1[60:68].max(0).astype(int) + 1
+    assert frame1[y0:y1, x0:x1].mean() < frame0[y0:y1, x0:x1].mean() - 10  # dark open mouth
+    blink = neutral.copy()
+    blink[:64] = M.blink_expression(np.float32(1.0))
+    lm_b = anim.landmarks(blink)
+    assert (lm_b[[41, 40], 1] - lm_b[[37, 38], 1]).mean() < 0.4 * (lm0[[41, 40], 1] - lm0[[37, 38], 1]).mean()
+    yaw = neutral.copy()
+    yaw[64 + M.POSE_NAMES.index("yaw")] = 0.3
+    assert anim.landmarks(yaw)[30, 0] > lm0[30, 0] + 3  # the nose turns to the image's right
+    frames, lms = anim.render_sequence(np.stack([neutral, open_, yaw]))
+    assert frames.shape == (3, 128, 128, 3) and np.array_equal(frames[1], frame1)
+    with pytest.raises(ValueError, match=r"\[70\]"):
+        anim.render(np.zeros(64))
+    with pytest.raises(ValueError, match="NaN"):
+        anim.render(np.full(70, np.nan))
+
+
+# ---------------------------------------------------------------------------------------------
+# Default corpus + dataset
+# ---------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_corpus(tmp_path_factory):
+    if not _espeak_available():
+        pytest.skip("eSpeak NG not installed (apt-get install espeak-ng)")
+    from sadtalker_lib.data import build_default_corpus
+
+    root = tmp_path_factory.mktemp("default_corpus")
+    build_default_corpus(root / "a", n_clips=2, seed=0, size=64, max_seconds=1.4, progress=False)
+    return root
+
+
+def test_default_corpus_is_deterministic(tiny_corpus, tmp_path):
+    from sadtalker_lib.data import build_default_corpus, load_clip, load_index
+
+    index = load_index(tiny_corpus / "a")
+    assert index["kind"] == "default" and len(index["clips"]) == 2 and index["fps"] == 25
+    assert index["clips"][0]["language"] != index["clips"][1]["language"]
+    assert index["clips"][0]["style_id"] != index["clips"][1]["style_id"]
+    build_default_corpus(tmp_path / "b", n_clips=2, seed=0, size=64, max_seconds=1.4, progress=False)
+    build_default_corpus(tmp_path / "c", n_clips=1, seed=1, size=64, max_seconds=1.4, progress=False)
+    for k in range(2):
+        a, b = load_clip(tiny_corpus / "a", k), load_clip(tmp_path / "b", k)
+        assert a.keys() == b.keys()
+        for key in a:
+            assert np.array_equal(a[key], b[key]), key
+    a = load_clip(tiny_corpus / "a", 0)
+    t = a["coeffs"].shape[0]
+    assert t == 35
+    assert a["frames"].shape == (t, 64, 64, 3) and a["frames"].dtype == np.uint8
+    assert a["audio"].shape == (t * 640,) and a["mel"].shape == (t, 1, 80, 16)
+    assert a["landmarks"].shape == (t, 68, 2) and a["blink"].shape == (t,) and a["exp_lip"].shape == (t, 64)
+    assert np.isfinite(a["coeffs"]).all() and np.abs(a["coeffs"][:, 0]).max() > 0.3  # the jaw moves
+    assert not np.array_equal(load_clip(tmp_path / "c", 0)["coeffs"], a["coeffs"])
+
+
+def test_dataset_windows(tiny_corpus):
+    from torch.utils.data import DataLoader
+
+    from sadtalker_lib.data import CorpusDataset
+
+    ds = CorpusDataset(tiny_corpus / "a", window=5, with_frames=True)
+    assert len(ds) == 2 * (35 - 5 + 1)
+    item = ds[3]
+    assert item["mel"].shape == (5, 1, 80, 16) and item["coeffs"].shape == (5, 70)
+    assert item["exp_lip"].shape == (5, 64) and item["blink"].shape == (5, 1)
+    assert item["landmarks"].shape == (5, 68, 2) and item["ref_coeffs"].shape == (70,)
+    assert item["frames"].shape == (5, 3, 64, 64)
+    assert 0 <= float(item["frames"].min()) <= float(item["frames"].max()) <= 1
+    assert int(item["start"]) == 3
+    batch = next(iter(DataLoader(CorpusDataset(tiny_corpus / "a", window=32, stride=2), batch_size=4)))
+    assert batch["mel"].shape == (4, 32, 1, 80, 16) and batch["coeffs"].shape == (4, 32, 70)
+    assert batch["style_id"].shape == (4,)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(ValueError, match="at least 40 frames"):
+            CorpusDataset(tiny_corpus / "a", window=40)
+    with pytest.raises(FileNotFoundError, match="corpus.json"):
+        CorpusDataset(tiny_corpus / "missing")
+
+
+# ---------------------------------------------------------------------------------------------
+# Video corpus (real clip, ~2 s)
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.skipif(not (CLIPS / "retalking_face_2.mp4").is_file(), reason=f"real clips not found in {CLIPS}")
+def test_video_corpus_on_a_real_clip(tmp_path):
+    from sadtalker_lib.data import CorpusDataset, build_video_corpus, load_clip
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    shutil.copy(CLIPS / "retalking_face_2.mp4", videos)
+    (videos / "notes.txt").write_text("not a video")
+    path = build_video_corpus(videos, tmp_path / "corpus", size=64, max_seconds=2.0, fit_iterations=60,
+                              progress=False)
+    index = json.loads(path.read_text())
+    assert index["kind"] == "video" and len(index["clips"]) == 1
+    entry = index["clips"][0]
+    assert entry["coeffs_fitted"] and entry["n_frames"] == 50 and entry["fit_error_px_224"] < 3.0
+    a = load_clip(tmp_path / "corpus", 0)
+    assert a["frames"].shape == (50, 64, 64, 3) and a["audio"].shape == (50 * 640,)
+    assert a["mel"].shape == (50, 1, 80, 16) and a["coeffs"].shape == (50, 70)
+    assert np.isfinite(a["coeffs"]).all() and np.abs(a["coeffs"]).max() > 0
+    lm = a["landmarks"]
+    assert (lm > 0).all() and (lm < 64).all()  # the face is inside the crop in every frame
+    assert np.sqrt(np.mean(a["audio"] ** 2)) > 0.01
+    assert ((a["blink"] >= 0) & (a["blink"] <= 1)).all()
+    item = CorpusDataset(tmp_path / "corpus", window=32)[0]
+    assert item["mel"].shape == (32, 1, 80, 16)
+    with pytest.raises(FileNotFoundError, match="no videos"):
+        build_video_corpus(tmp_path / "empty_or_missing", tmp_path / "x", progress=False)
