@@ -29,7 +29,8 @@ from .video_io import Clip, NoAudioTrackError, VideoError, load_clip
 from .weights import WeightsMissingError
 
 __all__ = [
-    "evaluate", "paper_table", "paper_table1", "side_by_side", "table_notes", "display_table", "plot_metrics", "METRICS",
+    "evaluate", "paper_table", "paper_table1", "side_by_side", "table_notes", "display_table", "plot_metrics",
+    "METRICS",
     "fid", "fid_from_features", "frechet_distance", "load_inception",
     "cpbd", "cpbd_frames",
     "csim", "cosine_similarity", "DlibFaceEmbedder", "ArcFaceEmbedder",

@@ -55,7 +55,8 @@ class IResNet(nn.Module):
         self.prelu = nn.PReLU(64)
         widths, inplanes = (64, 128, 256, 512), 64
         for i, (planes, depth) in enumerate(zip(widths, config.layers)):
-            blocks = [IResNetBlock(inplanes, planes, stride=2)] + [IResNetBlock(planes, planes) for _ in range(depth - 1)]
+            blocks = [IResNetBlock(inplanes, planes, stride=2)]
+            blocks += [IResNetBlock(planes, planes) for _ in range(depth - 1)]
             setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
             inplanes = planes
         self.bn2 = nn.BatchNorm2d(512, eps=1e-5)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .faces import FaceTrack, NoFaceError, track_faces
-from .weights import WeightsMissingError, default_weight_path, find_weights
+from .weights import default_weight_path, find_weights, load_state
 
 __all__ = ["CsimResult", "DlibFaceEmbedder", "ArcFaceEmbedder", "default_embedder", "cosine_similarity", "csim",
            "ARCFACE_TEMPLATE_112"]
@@ -104,7 +104,7 @@ class ArcFaceEmbedder:
         if 0 in layers:
             raise ValueError(f"{path} does not look like an arcface_torch IResNet backbone (layers {layers})")
         self.model = IResNet(IResNetConfig(layers=layers))
-        self.model.load_state_dict(state, strict=True)
+        load_state(self.model, state, path)
         self.model.to(device).eval()
         self.device = device
 
@@ -169,5 +169,3 @@ def csim(source: np.ndarray, frames: np.ndarray, embedder=None, *, track: FaceTr
         notes.append(f"{name}: {int((~track.found[::step]).sum())} frame(s) without a face skipped in CSIM")
     return CsimResult(value=float(np.nanmean(per_frame)), per_frame=per_frame, label=embedder.label, notes=notes)
 
-
-__all__ += ["WeightsMissingError"]

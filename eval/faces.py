@@ -19,7 +19,8 @@ __all__ = ["FaceTrack", "track_faces", "NoFaceError"]
 
 @dataclass
 class FaceTrack:
-    """``boxes`` float64 ``[T, 4]`` (x1, y1, x2, y2), ``landmarks`` float64 ``[T, 68, 2]`` (x, y), ``found`` bool ``[T]``."""
+    """``boxes`` float64 ``[T, 4]`` (x1, y1, x2, y2), ``landmarks`` float64 ``[T, 68, 2]`` (x, y),
+    ``found`` bool ``[T]``."""
 
     boxes: np.ndarray
     landmarks: np.ndarray

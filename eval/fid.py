@@ -107,9 +107,14 @@ def activation_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 
 
 def _sqrtm(a: np.ndarray) -> np.ndarray:
+    """``scipy.linalg.sqrtm`` without its singular-matrix warning (pytorch-fid calls it with ``disp=False``)."""
+    import warnings
+
     from scipy import linalg
 
-    out = linalg.sqrtm(a)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        out = linalg.sqrtm(a)
     return out[0] if isinstance(out, tuple) else out
 
 
@@ -118,7 +123,8 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = FID_EPS) -> float:
     mu1, mu2 = np.atleast_1d(mu1), np.atleast_1d(mu2)
     sigma1, sigma2 = np.atleast_2d(sigma1), np.atleast_2d(sigma2)
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape:
-        raise ValueError(f"statistics of different dimensions: {mu1.shape} / {mu2.shape}, {sigma1.shape} / {sigma2.shape}")
+        raise ValueError(f"statistics of different dimensions: {mu1.shape} / {mu2.shape}, "
+                         f"{sigma1.shape} / {sigma2.shape}")
     diff = mu1 - mu2
     covmean = _sqrtm(sigma1.dot(sigma2))
     if not np.isfinite(covmean).all():

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .faces import FaceTrack, track_faces
-from .weights import find_weights
+from .weights import find_weights, load_state
 
 __all__ = ["HeadMotion", "PnPHeadPose", "HopenetHeadPose", "head_motion", "rotation_to_euler",
            "GENERIC_FACE_3D", "PNP_LANDMARKS"]
@@ -110,13 +110,14 @@ class HopenetHeadPose:
         path = find_weights("hopenet", weights)
         state = torch.load(path, map_location="cpu", weights_only=True)
         self.model = Hopenet()
-        self.model.load_state_dict(state, strict=True)
+        load_state(self.model, state, path)
         self.model.to(device).eval()
         self.kind, self.device = kind, device
 
     @staticmethod
     def crop(frame: np.ndarray, box: np.ndarray) -> np.ndarray:
-        """Enlarged face crop (``test_on_video_dlib.py``), short side 224, centre 224x224 -> ``float32 [3, 224, 224]``."""
+        """Enlarged face crop (``test_on_video_dlib.py``), short side 224, centre 224x224 -> ``float32 [3, 224, 224]``
+        (ImageNet-normalised)."""
         from PIL import Image
 
         h, w = frame.shape[:2]

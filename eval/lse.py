@@ -23,6 +23,7 @@ protocol is the same but the scale is not comparable, so the table labels the co
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,7 +35,7 @@ from .faces import FaceTrack, NoFaceError, track_faces
 from .mfcc import mfcc
 from .syncnet import OFFICIAL_KEY_PREFIXES, SyncNet, SyncNetConfig
 from .video_io import AUDIO_RATE, EVAL_FPS, Clip
-from .weights import WeightsMissingError, default_weight_path, find_weights
+from .weights import WeightsMissingError, default_weight_path, find_weights, load_state
 
 __all__ = ["LseResult", "SyncNetScorer", "load_syncnet", "face_crops", "syncnet_mfcc", "sync_embeddings",
            "offset_distances", "lse_from_embeddings", "lse", "VSHIFT", "CROP_SCALE", "OFFICIAL_LABEL",
@@ -107,10 +108,7 @@ def load_syncnet(path: str | Path | None = None, *, device: str = "cpu") -> tupl
         model, state, label = SyncNet(), _rename_official(blob), OFFICIAL_LABEL
     else:
         raise ValueError(f"{path} is neither the official syncnet_v2.model nor a trained-here SyncNet file")
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise ValueError(f"{path}: SyncNet weights do not match the architecture (missing {missing[:5]}, "
-                         f"unexpected {unexpected[:5]})")
+    load_state(model, state, path)
     return model.to(device).eval(), label
 
 
@@ -151,6 +149,9 @@ def face_crops(frames: np.ndarray, track: FaceTrack, *, crop_scale: float = CROP
     import cv2
     from scipy.signal import medfilt
 
+    if len(frames) < SMOOTH_KERNEL // 2 + 1:
+        raise ValueError(f"LSE face crops need at least {SMOOTH_KERNEL // 2 + 1} frames (the official 13-frame "
+                         f"median smoothing), got {len(frames)}")
     track.require_any()
     if track.missing_fraction > max_missing_fraction:
         raise NoFaceError(f"no face in {track.missing_fraction:.0%} of the frames of {track.name or 'the clip'} "
@@ -159,7 +160,9 @@ def face_crops(frames: np.ndarray, track: FaceTrack, *, crop_scale: float = CROP
     s = np.maximum(b[:, 3] - b[:, 1], b[:, 2] - b[:, 0]) / 2
     y = (b[:, 1] + b[:, 3]) / 2
     x = (b[:, 0] + b[:, 2]) / 2
-    s, y, x = (medfilt(_fill_missing(v, track.found), kernel_size=SMOOTH_KERNEL) for v in (s, y, x))
+    with warnings.catch_warnings():  # clips shorter than the kernel: zero padding, as the official medfilt
+        warnings.simplefilter("ignore", UserWarning)
+        s, y, x = (medfilt(_fill_missing(v, track.found), kernel_size=SMOOTH_KERNEL) for v in (s, y, x))
     crops = np.empty((len(frames), size, size, 3), np.uint8)
     for i, frame in enumerate(frames):
         bs = s[i]
@@ -247,6 +250,9 @@ def lse(clip: Clip, scorer: SyncNetScorer, *, track: FaceTrack | None = None, vs
     if abs(len(audio) - expected) > SAMPLES_PER_FRAME:
         notes.append(f"{clip.name}: audio {len(audio) / AUDIO_RATE:.2f} s vs video {clip.duration_s:.2f} s; "
                      "the shorter is used (as the official code does)")
+    if min(clip.num_frames, len(audio) // SAMPLES_PER_FRAME) - 5 <= 0:
+        raise ValueError(f"LSE needs at least 6 frames of video with audio, {clip.name or 'the clip'} has "
+                         f"{min(clip.num_frames, len(audio) // SAMPLES_PER_FRAME)}")
     track = track if track is not None else track_faces(clip.frames, name=clip.name)
     crops = face_crops(clip.frames, track, max_missing_fraction=max_missing_fraction)
     if not track.found.all():

@@ -61,7 +61,9 @@ class SyncTrainResult:
 
 
 def make_pairs(items) -> list[SyncPair]:
-    """``[(crops, audio), ...]`` or ``[Clip, ...]`` (crops made with the LSE face crop) -> training pairs."""
+    """Training pairs from ``(crops, audio)`` tuples, ``eval.Clip`` objects, or dicts with ``frames`` and ``audio``
+    (e.g. ``sadtalker_lib.data.corpus.load_clip(root, i)``). Clips and dicts are cut into SyncNet crops exactly as
+    the evaluation does (dlib face track + ``face_crops``), so training and scoring see the same crops."""
     from .faces import track_faces
     from .video_io import Clip
 
@@ -69,6 +71,8 @@ def make_pairs(items) -> list[SyncPair]:
     for item in items:
         if isinstance(item, Clip):
             crops, audio = face_crops(item.frames, track_faces(item.frames, name=item.name)), item.require_audio()
+        elif isinstance(item, dict):
+            crops, audio = face_crops(item["frames"], track_faces(item["frames"])), item["audio"]
         else:
             crops, audio = item
         crops = np.asarray(crops)
@@ -129,7 +133,7 @@ def train_syncnet(items, config: SyncTrainConfig | None = None, *, model: SyncNe
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     return SyncTrainResult(model=model.eval(), losses=losses, config=cfg)
 
 

@@ -29,7 +29,7 @@ from .diversity import diversity_of
 from .faces import NoFaceError, track_faces
 from .head_pose import HopenetHeadPose, PnPHeadPose, head_motion
 from .lse import SyncNetScorer, lse
-from .video_io import EVAL_FPS, EVAL_SIZE, Clip, NoAudioTrackError, VideoError, as_clip
+from .video_io import EVAL_FPS, EVAL_SIZE, Clip, NoAudioTrackError, VideoError, as_clip, check_same_timing
 from .weights import WeightsMissingError
 
 __all__ = ["GROUPS", "METRICS", "DIRECTION", "evaluate", "paper_table", "paper_table1", "side_by_side",
@@ -137,9 +137,12 @@ class _Scorers:
         self.syncnet = self.identity = self.head_pose = self.inception = None
         if {"LSE-C", "LSE-D"} & set(metrics):
             try:
-                self.syncnet = syncnet if isinstance(syncnet, SyncNetScorer) else SyncNetScorer.from_file(syncnet, device=device)
+                if isinstance(syncnet, SyncNetScorer):
+                    self.syncnet = syncnet
+                else:
+                    self.syncnet = SyncNetScorer.from_file(syncnet, device=device)
                 if self.syncnet.label != "syncnet_v2":
-                    self.labels.update({"LSE-C": f"LSE-C [{self.syncnet.label}]", "LSE-D": f"LSE-D [{self.syncnet.label}]"})
+                    self.labels.update({m: f"{m} [{self.syncnet.label}]" for m in ("LSE-C", "LSE-D")})
             except (WeightsMissingError, ValueError) as e:
                 self.errors["LSE-C"] = self.errors["LSE-D"] = str(e)
         if "CSIM" in metrics:
@@ -176,7 +179,8 @@ class _Scorers:
             try:
                 from .fid import load_inception
 
-                self.inception = load_inception(fid_weights, device=device)
+                is_model = callable(fid_weights) and not isinstance(fid_weights, (str, Path))
+                self.inception = fid_weights if is_model else load_inception(fid_weights, device=device)
             except WeightsMissingError as e:
                 self.errors["FID"] = str(e)
 
@@ -211,8 +215,8 @@ def _score_clip(clip: Clip, source, scorers: _Scorers, metrics, *, cpbd_step: in
     r = attempt(["LSE-C", "LSE-D"], lambda: lse(clip, scorers.syncnet, track=track))
     if r is not None:
         values["LSE-C"], values["LSE-D"] = r.confidence, r.distance
-        for n in r.notes:
-            notes["LSE-C"].append(n)
+        notes["LSE-C"].extend(r.notes)
+        notes["LSE-D"].extend(r.notes)
     motion = attempt(["Diversity", "Beat Align"], lambda: head_motion(clip.frames, scorers.head_pose, track=track,
                                                                        name=clip.name))
     if motion is not None:
@@ -245,7 +249,7 @@ def evaluate(
     syncnet=None,
     identity=None,
     head_pose=None,
-    fid_weights: str | Path | None = None,
+    fid_weights=None,
     fps: float = EVAL_FPS,
     size: int | None = EVAL_SIZE,
     max_frames: int | None = None,
@@ -270,7 +274,8 @@ def evaluate(
     * ``syncnet``: path to ``syncnet_v2.model`` / a trained-here file / a ``SyncNetScorer`` (None: default
       locations, see ``eval.weights``). ``identity``: None (ArcFace if present else dlib), ``"dlib"``,
       ``"arcface"``, a weights path or an embedder. ``head_pose``: None / ``"solvePnP"``, ``"hopenet"``, a
-      Hopenet weights path or an estimator. ``fid_weights``: path of pt_inception (None: torch hub cache).
+      Hopenet weights path or an estimator. ``fid_weights``: path of pt_inception (None: torch hub cache)
+      or an already loaded feature model (``eval.fid.load_inception()``, or any model with its interface).
     * Videos are decoded at ``fps`` (25, SyncNet's rate) and ``size`` x ``size`` (256, as in the paper), at
       most ``max_frames`` frames; FID uses every ``fid_step``-th frame, CPBD every ``cpbd_step``-th, CSIM every
       ``csim_step``-th (1 = every frame, as the paper; larger steps trade exactness for speed on a CPU).
@@ -282,8 +287,8 @@ def evaluate(
     if unknown:
         raise ValueError(f"unknown metrics {sorted(unknown)}; choose from {METRICS}")
     metrics = [m for m in METRICS if m in set(metrics)]
-    if not methods:
-        raise ValueError("methods is empty: give {name: [generated video, ...]}")
+    if not methods and real is None:
+        raise ValueError("nothing to score: give methods={name: [generated video, ...]} and/or real=[...]")
     load = dict(fps=fps, size=size, max_frames=max_frames)
     scorers = _Scorers(metrics, syncnet, identity, head_pose, fid_weights, device)
     labels = scorers.labels
@@ -322,26 +327,10 @@ def evaluate(
             fid_feats[row] = inception_features(frames, scorers.inception, size=size, device=device)
 
     table = pd.DataFrame(per_video)
-    result = table.groupby("method", sort=False)[[labels[m] for m in metrics]].mean()
-    result = result.reindex(list(rows))
+    result = table.groupby("method", sort=False)[[labels[m] for m in metrics]].mean().reindex(list(rows))
     if "FID" in metrics:
-        from .fid import fid_from_features, inception_features
-
-        result[labels["FID"]] = np.nan
-        ref = None
-        if scorers.inception is not None and real_clips:
-            ref = fid_feats.get(real_row) if real_row in fid_feats else inception_features(
-                [f for c in real_clips for f in c.frames[::fid_step]], scorers.inception, size=size, device=device)
-        for row in rows:
-            if scorers.inception is None:
-                all_notes[(row, labels["FID"])].append(scorers.errors["FID"])
-            elif ref is None:
-                all_notes[(row, labels["FID"])].append("FID needs real videos (real=...) as the reference set")
-            else:
-                try:
-                    result.loc[row, labels["FID"]] = fid_from_features(fid_feats[row], ref)
-                except ValueError as e:
-                    all_notes[(row, labels["FID"])].append(str(e))
+        _fid_column(result, rows, real_clips, real_row, fid_feats, scorers, all_notes, fid_step=fid_step, size=size,
+                    device=device)
     for row in rows:  # a cell that is NaN must say why
         for m in metrics:
             lb = labels[m]
@@ -356,6 +345,28 @@ def evaluate(
     result.attrs["per_video"] = table
     result.attrs["labels"] = dict(labels)
     return result
+
+
+def _fid_column(result, rows, real_clips, real_row, fid_feats, scorers, notes, *, fid_step, size, device):
+    """Fill the FID column: each row's frames against all real frames (n/a with a note when impossible)."""
+    from .fid import fid_from_features, inception_features
+
+    label = scorers.labels["FID"]
+    result[label] = np.nan
+    ref = None
+    if scorers.inception is not None and real_clips:
+        ref = fid_feats.get(real_row) if real_row in fid_feats else inception_features(
+            [f for c in real_clips for f in c.frames[::fid_step]], scorers.inception, size=size, device=device)
+    for row in rows:
+        if scorers.inception is None:
+            notes[(row, label)].append(scorers.errors["FID"])
+        elif ref is None:
+            notes[(row, label)].append("FID needs real videos (real=...) as the reference set")
+        else:
+            try:
+                result.loc[row, label] = fid_from_features(fid_feats[row], ref)
+            except ValueError as e:
+                notes[(row, label)].append(str(e))
 
 
 def _sources_for(row, clips, sources, real_clips, is_real, tolerance, notes, labels):
@@ -373,11 +384,10 @@ def _sources_for(row, clips, sources, real_clips, is_real, tolerance, notes, lab
         return [c.frames[0] for c in clips]
     if real_clips and len(real_clips) == len(clips):
         for gen, ref in zip(clips, real_clips):
-            if abs(gen.fps - ref.fps) > 1e-6:
-                raise ValueError(f"{row}: {gen.name} is {gen.fps:g} fps but its real video {ref.name} is {ref.fps:g} fps")
-            if abs(gen.num_frames - ref.num_frames) > tolerance:
-                raise ValueError(f"{row}: {gen.name} has {gen.num_frames} frames but its real video {ref.name} has "
-                                 f"{ref.num_frames} (different lengths; trim them or pass max_frames)")
+            try:
+                check_same_timing(gen, ref, tolerance_frames=tolerance)
+            except ValueError as e:
+                raise ValueError(f"{row}: generated video vs its real video: {e} (trim them or pass max_frames)") from e
         return [c.frames[0] for c in real_clips]
     if "CSIM" in labels:
         notes[(row, labels["CSIM"])].append("no source images given: CSIM against each video's own first frame")

@@ -151,9 +151,3 @@ def check_same_timing(a: Clip, b: Clip, *, tolerance_frames: int = 1) -> None:
         raise ValueError(f"{a.name or 'clip a'} has {a.num_frames} frames but {b.name or 'clip b'} has "
                          f"{b.num_frames}; the videos have different lengths")
 
-
-def audio_video_mismatch(clip: Clip) -> float:
-    """Seconds by which the audio is shorter (+) or longer (-) than the frames (0.0 without audio)."""
-    if clip.audio is None:
-        return 0.0
-    return clip.duration_s - len(clip.audio) / clip.sample_rate

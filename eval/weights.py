@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["WeightsMissingError", "cache_dir", "default_weight_path", "find_weights", "WEIGHT_FILES"]
+__all__ = ["WeightsMissingError", "cache_dir", "default_weight_path", "find_weights", "load_state", "WEIGHT_FILES"]
 
 
 class WeightsMissingError(FileNotFoundError):
@@ -34,8 +34,10 @@ class WeightsMissingError(FileNotFoundError):
 
 WEIGHT_FILES = {
     "syncnet": ("syncnet", "syncnet_v2.model", "joonson/syncnet_python: sh download_model.sh (data/syncnet_v2.model)"),
-    "syncnet_trained_here": ("syncnet", "syncnet_trained_here.pt", "eval.syncnet_train.train_syncnet(...) on the project's corpus"),
-    "arcface": ("arcface", "backbone.pth", "insightface recognition/arcface_torch model zoo (an IResNet backbone.pth, e.g. ms1mv3_arcface_r100)"),
+    "syncnet_trained_here": ("syncnet", "syncnet_trained_here.pt",
+                             "eval.syncnet_train.train_syncnet(...) on the project's corpus"),
+    "arcface": ("arcface", "backbone.pth",
+                "insightface recognition/arcface_torch model zoo (an IResNet backbone.pth, e.g. ms1mv3_arcface_r100)"),
     "hopenet": ("hopenet", "hopenet_robust_alpha1.pkl", "natanielruiz/deep-head-pose README (Hopenet robust, alpha 1)"),
 }
 
@@ -63,3 +65,14 @@ def find_weights(name: str, path: str | os.PathLike | None = None) -> Path:
             f"(or pass its path explicitly)."
         )
     return candidate
+
+
+def load_state(module, state: dict, path) -> None:
+    """``module.load_state_dict(state)`` with every key checked, except BatchNorm's ``num_batches_tracked``
+    buffers, which files saved before PyTorch 0.4.1 (syncnet_v2.model, Hopenet) do not have and which eval
+    mode never uses. A mismatch raises ``ValueError`` naming the file."""
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.endswith("num_batches_tracked")]
+    if missing or unexpected:
+        raise ValueError(f"{path}: weights do not match {type(module).__name__} (missing {missing[:5]}, "
+                         f"unexpected {unexpected[:5]})")

@@ -45,8 +45,10 @@ def _fake_speech(seed: int, seconds: float = 8.0, sr: int = 16000) -> np.ndarray
 def test_tts_speech_and_phoneme_times():
     from sadtalker_lib.data.tts import synthesize
 
+    from sadtalker_lib.audio import DEFAULT_CONFIG
+
     s = synthesize(SENTENCE, "en+f3", rate_wpm=175, pitch=50)
-    assert s.sample_rate == 16000 and s.samples.dtype == np.float32
+    assert s.sample_rate == 16000 == DEFAULT_CONFIG.sample_rate and s.samples.dtype == np.float32
     assert 1.5 < s.duration_ms / 1000 < 6.0
     assert np.sqrt(np.mean(s.samples ** 2)) > 0.02  # not silent
     assert np.abs(s.samples).max() <= 1.0

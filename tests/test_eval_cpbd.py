@@ -1,9 +1,6 @@
 """CPBD (eval.cpbd) against the reference ``cpbd`` package on real and constructed images."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 

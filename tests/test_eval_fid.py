@@ -69,7 +69,8 @@ def test_load_inception_reads_a_local_file(tmp_path, monkeypatch):
     from pytorch_fid import inception as fi
 
     net = torchvision.models.inception_v3(num_classes=1008, aux_logits=False, weights=None, init_weights=False)
-    net.Mixed_5b, net.Mixed_5c, net.Mixed_5d = fi.FIDInceptionA(192, 32), fi.FIDInceptionA(256, 64), fi.FIDInceptionA(288, 64)
+    net.Mixed_5b, net.Mixed_5c = fi.FIDInceptionA(192, 32), fi.FIDInceptionA(256, 64)
+    net.Mixed_5d = fi.FIDInceptionA(288, 64)
     net.Mixed_6b, net.Mixed_6c = fi.FIDInceptionC(768, 128), fi.FIDInceptionC(768, 160)
     net.Mixed_6d, net.Mixed_6e = fi.FIDInceptionC(768, 160), fi.FIDInceptionC(768, 192)
     net.Mixed_7b, net.Mixed_7c = fi.FIDInceptionE_1(1280), fi.FIDInceptionE_2(2048)

@@ -12,7 +12,7 @@ from eval.lse import (VSHIFT, SyncNetScorer, face_crops, lse, lse_from_embedding
                       syncnet_mfcc)
 from eval.mfcc import mfcc
 from eval.syncnet import OFFICIAL_KEY_PREFIXES, SyncNet
-from eval.syncnet_train import SyncTrainConfig, save_trained_syncnet, train_syncnet
+from eval.syncnet_train import SyncTrainConfig, make_pairs, save_trained_syncnet, train_syncnet
 from eval.video_io import Clip, NoAudioTrackError
 from eval.weights import WeightsMissingError
 
@@ -74,7 +74,8 @@ def test_lse_known_offset_matches_hand_computation(lag):
 
 class _ColourNet(nn.Module):
     """Identity-like 'SyncNet': lips -> mean BGR of the window's first frame; audio -> MFCC rows 0..2 of its
-    first column. With frames of colour c[t] and MFCC column 4u holding c[u + lag] (BGR), the best offset is lag."""
+    first column. With frames of colour c[t] and MFCC column 4u holding c[u + lag] (BGR), lip window v matches
+    audio window v - lag, so the best offset is +lag (the first `lag` windows have no match)."""
 
     def forward_lips(self, x):  # [B, 3, 5, H, W]
         return x[:, :, 0].mean(dim=(2, 3))
@@ -94,7 +95,9 @@ def test_protocol_windows_and_bgr_with_identity_extractors():
     lips, auds = sync_embeddings(_ColourNet(), crops, feats, audio_frames=t)
     assert lips.shape == auds.shape == (t - 5, 3)
     r = lse_from_embeddings(lips, auds)
-    assert r.offset == -lag and r.distance < 1e-4 and r.num_windows == t - 5
+    dist, conf, offset = _hand_lse(lips.double().numpy(), auds.double().numpy(), VSHIFT)
+    assert r.offset == offset == lag and r.num_windows == t - 5  # the video lags the audio by `lag` frames
+    assert r.distance == pytest.approx(dist, rel=1e-5) and r.confidence == pytest.approx(conf, rel=1e-5)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -152,7 +155,8 @@ def _official_state(model: SyncNet) -> dict:
 def test_load_official_layout_and_trained_here(tmp_path):
     torch.manual_seed(1)
     ref = SyncNet().eval()
-    torch.save(_official_state(ref), tmp_path / "syncnet_v2.model")
+    official = {k: v for k, v in _official_state(ref).items() if not k.endswith("num_batches_tracked")}  # 2017 file
+    torch.save(official, tmp_path / "syncnet_v2.model")
     model, label = load_syncnet(tmp_path / "syncnet_v2.model")
     assert label == "syncnet_v2"
     a, x = torch.randn(2, 1, 13, 20), torch.rand(2, 3, 5, 224, 224) * 255
@@ -207,3 +211,11 @@ def test_train_syncnet_on_a_synthetic_dataset(tmp_path):
     assert r.num_windows == 7 and np.isfinite(r.distance)
     with pytest.raises(ValueError, match="at least 6"):
         train_syncnet([_synthetic_pair(5, 0)], SyncTrainConfig(steps=1, batch_size=2), progress=False)
+
+
+def test_training_pairs_from_clips_use_the_evaluation_crops(clip):
+    from eval.faces import track_faces
+
+    (pair,) = make_pairs([{"frames": clip.frames, "audio": clip.audio}])  # the corpus' clip dict layout
+    assert pair.crops.shape == (16, 224, 224, 3) and pair.num_windows == 11 and pair.mfcc.shape[0] == 13
+    assert np.array_equal(pair.crops, face_crops(clip.frames, track_faces(clip.frames)))

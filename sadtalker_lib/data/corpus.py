@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..audio import DEFAULT_CONFIG, crop_to_frames, mel_windows, melspectrogram
 from .motion import MOTION_STYLES, generate_motion
 from .visemes import EXPRESSION_DIMS, FPS, teacher_expression
 
@@ -46,6 +47,7 @@ __all__ = [
 
 FORMAT, FORMAT_VERSION = "sadtalker-lab-corpus", 1
 INDEX_FILE = "corpus.json"
+SAMPLES_PER_FRAME = DEFAULT_CONFIG.samples_per_frame  # 640 = 16 kHz / 25 fps
 CLIP_KEYS = ("frames", "audio", "mel", "landmarks", "coeffs", "exp_lip", "blink", "phonemes", "phoneme_ms")
 
 # A few sentences per language, written for this project: varied vowels, bilabials, labiodentals and rounding.
@@ -173,14 +175,13 @@ def load_clip(root: str | os.PathLike, clip: int | str | dict) -> dict[str, np.n
 
 def _audio_features(samples: np.ndarray, max_frames: int | None = None):
     """16 kHz samples -> (wav cropped to whole frames [T * 640], mel windows [T, 1, 80, 16], T)."""
-    from ..audio import crop_to_frames, mel_windows, melspectrogram
-
     wav, frames = crop_to_frames(np.asarray(samples, np.float32))
     if max_frames is not None and frames > max_frames:
         frames = int(max_frames)
-        wav = wav[: frames * 640]
+        wav = wav[: int(frames * SAMPLES_PER_FRAME)]
     if frames == 0:
-        raise ValueError(f"audio of {len(samples)} samples is shorter than one video frame (640 samples)")
+        raise ValueError(f"audio of {len(samples)} samples is shorter than one video frame "
+                         f"({SAMPLES_PER_FRAME:g} samples)")
     windows = mel_windows(melspectrogram(wav), frames)
     return wav.astype(np.float32), windows, frames
 
@@ -285,7 +286,8 @@ def build_default_corpus(out_dir: str | os.PathLike, n_clips: int = 8, seed: int
             articulation=plan.articulation, motion_seed=plan.motion_seed,
             coeffs_fitted=True, coeffs_source="viseme-teacher+motion", lip_source="viseme-teacher"))
     index = dict(
-        format=FORMAT, version=FORMAT_VERSION, kind="default", fps=FPS, sample_rate=16000, size=int(size),
+        format=FORMAT, version=FORMAT_VERSION, kind="default", fps=FPS, sample_rate=DEFAULT_CONFIG.sample_rate,
+        size=int(size),
         seed=int(seed), tts_backend=backend, expression_space="DefaultMorphableModel",
         styles=[s.name for s in MOTION_STYLES], identities=[p.name for p in portrait_list],
         builder=dict(n_clips=n_clips, languages=list(languages), voices=list(voices), rate_range=list(rate_range),
@@ -379,7 +381,7 @@ def build_video_corpus(video_dir: str | os.PathLike, out_dir: str | os.PathLike,
             wav, mel, n_audio = _audio_features(samples, max_frames)
             frames_full = read_video(path, fps=FPS, max_frames=n_audio)
             n = min(n_audio, len(frames_full))
-            wav, mel, frames_full = wav[: n * 640], mel[:n], frames_full[:n]
+            wav, mel, frames_full = wav[: int(n * SAMPLES_PER_FRAME)], mel[:n], frames_full[:n]
             lm_full = _track_landmarks(frames_full, detector)
         except (VideoError, NoFaceError, ValueError) as e:
             warnings.warn(f"skipping {path.name}: {e}", stacklevel=2)
@@ -418,7 +420,8 @@ def build_video_corpus(video_dir: str | os.PathLike, out_dir: str | os.PathLike,
     if not entries:
         raise ValueError(f"no usable clip in {video_dir}; skipped: {skipped}")
     index = dict(
-        format=FORMAT, version=FORMAT_VERSION, kind="video", fps=FPS, sample_rate=16000, size=int(size),
+        format=FORMAT, version=FORMAT_VERSION, kind="video", fps=FPS, sample_rate=DEFAULT_CONFIG.sample_rate,
+        size=int(size),
         source_dir=str(video_dir), expression_space="DefaultMorphableModel" if fit_coeffs else None,
         styles=list(identities), identities=list(identities),
         builder=dict(max_seconds=max_seconds, max_clips=max_clips, fit_coeffs=fit_coeffs,

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..blink import BLINK_SHAPE
+from ..audio import DEFAULT_CONFIG
 from .visemes import BLINK_DIMS, EXPRESSION_DIMS, FPS, N_EXP
 
 __all__ = [
@@ -82,7 +83,8 @@ def style_id(style: int | str) -> int:
     return int(style)
 
 
-def speech_energy(samples: np.ndarray | None, n_frames: int, sample_rate: int = 16000, fps: float = FPS) -> np.ndarray:
+def speech_energy(samples: np.ndarray | None, n_frames: int, sample_rate: int = DEFAULT_CONFIG.sample_rate,
+                  fps: float = FPS) -> np.ndarray:
     """Loudness envelope per video frame ``float32 [T]`` in [0, 1] (log RMS over each 1/fps window).
 
     None gives a constant 0.5 (no audio coupling).
@@ -212,7 +214,7 @@ class Motion:
 
 
 def generate_motion(n_frames: int, style: int | str = 0, seed: int = 0, audio: np.ndarray | None = None,
-                    sample_rate: int = 16000, fps: float = FPS) -> Motion:
+                    sample_rate: int = DEFAULT_CONFIG.sample_rate, fps: float = FPS) -> Motion:
     """Head pose and blinks for one clip, coupled to ``audio`` (float32 [N] at ``sample_rate``) when given."""
     sid = style_id(style)
     energy = None if audio is None else speech_energy(audio, n_frames, sample_rate, fps)

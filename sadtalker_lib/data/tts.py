@@ -28,7 +28,9 @@ import numpy as np
 
 __all__ = ["Speech", "TTSError", "synthesize", "SAMPLE_RATE", "SILENCE", "espeak_backend"]
 
-SAMPLE_RATE = 16000  # the audio encoder's rate (official src/utils/audio.py: 16 kHz)
+# = sadtalker_lib.audio.DEFAULT_CONFIG.sample_rate (not imported at the top: this file also runs standalone as the
+# worker script; tests/test_corpus.py checks that the two agree)
+SAMPLE_RATE = 16000
 SILENCE = "_"  # our name for eSpeak's pause "phonemes" (empty names in IPA mode)
 INSTALL_HINT = "eSpeak NG is not installed: run `apt-get install espeak-ng` (Debian/Ubuntu package espeak-ng)."
 
@@ -66,11 +68,11 @@ AUDIO_OUTPUT_SYNCHRONOUS = 2  # espeak_AUDIO_OUTPUT: like RETRIEVAL, returns whe
 INITIALIZE_PHONEME_EVENTS = 0x0001  # espeakINITIALIZE_PHONEME_EVENTS
 INITIALIZE_PHONEME_IPA = 0x0002  # espeakINITIALIZE_PHONEME_IPA: phoneme events carry IPA names
 INITIALIZE_DONT_EXIT = 0x8000  # espeakINITIALIZE_DONT_EXIT: return an error instead of exit() without data
-EVENT_LIST_TERMINATED, EVENT_END, EVENT_MSG_TERMINATED, EVENT_PHONEME = 0, 5, 6, 7  # espeak_EVENT_TYPE
+EVENT_LIST_TERMINATED, EVENT_PHONEME = 0, 7  # espeak_EVENT_TYPE
 POS_CHARACTER = 1  # espeak_POSITION_TYPE
 CHARS_UTF8 = 1  # espeakCHARS_UTF8
 PARAM_RATE, PARAM_PITCH = 1, 3  # espeak_PARAMETER: espeakRATE (words per minute), espeakPITCH (0-100)
-EE_OK, EE_NOT_FOUND = 0, 2  # espeak_ERROR
+EE_OK = 0  # espeak_ERROR
 
 
 class _EventId(ctypes.Union):
@@ -237,17 +239,6 @@ def espeak_backend() -> str:
     raise TTSError(INSTALL_HINT)
 
 
-def _resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
-    from math import gcd
-
-    from scipy.signal import resample_poly
-
-    if sr_in == sr_out:
-        return x.astype(np.float32)
-    g = gcd(sr_in, sr_out)
-    return resample_poly(x, sr_out // g, sr_in // g).astype(np.float32)
-
-
 def _events_to_intervals(events: list[tuple[str, int]], duration_ms: float) -> list[tuple[str, float, float]]:
     """Phoneme onsets -> (name, start_ms, end_ms): each phoneme lasts until the next one, the last to the end."""
     out: list[tuple[str, float, float]] = []
@@ -320,6 +311,8 @@ def synthesize(text: str, voice: str = "en", rate_wpm: int = 175, pitch: int = 5
         raise ValueError(f"rate_wpm must be in [80, 450] (eSpeak's range), got {rate_wpm}")
     if not 0 <= int(pitch) <= 100:
         raise ValueError(f"pitch must be in [0, 100], got {pitch}")
+    from ..audio import resample  # (imported here: this file also runs as the worker script)
+
     result = None
     if _load_library() is None:
         pass  # no C library: the command-line fallback below
@@ -330,12 +323,12 @@ def synthesize(text: str, voice: str = "en", rate_wpm: int = 175, pitch: int = 5
         result = (audio, _engine().sample_rate, events)
     if result is not None:
         audio, sr, events = result
-        samples = _resample(audio.astype(np.float32) / 32768.0, sr, SAMPLE_RATE)
+        samples = resample(audio.astype(np.float32) / 32768.0, sr, SAMPLE_RATE)
         phonemes = _events_to_intervals(events, 1000.0 * len(samples) / SAMPLE_RATE)
         backend = "libespeak-ng"
     else:
         raw, sr, ipa = _synthesize_cli(text, voice, rate_wpm, pitch)
-        samples = _resample(raw, sr, SAMPLE_RATE)
+        samples = resample(raw, sr, SAMPLE_RATE)
         phonemes = _spread_phonemes(ipa, samples, SAMPLE_RATE)
         backend = "cli"
     if samples.size == 0:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..audio import DEFAULT_CONFIG
 from ..morphable.default import EXPRESSION_NAMES
 
 __all__ = [
@@ -32,7 +33,7 @@ __all__ = [
     "is_vowel", "split_phoneme", "lip_params", "params_to_expression", "teacher_expression",
 ]
 
-FPS = 25  # official frame rate (inference hard-codes 25 fps)
+FPS = DEFAULT_CONFIG.fps  # 25: the official frame rate
 N_EXP = 64  # expression coefficients (official coefficient layout [exp 64, angle 3, trans 3])
 
 # Index of each named direction of the 64-d expression space: the DefaultMorphableModel's designed ones.

@@ -1,0 +1,84 @@
+"""Beat Align Score (eval.beat_align): Bailando's formula on constructed beats, motion / audio beat detection."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from eval.beat_align import (BA_SIGMA_FRAMES, audio_beats, beat_align, beat_align_score, motion_beats,
+                             motion_velocity, onset_envelope, peak_pick)
+
+
+def test_score_on_constructed_beats_hand_computed():
+    audio, motion = [10, 30, 50, 70], [12, 30, 41, 90]
+    # nearest motion beat: 10->12 (2), 30->30 (0), 50->41 (9), 70->90 (20); sigma = 3 frames: 2 sigma^2 = 18
+    expected = (math.exp(-4 / 18) + 1.0 + math.exp(-81 / 18) + math.exp(-400 / 18)) / 4
+    assert BA_SIGMA_FRAMES == 3.0
+    assert beat_align_score(audio, motion) == pytest.approx(expected, abs=1e-15)
+    assert beat_align_score([5, 17], [5, 17]) == 1.0
+    assert beat_align_score([5], []) == 0.0  # no motion beat: every term vanishes
+    with pytest.raises(ValueError, match="at least one audio beat"):
+        beat_align_score([], [3])
+
+
+def test_motion_beats_are_velocity_minima():
+    t = np.arange(120)
+    yaw = np.sin(2 * np.pi * (t - 0.3) / 40.0)  # turning points (zero speed) at t = 10.3 + 20 k
+    feats = np.stack([yaw, np.zeros_like(yaw), np.zeros_like(yaw)], axis=1)
+    beats, v = motion_beats(feats)
+    assert v.shape == (119,)
+    # velocity index i is the step i -> i+1, so the step over the turning point 10.3 + 20 k is i = 10 + 20 k
+    assert beats.tolist() == [10, 30, 50, 70, 90, 110]
+    # frames without a face are interpolated, not dropped
+    holes = feats.copy()
+    holes[[33, 34, 71]] = np.nan
+    assert np.isfinite(motion_velocity(holes)).all()
+    with pytest.raises(ValueError, match="at least 2 frames"):
+        motion_velocity(np.full((5, 3), np.nan))
+
+
+def test_audio_beats_find_clicks_at_their_frames():
+    sr, fps = 16000, 25
+    audio = np.zeros(sr * 4, np.float32)
+    clicks = [12, 30, 55, 80]  # video frames, more than `wait` = 10 frames apart
+    rng = np.random.default_rng(0)
+    for f in clicks:
+        start = f * sr // fps
+        audio[start: start + 400] = rng.standard_normal(400) * np.hanning(400)
+    env = onset_envelope(audio, sr, fps)
+    assert env.shape == (1 + len(audio) * 4 // 5 // 512,)  # one value per video frame (12.8 kHz, hop 512)
+    beats = audio_beats(audio, sr, fps)
+    # librosa's onset envelope (centred frames, lag 1, n_fft / (2 hop) compensation) peaks one frame after the
+    # frame where a click starts; Bailando uses it as is
+    assert np.array_equal(beats, np.array(clicks) + 1), beats
+
+
+def test_peak_pick_rules():
+    x = np.zeros(40)
+    x[[5, 9, 25]] = [3.0, 4.0, 2.0]
+    # 9 is within `wait` of 5, so only the earlier one is kept (greedy); 25 is a peak above the local mean + delta
+    assert peak_pick(x, 3, 3, 3, 5, 0.5, 10).tolist() == [5, 25]
+
+
+def test_beat_align_of_a_clip_and_bad_input():
+    sr, fps, n = 16000, 25, 100
+    audio = np.zeros(n * sr // fps, np.float32)
+    for f in (20, 50, 80):
+        audio[f * 640: f * 640 + 300] = 0.5
+    yaw = np.sin(2 * np.pi * np.arange(n) / 30.0)
+    r = beat_align(audio, sr, yaw[:, None], fps)
+    assert 0.0 <= r.score <= 1.0 and len(r.audio_beats) == 3 and r.velocity.shape == (n - 1,)
+    with pytest.raises(ValueError, match="no audio beat"):
+        beat_align(np.zeros_like(audio), sr, yaw[:, None], fps)
+
+
+def test_onset_envelope_matches_librosa_when_installed():
+    librosa = pytest.importorskip("librosa")
+    from scipy.signal import resample_poly
+
+    rng = np.random.default_rng(2)
+    y = resample_poly(rng.standard_normal(32000) * np.repeat(rng.random(50) > 0.5, 640), 4, 5)
+    ref = librosa.onset.onset_strength(y=y, sr=12800, aggregate=np.median)
+    ours = onset_envelope(y, 12800, 25)
+    assert np.abs(ref - ours).max() < 1e-5 * max(1.0, ref.max())

@@ -1,0 +1,227 @@
+"""FaceRender training (face-vid2vid stage 1, MappingNet stage 2): losses fall, resume is exact, files load.
+
+Runs on a tiny synthetic corpus (32 px frames of a disc "head" moved and a bar "mouth" opened by the
+coefficients), so no eSpeak NG is needed; the default corpus is exercised by notebooks/05_facerender_mapping.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from sadtalker_lib.checkpoints import CheckpointError, load_official
+from sadtalker_lib.models.mapping import MappingNetConfig
+from sadtalker_lib.networks import CONFIG_FILE, build_network, read_configs
+from sadtalker_lib.official import OFFICIAL_NETWORKS, SAFETENSORS_FILE
+from sadtalker_lib.train.facerender_losses import (
+    FV2V_POSE_SIGNS,
+    RandomWarp,
+    coeff_pose_degrees,
+    keypoint_l1,
+    keypoint_prior_loss,
+)
+from sadtalker_lib.train.facerender_trainer import (
+    FaceRenderClips,
+    FaceVid2VidTrainConfig,
+    MappingTrainConfig,
+    Renderer,
+    evaluate_mapping,
+    load_mapping,
+    load_renderer,
+    render_pairs,
+    train_facevid2vid,
+    train_mapping,
+)
+
+SIZE = 32
+
+
+def synthetic_clips(n_clips: int = 3, frames: int = 24, size: int = SIZE, seed: int = 0) -> FaceRenderClips:
+    """Clips whose frames follow their coefficients: yaw shifts a disc, pitch lifts it, exp[0] opens a bar."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] / (size - 1) * 2 - 1
+    all_frames, all_coeffs = [], []
+    for _ in range(n_clips):
+        t = np.arange(frames)
+        coeffs = np.zeros((frames, 70), np.float32)
+        coeffs[:, 0] = 0.5 + 0.5 * np.sin(t * rng.uniform(0.3, 0.6) + rng.uniform(0, 6))  # mouth opening
+        coeffs[:, 64] = 0.15 * np.sin(t * 0.2 + rng.uniform(0, 6))  # pitch (rad)
+        coeffs[:, 65] = 0.2 * np.sin(t * 0.15 + rng.uniform(0, 6))  # yaw (rad)
+        color = rng.uniform(0.4, 0.9, size=3)
+        clip = np.empty((frames, size, size, 3), np.uint8)
+        for i in range(frames):
+            cx, cy = -coeffs[i, 65] * 1.5, coeffs[i, 64] * 1.5
+            head = ((xx - cx) ** 2 + (yy - cy) ** 2) < 0.45
+            mouth = (np.abs(xx - cx) < 0.25) & (np.abs(yy - cy - 0.3) < 0.05 + 0.12 * coeffs[i, 0])
+            img = np.full((size, size, 3), 0.15) + head[..., None] * color - mouth[..., None] * 0.5
+            clip[i] = (np.clip(img, 0, 1) * 255).astype(np.uint8)
+        all_frames.append(clip)
+        all_coeffs.append(coeffs)
+    return FaceRenderClips(all_frames, all_coeffs, image_size=size)
+
+
+@pytest.fixture(scope="module")
+def clips():
+    return synthetic_clips(3, seed=0), synthetic_clips(1, seed=1)
+
+
+def fv_config(**kw) -> FaceVid2VidTrainConfig:
+    base = dict(image_size=SIZE, steps=4, batch_size=2, checkpoint_every=2, eval_every=2, eval_pairs=4,
+                progress=False)
+    return FaceVid2VidTrainConfig.cpu(**{**base, **kw})
+
+
+def map_config(**kw) -> MappingTrainConfig:
+    base = dict(steps=4, batch_size=2, checkpoint_every=2, eval_every=2, eval_pairs=4, progress=False)
+    return MappingTrainConfig.cpu(**{**base, **kw})
+
+
+def _same_state(a: torch.nn.Module, b: torch.nn.Module) -> None:
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        assert torch.equal(sa[k], sb[k]), f"{k} differs"
+
+
+# --- losses ----------------------------------------------------------------------------------------
+def test_random_warp_identity_and_coordinates():
+    frame = torch.rand(2, 3, SIZE, SIZE)
+    still = RandomWarp(2, sigma_affine=0.0, sigma_tps=0.0)
+    assert torch.allclose(still.transform_frame(frame), frame, atol=1e-5)
+    warp = RandomWarp(2, generator=torch.Generator().manual_seed(0))
+    pts = torch.rand(2, 7, 2) * 2 - 1
+    moved = warp.warp_coordinates(pts)
+    assert moved.shape == pts.shape and not torch.allclose(moved, pts)
+    # the same generator seed gives the same warp (resumable training)
+    again = RandomWarp(2, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(again.warp_coordinates(pts), moved)
+
+
+def test_keypoint_losses_values():
+    a = torch.zeros(1, 2, 3)
+    b = torch.tensor([[[1.0, -2.0, 0.5], [0.0, 0.0, 0.0]]])
+    assert keypoint_l1(a, b).item() == pytest.approx((3.5 + 0.0) / 2)  # Eq. 14: mean over keypoints of L1
+    with pytest.raises(ValueError):
+        keypoint_l1(a, b[:, :1])
+    # well separated keypoints at the target depth: only the i = j pairs count (K x D_t)
+    kp = torch.tensor([[[-0.8, -0.8, 0.33], [0.8, -0.8, 0.33], [0.0, 0.8, 0.33]]])
+    assert keypoint_prior_loss(kp).item() == pytest.approx(3 * 0.1, abs=1e-6)
+    assert keypoint_prior_loss(kp * torch.tensor([0.01, 0.01, 1.0])).item() > 0.3 + 0.5  # crowded -> penalised
+
+
+def test_coeff_pose_degrees_signs():
+    c = torch.zeros(1, 70)
+    c[0, 64:67] = torch.tensor([0.1, 0.2, 0.3])  # pitch, yaw, roll (radians)
+    yaw, pitch, roll = coeff_pose_degrees(c)
+    deg = 180 / math.pi
+    assert pitch.item() == pytest.approx(FV2V_POSE_SIGNS[0] * 0.1 * deg, rel=1e-5)
+    assert yaw.item() == pytest.approx(FV2V_POSE_SIGNS[1] * 0.2 * deg, rel=1e-5)
+    assert roll.item() == pytest.approx(FV2V_POSE_SIGNS[2] * 0.3 * deg, rel=1e-5)
+    with pytest.raises(ValueError):
+        coeff_pose_degrees(torch.zeros(1, 64))
+
+
+# --- learning --------------------------------------------------------------------------------------
+def test_facevid2vid_loss_falls(clips, tmp_path):
+    train, held = clips
+    cfg = fv_config(steps=14, lr=2e-3, eval_every=14, checkpoint_every=0)
+    run = train_facevid2vid(train, held, cfg, tmp_path / "fv", resume=False)
+    before, after = run.history.first("image_l1"), run.history.last("image_l1")
+    assert after < 0.7 * before, (before, after)
+    steps, train_loss = run.history.series("loss", "train")
+    assert len(steps) == 14 and np.isfinite(train_loss).all()
+    assert run.checkpoint is not None and not run.renderer.training
+
+
+def test_mapping_loss_falls(clips, tmp_path):
+    train, held = clips
+    renderer = Renderer.build(fv_config())  # a fixed (random) face-vid2vid: its HEEstimator defines the targets
+    cfg = map_config(steps=20, lr=3e-3, eval_every=20, checkpoint_every=0, perceptual_weights=(0, 0, 0, 0))
+    run = train_mapping(train, held, renderer, cfg, tmp_path / "map", resume=False)
+    before, after = run.history.first("keypoint_l1"), run.history.last("keypoint_l1")
+    assert after < 0.6 * before, (before, after)
+    assert all(not p.requires_grad for p in renderer.parameters())  # face-vid2vid stayed frozen
+    # with the image term the generated frame is scored too
+    pairs = held.fixed_pairs(4, 0)
+    m = evaluate_mapping(run.mapping, renderer, pairs, map_config())
+    assert np.isfinite([m.keypoint_l1, m.image_l1, m.reference_image_l1]).all()
+    pics = render_pairs(renderer, pairs, run.mapping)
+    assert pics["mapped"].shape == pairs.driving.shape
+
+
+# --- resume ----------------------------------------------------------------------------------------
+def test_facevid2vid_resume_is_exact(clips, tmp_path):
+    train, held = clips
+    cfg = fv_config()
+    full = train_facevid2vid(train, held, cfg, tmp_path / "a", resume=False)
+    part = train_facevid2vid(train, held, cfg, tmp_path / "b", resume=False, stop_after=2)
+    assert part.step == 2 and part.checkpoint is None
+    resumed = train_facevid2vid(train, held, cfg, tmp_path / "b", resume=True)
+    assert resumed.step == 4
+    for name, m in full.renderer.modules().items():
+        _same_state(m, resumed.renderer.modules()[name])
+    assert (tmp_path / "a" / "log.csv").read_text() == (tmp_path / "b" / "log.csv").read_text()
+
+
+def test_mapping_resume_is_exact(clips, tmp_path):
+    train, held = clips
+    renderer = Renderer.build(fv_config())
+    cfg = map_config()
+    full = train_mapping(train, held, renderer, cfg, tmp_path / "a", resume=False)
+    train_mapping(train, held, renderer, cfg, tmp_path / "b", resume=False, stop_after=2)
+    resumed = train_mapping(train, held, renderer, cfg, tmp_path / "b", resume=True)
+    _same_state(full.mapping, resumed.mapping)
+    assert (tmp_path / "a" / "log.csv").read_text() == (tmp_path / "b" / "log.csv").read_text()
+
+
+# --- saved folders ---------------------------------------------------------------------------------
+def test_saved_folder_loads_in_official_layout(clips, tmp_path):
+    train, held = clips
+    fv = train_facevid2vid(train, None, fv_config(steps=2, checkpoint_every=0), tmp_path / "fv", resume=False)
+    run = train_mapping(train, None, tmp_path / "fv", map_config(steps=2, checkpoint_every=0), tmp_path / "map",
+                        resume=False)
+    folder = run.checkpoint
+    for f in (SAFETENSORS_FILE.format(size=256), "facevid2vid_00189-model.pth.tar", "mapping_00229-model.pth.tar",
+              CONFIG_FILE):
+        assert (folder / f).is_file(), f
+    configs = read_configs(folder)
+    assert set(configs) >= {"kp_extractor", "generator", "he_estimator", "mapping_crop"}
+    trained = {**fv.renderer.modules(), "mapping_crop": run.mapping}
+    for name in ("kp_extractor", "generator", "mapping_crop", "he_estimator"):
+        net = load_official(build_network(name, configs[name]), name, folder)  # what from_checkpoints does
+        _same_state(net, trained[name])
+    # the old-version file holds the three face-vid2vid networks too
+    for name in ("kp_extractor", "generator"):
+        _same_state(load_official(build_network(name, configs[name]), name,
+                                  folder / OFFICIAL_NETWORKS[name].pth_file), trained[name])
+    # round trip through the loaders: same pictures
+    r, m = load_renderer(folder), load_mapping(folder)
+    assert r.image_size == SIZE
+    pairs = held.fixed_pairs(2, 0)
+    a = render_pairs(r, pairs, m)["mapped"]
+    b = render_pairs(fv.renderer.eval(), pairs, run.mapping.eval())["mapped"]
+    assert torch.equal(a, b)
+
+
+def test_load_renderer_reads_official_checkpoints(reference_checkpoints):
+    r = load_renderer(reference_checkpoints)  # no sadtalker_lab.json: official sizes
+    assert r.image_size == 256 and r.generator.config.block_expansion == 64
+    assert load_mapping(reference_checkpoints).config.descriptor_nc == 1024
+
+
+# --- bad input -------------------------------------------------------------------------------------
+def test_bad_inputs(clips, tmp_path):
+    train, held = clips
+    with pytest.raises(ValueError, match="multiple of 32"):
+        FaceVid2VidTrainConfig.cpu(image_size=48)
+    with pytest.raises(ValueError, match="px"):
+        train_facevid2vid(train, held, FaceVid2VidTrainConfig.cpu(steps=1, progress=False), tmp_path / "x")
+    with pytest.raises(ValueError, match="coefficient channels"):
+        train_mapping(train, held, Renderer.build(fv_config()),
+                      map_config(mapping=MappingNetConfig.tiny(73)), tmp_path / "y")
+    with pytest.raises(ValueError, match="coefficients"):
+        FaceRenderClips([np.zeros((3, SIZE, SIZE, 3), np.uint8)], [np.zeros((2, 70))], image_size=SIZE)
+    with pytest.raises(CheckpointError):
+        load_renderer(tmp_path)
