@@ -211,12 +211,14 @@ def save_official_pth(modules: Mapping[str, nn.Module], path: str | os.PathLike,
     return path
 
 
-def save_official_safetensors(modules: Mapping[str, nn.Module], path: str | os.PathLike) -> Path:
-    """Save networks into a flat safetensors file with the official section prefixes."""
+def save_official_safetensors(modules: Mapping[str, nn.Module], path: str | os.PathLike,
+                              extra: Mapping[str, torch.Tensor] | None = None) -> Path:
+    """Save networks into a flat safetensors file with the official section prefixes (plus ``extra`` tensors,
+    already prefixed, e.g. other sections of an existing file)."""
     from safetensors.torch import save_file
 
     path = Path(path)
-    flat: dict[str, torch.Tensor] = {}
+    flat: dict[str, torch.Tensor] = dict(extra or {})
     for name, m in modules.items():
         pre = _spec(name).safetensors_prefix
         if pre is None:

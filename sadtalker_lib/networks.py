@@ -102,14 +102,23 @@ def tiny_configs() -> dict[str, object]:
 def save_networks(folder: str | Path, nets: dict[str, nn.Module], configs: dict[str, object] | None = None,
                   size: int = 256, **info) -> Path:
     """Save networks in the official file layout (one safetensors + the mapping / he_estimator .pth.tar files)
-    and, when ``configs`` are given (non-official sizes), ``sadtalker_lab.json`` beside them."""
+    and, when ``configs`` are given (non-official sizes), ``sadtalker_lab.json`` beside them.
+
+    Saving into a folder that already holds a safetensors file keeps the other networks' sections in it."""
     from .checkpoints import save_official_pth, save_official_safetensors
     from .official import OFFICIAL_NETWORKS, SAFETENSORS_FILE
 
     folder = Path(folder)
     in_st = {n: m for n, m in nets.items() if OFFICIAL_NETWORKS[n].safetensors_prefix is not None}
     if in_st:
-        save_official_safetensors(in_st, folder / SAFETENSORS_FILE.format(size=size))
+        path = folder / SAFETENSORS_FILE.format(size=size)
+        keep = {}
+        if path.is_file():  # merge: keep the sections of networks saved there earlier (e.g. the regressor)
+            from .checkpoints import read_checkpoint
+
+            ours = tuple(OFFICIAL_NETWORKS[n].safetensors_prefix for n in in_st)
+            keep = {k: v for k, v in read_checkpoint(path).items() if not k.startswith(ours)}
+        save_official_safetensors(in_st, path, extra=keep)
     for n, m in nets.items():
         if n not in in_st:
             save_official_pth({n: m}, folder / OFFICIAL_NETWORKS[n].pth_file)

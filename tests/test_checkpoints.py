@@ -106,3 +106,13 @@ def test_shape_mismatch_is_reported(tmp_path):
 
 def test_every_network_is_described():
     assert set(OFFICIAL_NETWORKS) == set(KEY_MAPS)
+
+
+def test_save_networks_merges_sections(tmp_path):
+    from sadtalker_lib.networks import save_networks
+
+    a, b = _Tiny(), _Tiny()
+    save_networks(tmp_path, {"audio2exp": a})
+    save_networks(tmp_path, {"generator": b})
+    assert torch.equal(ck.load_official(_Tiny(), "audio2exp", tmp_path).conv.weight, a.conv.weight)
+    assert torch.equal(ck.load_official(_Tiny(), "generator", tmp_path).conv.weight, b.conv.weight)

@@ -55,7 +55,8 @@ __all__ = [
     "expnet_step_losses",
     "train_expnet_lipreader",
     "evaluate_expnet",
-    "init_reference_passthrough",
+    "eye_closing_direction",
+    "warm_start_mapping",
     "train_expnet",
 ]
 
@@ -73,10 +74,11 @@ class ExpNetTrainConfig(TrainConfig):
     coefficients). use_landmark_loss: L_lks on/off. mapping_lr_scale: learning-rate factor for the linear
     Phi_M (1 = the paper; the CPU preset raises it, see ``cpu``). lipreader_path: a file written by
     ``lipreader.save_lipreader`` (None: train the stand-in here, ``lipreader_steps`` steps).
-    init_ref_identity: start Phi_M as "beta_0 + a function of the audio" (its beta_0 columns set to the
-    identity, see :func:`init_reference_passthrough`); only for fresh weights. The paper does not say how
-    Phi_M starts; a random start must first learn to copy beta_0 through one linear layer, which Adam at
-    lr 2e-5 does only after thousands of steps.
+    warm_start: start Phi_M (fresh weights only) as beta = beta_0 + z_blink d, d the face model's eye-closing
+    direction, with zero audio columns (:func:`warm_start_mapping`). The paper does not say how Phi_M starts;
+    from a random start the single linear layer must first learn to copy beta_0 and to map z to a blink, which
+    Adam at lr 2e-5 does only after thousands of steps, while the random audio columns add noise of about
+    0.5 per coefficient and the eye loss (weight lambda_lks * lambda_eye = 2) shakes every coefficient.
     """
 
     lr: float = LR_EXPNET
@@ -93,7 +95,7 @@ class ExpNetTrainConfig(TrainConfig):
     lipreader_path: str | None = None
     lipreader_steps: int = 400
     mapping_lr_scale: float = 1.0
-    init_ref_identity: bool = True
+    warm_start: bool = True
 
     def __post_init__(self):
         if self.target not in ("lip", "real"):
@@ -274,20 +276,38 @@ def evaluate_expnet(model: ExpNet, windows: ExpWindows, config: ExpNetTrainConfi
     )
 
 
+def eye_closing_direction(morphable) -> torch.Tensor:
+    """The smallest expression change d [64] that closes the eyes of the mean face to first order.
+
+    With R(beta) the eye ratio (Eq. 4-6) and J = dR/dbeta at beta = 0: d = -R(0) J / ||J||^2, so R(d) ~ 0.
+    """
+    beta = torch.zeros(1, 1, 64, requires_grad=True)
+    r = eye_ratio(project_expression(morphable, beta)).sum()
+    (jac,) = torch.autograd.grad(r, beta)
+    jac = jac.reshape(-1)
+    return (-r.detach() * jac / jac.pow(2).sum().clamp_min(1e-12)).detach()
+
+
 # ---------------------------------------------------------------------------------------------
 # The loop
 # ---------------------------------------------------------------------------------------------
 @torch.no_grad()
-def init_reference_passthrough(model: ExpNet) -> ExpNet:
-    """Set Phi_M's beta_0 block to the identity: at the start beta = beta_0 + W_a Phi_A(a) + w z + b.
+def warm_start_mapping(model: ExpNet, morphable) -> ExpNet:
+    """Phi_M (``mapping1``: Linear([audio 512 | beta_0 64 | z 1] -> 64)) set so that beta = beta_0 + z d.
 
-    Phi_M (``mapping1``) is Linear([audio 512 | beta_0 64 | z 1] -> 64); columns 512:576 multiply beta_0. This is
-    the official code's commented-out ``+ ref`` residual expressed as an initialisation (the architecture and
-    the checkpoint layout stay official).
+    The beta_0 block becomes the identity (the official code's commented-out ``+ ref`` residual, expressed as
+    an initialisation: the architecture and checkpoint layout stay official), the z column the eye-closing
+    direction d (:func:`eye_closing_direction`), the audio block and the bias zero ("zero-init the last
+    layer"; the audio encoder gets gradients from the first update of these columns on).
     """
-    a = model.config.audio_dim
-    e = model.config.exp_dim
-    model.mapping1.weight[:, a:a + e] = torch.eye(e)
+    a, e = model.config.audio_dim, model.config.exp_dim
+    with torch.enable_grad():
+        d = eye_closing_direction(morphable)
+    w = model.mapping1.weight
+    w.zero_()
+    w[:, a:a + e] = torch.eye(e)
+    w[:, a + e] = d
+    model.mapping1.bias.zero_()
     return model
 
 
@@ -351,8 +371,8 @@ def train_expnet(train: ExpWindows, heldout: ExpWindows | None = None, config: E
         model.load_state_dict(init.state_dict())
     elif init is not None:
         load_official(model, NETWORK, init)
-    elif config.init_ref_identity:
-        init_reference_passthrough(model)
+    elif config.warm_start:
+        warm_start_mapping(model, morphable)
     model.train()
     groups = [{"params": list(model.audio_encoder.parameters())},
               {"params": list(model.mapping1.parameters()), "lr": config.lr * config.mapping_lr_scale}]
