@@ -108,9 +108,11 @@ class LipReader(nn.Module):
             nn.Conv1d(c.hidden, c.hidden, c.kernel, padding=p), nn.ReLU(),
             nn.Conv1d(c.hidden, c.num_classes, 1),
         )
-        # fixed input normalisation (set from the training data by train_lipreader; part of the state dict)
+        # fixed input normalisation (set from the training data by train_lipreader; part of the state dict):
+        # per-coordinate mean, ONE overall scale (per-coordinate scales would blow up coordinates that barely
+        # move in the training data when a generated mouth moves them)
         self.register_buffer("mean", torch.zeros(c.in_dim))
-        self.register_buffer("std", torch.ones(c.in_dim))
+        self.register_buffer("std", torch.ones(()))
         self.source = "untrained"
 
     def forward(self, mouth: torch.Tensor) -> torch.Tensor:
@@ -130,7 +132,7 @@ def train_lipreader(features: torch.Tensor, labels: torch.Tensor, *, steps: int 
         model = LipReader(config)
     flat = features.reshape(-1, features.shape[-1])
     model.mean.copy_(flat.mean(0))
-    model.std.copy_(flat.std(0).clamp_min(1e-4))
+    model.std.copy_((flat - flat.mean(0)).pow(2).mean().sqrt().clamp_min(1e-6))
     # class weights: silence and "other" dominate speech; weight rarer lip shapes up (inverse sqrt frequency)
     counts = torch.bincount(labels.reshape(-1), minlength=model.config.num_classes).float()
     weight = (counts.sum() / counts.clamp_min(1)).sqrt()

@@ -84,8 +84,9 @@ class PoseWindows:
 
     pose [N, T+1, 6] (rho = 3 angles + 3 translations; frame 0 is rho_0); style [N] long (pose style ids,
     < PoseVAEConfig.num_classes); mel [N, T+1, 1, 80, 16] (may be dropped once audio_emb is filled);
-    audio_emb [N, T, 512] the frozen audio encoder on frames 1..T; energy [N, T+1] per-frame audio energy
-    (for the beat alignment metric); clip [N] long.
+    audio_emb [N, T, 512] the frozen audio encoder on frames 1..T; energy [N, T+1] per-frame audio energy;
+    clip [N] long; start [N] long, the first frame's index in its clip (lets frames shared by overlapping
+    windows be encoded once).
     """
 
     pose: torch.Tensor
@@ -94,6 +95,7 @@ class PoseWindows:
     audio_emb: torch.Tensor | None = None
     energy: torch.Tensor | None = None
     clip: torch.Tensor | None = None
+    start: torch.Tensor | None = None
 
     def __post_init__(self):
         n = self.pose.shape[0]
@@ -141,36 +143,51 @@ def _items(dataset, indices: Sequence[int] | None):
     return [dataset[i] for i in idx]
 
 
-def exp_windows_from_dataset(dataset, indices: Sequence[int] | None = None, window: int = 5) -> ExpWindows:
-    """Stack corpus items into :class:`ExpWindows`, cutting each item's first ``window`` frames.
-
-    Item keys (``sadtalker_lib.data.corpus.CorpusDataset``): ``mel`` [L, 1, 80, 16], ``coeffs`` [L, 70]
-    (real coefficients), ``exp_lip`` / ``lip_exp`` [L, 64] (lip-only teacher), ``ref_coeffs`` / ``ref_exp``
-    (the clip's first frame), ``id_coeff`` [80], ``viseme`` [L] or ``phonemes``, ``clip`` / ``clip_index``.
-    """
+def _clip_visemes(dataset, cache: dict, k: int):
+    """Per-frame viseme classes of the k-th clip of a CorpusDataset-like dataset (None without phonemes)."""
     from .lipreader import frame_viseme_labels
 
+    if k not in cache:
+        a = dataset.clip_arrays(k)
+        names, ms = a.get("phonemes"), a.get("phoneme_ms")
+        n = int(a["coeffs"].shape[0])
+        cache[k] = None if names is None or len(names) == 0 else torch.from_numpy(
+            frame_viseme_labels([(str(p), float(s), float(e)) for p, (s, e) in zip(names, ms)], n))
+    return cache[k]
+
+
+def exp_windows_from_dataset(dataset, indices: Sequence[int] | None = None, window: int = 5) -> ExpWindows:
+    """Stack corpus items into :class:`ExpWindows` (each item's first ``window`` frames).
+
+    Item keys (``sadtalker_lib.data.CorpusDataset``): ``mel`` [L, 1, 80, 16], ``coeffs`` [L, 70] (real
+    coefficients), ``exp_lip`` [L, 64] (lip-only teacher), ``ref_coeffs`` [70] (the clip's first frame), optional
+    ``id_coeff`` [80], ``viseme`` [L], ``clip``, ``start``. When the dataset has ``clip_arrays`` (CorpusDataset)
+    the viseme labels come from each clip's phonemes (eSpeak NG timings).
+    """
     cols: dict[str, list] = {k: [] for k in ("mel", "exp_lip", "ref_exp", "exp_real", "id_coeff", "viseme", "clip")}
-    for k, item in enumerate(_items(dataset, indices)):
+    vis_cache: dict = {}
+    for k, item in zip(range(len(dataset)) if indices is None else indices, _items(dataset, indices)):
         mel = _t(item["mel"])[:window]
         if mel.shape[0] < window:
             raise ValueError(f"item {k} has {mel.shape[0]} frames, the window needs {window}")
         coeffs = _t(_get(item, "coeffs", "coeff"))[:window]
-        lip = _get(item, "exp_lip", "lip_exp", "teacher_exp")
+        lip = _get(item, "exp_lip", "lip_exp")
         lip = _t(lip)[:window] if lip is not None else coeffs[:, :EXP_DIM]
-        ref = _get(item, "ref_exp", "ref_coeffs", "ref_coeff")
-        ref = _t(ref)[..., :EXP_DIM].reshape(-1, EXP_DIM)[0] if ref is not None else coeffs[0, :EXP_DIM]
+        ref = _get(item, "ref_coeffs", "ref_exp")
         cols["mel"].append(mel)
         cols["exp_lip"].append(lip)
-        cols["ref_exp"].append(ref)
+        cols["ref_exp"].append(_t(ref).reshape(-1)[:EXP_DIM] if ref is not None else coeffs[0, :EXP_DIM])
         cols["exp_real"].append(coeffs[:, :EXP_DIM])
-        ident = _get(item, "id_coeff", "identity", "id")
+        ident = _get(item, "id_coeff")
         cols["id_coeff"].append(_t(ident).reshape(-1)[:ID_DIM] if ident is not None else torch.zeros(ID_DIM))
-        vis = _get(item, "viseme", "visemes")
-        if vis is None and _get(item, "phonemes") is not None:
-            vis = frame_viseme_labels(item["phonemes"], window)
+        clip = int(_get(item, "clip", default=k))
+        vis = _get(item, "viseme")
+        if vis is None and hasattr(dataset, "clip_arrays"):
+            full = _clip_visemes(dataset, vis_cache, clip)
+            start = int(_get(item, "start", default=0))
+            vis = None if full is None else full[start:start + window]
         cols["viseme"].append(None if vis is None else _t(vis, torch.long)[:window])
-        cols["clip"].append(int(_get(item, "clip", "clip_index", default=k)))
+        cols["clip"].append(clip)
     has_vis = all(v is not None for v in cols["viseme"])
     return ExpWindows(
         mel=torch.stack(cols["mel"]), exp_lip=torch.stack(cols["exp_lip"]), ref_exp=torch.stack(cols["ref_exp"]),
@@ -180,22 +197,23 @@ def exp_windows_from_dataset(dataset, indices: Sequence[int] | None = None, wind
 
 
 def pose_windows_from_dataset(dataset, indices: Sequence[int] | None = None, window: int = 32) -> PoseWindows:
-    """Stack corpus items into :class:`PoseWindows` (each item's first ``window + 1`` frames).
+    """Stack corpus items into :class:`PoseWindows` (each item's first ``window + 1`` frames: rho_0 and 32 more).
 
-    Item keys: ``mel`` [L, 1, 80, 16], ``coeffs`` [L, 70] (pose = columns 64:70), ``style`` (int),
-    ``clip`` / ``clip_index``.
+    Item keys: ``mel`` [L, 1, 80, 16], ``coeffs`` [L, 70] (pose = columns 64:70), ``style_id``, ``clip``,
+    ``start``. Build the dataset with ``window=33``.
     """
-    pose, mel, style, clip = [], [], [], []
-    for k, item in enumerate(_items(dataset, indices)):
+    pose, mel, style, clip, start = [], [], [], [], []
+    for k, item in zip(range(len(dataset)) if indices is None else indices, _items(dataset, indices)):
         c = _t(_get(item, "coeffs", "coeff"))
         if c.shape[0] < window + 1:
             raise ValueError(f"item {k} has {c.shape[0]} frames, PoseVAE needs {window + 1} (reference + {window})")
         pose.append(c[:window + 1, EXP_DIM:EXP_DIM + POSE_DIM])
         mel.append(_t(item["mel"])[:window + 1])
-        style.append(int(_get(item, "style", "style_id", default=0)))
-        clip.append(int(_get(item, "clip", "clip_index", default=k)))
+        style.append(int(_get(item, "style_id", "style", default=0)))
+        clip.append(int(_get(item, "clip", default=k)))
+        start.append(int(_get(item, "start", default=0)))
     return PoseWindows(pose=torch.stack(pose), style=torch.as_tensor(style), mel=torch.stack(mel),
-                       clip=torch.as_tensor(clip))
+                       clip=torch.as_tensor(clip), start=torch.as_tensor(start))
 
 
 def split_by_clip(windows, heldout_fraction: float = 0.2, seed: int = 0):
@@ -253,6 +271,6 @@ def synthetic_pose_windows(n: int = 32, window: int = 32, num_styles: int = 3, s
     pose = pose - pose[:, :1] + ref[:, None]  # frame 0 is rho_0 exactly
     if with_mel:
         mel = torch.randn(n, window + 1, 1, 80, 16, generator=g) * 0.5 + 2.0 * loud[..., None, None, None]
-        return PoseWindows(pose=pose, style=style, mel=mel, clip=torch.arange(n) // 2)
+        return PoseWindows(pose=pose, style=style, mel=mel, clip=torch.arange(n))
     emb = torch.randn(n, window, 512, generator=g) + loud[:, 1:, None]
-    return PoseWindows(pose=pose, style=style, audio_emb=emb, energy=loud, clip=torch.arange(n) // 2)
+    return PoseWindows(pose=pose, style=style, audio_emb=emb, energy=loud, clip=torch.arange(n))
