@@ -11,6 +11,23 @@ the same clip shifted by at least ``min_negative_shift`` frames. The margin (20)
 the scale of the resulting distances is therefore not the official one, which is why the table labels the
 columns ``LSE-C [trained-here]`` / ``LSE-D [trained-here]``.
 
+Four additions make a SyncNet learn on a CPU in minutes rather than GPU-days (all project choices, off in
+the plain ``SyncTrainConfig()`` and on in ``CORPUS_TRAIN_DEFAULTS``, which ``train_syncnet_on_corpus`` uses):
+
+* **several audio windows per lip window** (``audio_negatives``): the lip tower costs ~7x the audio tower per
+  window, so every lip window is compared with its aligned audio and K shifted audio windows of the same clip,
+  scored with the contrastive loss (positive and mean negative term weighted equally) or the multi-way
+  matching loss (``loss="multiway"``: softmax cross-entropy over ``-d`` with the aligned window as the
+  target; Chung, Chung & Zisserman 2019, "Perfect match", Sec. 3);
+* **a mouth-state term** (``mouth_weight``): the corpus knows what the mouth does (``exp_lip``, the lip
+  coefficients that drove the rendering, or those fitted to a video). The first ``5 k`` embedding dimensions of
+  both towers regress the standardised ``k`` mouth coefficients of the window's 5 frames (mean squared
+  error). Both towers are pushed to the same mouth code, so in-sync embeddings are close from the start;
+* **small initial embeddings** (``embedding_init_scale``): the last layer of both towers starts near zero, so
+  distances are made of what training puts there (the mouth code first) rather than random directions;
+* **BatchNorm recalibration** (``bn_recalibration_batches``): after a short run the running statistics lag
+  the weights; they are re-estimated (cumulative average) over a few training batches before eval mode.
+
 Inputs are (crops, audio) pairs: ``crops`` uint8 ``[T, 224, 224, 3]`` RGB as made by
 ``eval.lse.face_crops`` and ``audio`` float ``[N]`` 16 kHz mono, aligned, 25 fps.
 """
@@ -18,9 +35,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .lse import (MFCC_PER_FRAME, SAMPLES_PER_FRAME, TRAINED_HERE_FORMAT, TRAINED_HERE_LABEL, face_crops,
@@ -28,39 +47,44 @@ from .lse import (MFCC_PER_FRAME, SAMPLES_PER_FRAME, TRAINED_HERE_FORMAT, TRAINE
 from .syncnet import SyncNet
 
 __all__ = ["SyncTrainConfig", "SyncTrainResult", "SyncPair", "make_pairs", "contrastive_loss", "multi_negative_loss",
-           "train_syncnet", "save_trained_syncnet", "CORPUS_TRAIN_DEFAULTS", "corpus_sync_pairs", "sync_report",
-           "train_syncnet_on_corpus"]
+           "multiway_loss", "recalibrate_batchnorm", "train_syncnet", "save_trained_syncnet",
+           "CORPUS_TRAIN_DEFAULTS", "corpus_sync_pairs", "sync_report", "train_syncnet_on_corpus"]
+
+WINDOW = 5  # video frames per SyncNet window
 
 
 @dataclass
 class SyncTrainConfig:
     steps: int = 2000
-    batch_size: int = 16
+    batch_size: int = 16  # lip windows per step
     lr: float = 1e-4
     margin: float = 20.0  # contrastive margin (project choice, see module docstring)
     min_negative_shift: int = 5  # frames; negatives are at least this far from the aligned window
-    positive_fraction: float = 0.5
+    positive_fraction: float = 0.5  # plain sampling (audio_negatives == 0) only
     seed: int = 0
     device: str = "cpu"
-    # > 0: every lip window of a batch is paired with its aligned audio window and this many shifted audio
-    # windows of the same clip (the audio tower is ~100x cheaper than the lip tower, so one lip embedding
-    # serves many pairs); the loss weighs the positive and the mean negative term equally. 0: one pair per
-    # lip window, positive with probability ``positive_fraction`` (the plain SyncNet sampling).
+    # > 0: each lip window is paired with its aligned audio window and this many shifted audio windows of the
+    # same clip; 0: one pair per lip window, positive with probability ``positive_fraction`` (plain SyncNet).
     audio_negatives: int = 0
     max_negative_shift: int | None = None  # frames; negatives at most this far (None: anywhere in the clip)
-    # with audio_negatives > 0: "contrastive" (Eq. 1-2 above, margin) or "multiway" (softmax cross-entropy over
-    # the negated distances to the 1 + K audio windows, the aligned one the target: the multi-way matching
-    # objective of Chung et al. 2019, "Perfect match")
-    loss: str = "contrastive"
+    loss: str = "contrastive"  # with audio_negatives > 0: "contrastive" or "multiway" (module docstring)
+    mouth_weight: float = 0.0  # weight of the mouth-state term (needs audio_negatives > 0 and SyncPair.mouth)
+    bn_recalibration_batches: int = 4  # 0: keep the running statistics of training
+    # a fresh model's last embedding layers (both towers) start with weights and bias times this: near-zero
+    # embeddings, so that distances grow only in the dimensions training uses (project choice; 1: PyTorch init)
+    embedding_init_scale: float = 1.0
 
 
 @dataclass
 class SyncPair:
-    """One aligned clip: ``crops`` uint8 ``[T, H, W, 3]`` RGB, ``mfcc`` ``[13, M]`` (4 columns per frame)."""
+    """One aligned clip: ``crops`` uint8 ``[T, H, W, 3]`` RGB, ``mfcc`` ``[13, M]`` (4 columns per frame),
+    ``mouth`` optional ``[T, k]`` per-frame mouth coefficients (the mouth-state term's targets)."""
 
     crops: np.ndarray
     mfcc: np.ndarray
     num_windows: int
+    mouth: np.ndarray | None = None
+    name: str = ""
 
 
 @dataclass
@@ -69,40 +93,119 @@ class SyncTrainResult:
     losses: list[float] = field(default_factory=list)
     config: SyncTrainConfig | None = None
     label: str = TRAINED_HERE_LABEL
+    sync_losses: list[float] = field(default_factory=list)  # the sync term alone (= losses without mouth term)
+
+
+def _corpus_mouth(item: dict) -> np.ndarray | None:
+    if "exp_lip" not in item:
+        return None
+    from sadtalker_lib.data.corpus import MOUTH_DIMS
+
+    return np.asarray(item["exp_lip"], np.float32)[:, list(MOUTH_DIMS)]
 
 
 def make_pairs(items) -> list[SyncPair]:
-    """Training pairs from ``(crops, audio)`` tuples, ``eval.Clip`` objects, or dicts with ``frames`` and ``audio``
-    (e.g. ``sadtalker_lib.data.corpus.load_clip(root, i)``). Clips and dicts are cut into SyncNet crops exactly as
-    the evaluation does (dlib face track + ``face_crops``), so training and scoring see the same crops."""
+    """Training pairs from ``(crops, audio)`` / ``(crops, audio, mouth)`` tuples, ``eval.Clip`` objects, or dicts
+    with ``frames`` and ``audio`` (e.g. ``sadtalker_lib.data.corpus.load_clip(root, i)``, whose ``exp_lip``
+    mouth directions become ``mouth``). Clips and dicts are cut into SyncNet crops exactly as the evaluation
+    does (dlib face track + ``face_crops``), so training and scoring see the same crops."""
     from .faces import track_faces
     from .video_io import Clip
 
     pairs = []
     for item in items:
+        mouth, name = None, ""
         if isinstance(item, Clip):
             crops, audio = face_crops(item.frames, track_faces(item.frames, name=item.name)), item.require_audio()
+            name = item.name
         elif isinstance(item, dict):
             crops, audio = face_crops(item["frames"], track_faces(item["frames"])), item["audio"]
+            mouth = _corpus_mouth(item)
+        elif len(item) == 3:
+            crops, audio, mouth = item
         else:
             crops, audio = item
         crops = np.asarray(crops)
         if crops.ndim != 4 or crops.shape[-1] != 3 or crops.dtype != np.uint8:
             raise ValueError(f"crops must be uint8 [T, H, W, 3], got {crops.dtype} {crops.shape}")
+        if mouth is not None:
+            mouth = np.asarray(mouth, np.float32)
+            if mouth.ndim != 2 or len(mouth) < len(crops):
+                raise ValueError(f"mouth must be [T, k] with T >= {len(crops)} frames, got {mouth.shape}")
         feats = syncnet_mfcc(audio)
-        windows = min(len(crops), len(audio) // SAMPLES_PER_FRAME) - 5
+        windows = min(len(crops), len(audio) // SAMPLES_PER_FRAME) - WINDOW
         if windows < 1:
             raise ValueError(f"a pair needs at least 6 aligned frames, got {len(crops)} frames / {len(audio)} samples")
-        pairs.append(SyncPair(crops=crops, mfcc=feats, num_windows=windows))
+        pairs.append(SyncPair(crops=crops, mfcc=feats, num_windows=windows, mouth=mouth, name=name))
     if not pairs:
         raise ValueError("no training pairs given")
     return pairs
 
 
+# ---------------------------------------------------------------------------------------------
+# losses
+# ---------------------------------------------------------------------------------------------
 def contrastive_loss(lip: torch.Tensor, aud: torch.Tensor, label: torch.Tensor, margin: float) -> torch.Tensor:
     """SyncNet's contrastive loss; ``label`` 1 for in-sync pairs, 0 for off-sync."""
-    d = torch.nn.functional.pairwise_distance(lip, aud)
+    d = F.pairwise_distance(lip, aud)
     return 0.5 * (label * d.square() + (1 - label) * torch.clamp(margin - d, min=0).square()).mean()
+
+
+def _distances(lip: torch.Tensor, aud: torch.Tensor) -> torch.Tensor:
+    """``[B, D]`` lip and ``[B, 1 + K, D]`` audio embeddings -> ``[B, 1 + K]`` distances (pairwise_distance)."""
+    dim = aud.shape[-1]
+    return F.pairwise_distance(lip[:, None].expand_as(aud).reshape(-1, dim), aud.reshape(-1, dim)).view(aud.shape[:2])
+
+
+def multi_negative_loss(lip: torch.Tensor, aud: torch.Tensor, mask: torch.Tensor, margin: float) -> torch.Tensor:
+    """Contrastive loss of one lip embedding ``[B, D]`` against its aligned (``aud[:, 0]``) and shifted
+    (``aud[:, 1:]``, valid where ``mask[:, 1:]``) audio embeddings ``[B, 1 + K, D]``:
+    ``0.5 (d_pos^2 + mean_k max(margin - d_k, 0)^2)``."""
+    d = _distances(lip, aud)
+    neg_mask = mask[:, 1:]
+    neg = (torch.clamp(margin - d[:, 1:], min=0).square() * neg_mask).sum(1) / neg_mask.sum(1).clamp(min=1)
+    return 0.5 * (d[:, 0].square() + neg).mean()
+
+
+def multiway_loss(lip: torch.Tensor, aud: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of picking the aligned audio (``aud[:, 0]``) among ``[B, 1 + K, D]`` with logits ``-d``."""
+    logits = (-_distances(lip, aud)).masked_fill(mask == 0, float("-inf"))
+    return F.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.long, device=logits.device))
+
+
+# ---------------------------------------------------------------------------------------------
+# batches
+# ---------------------------------------------------------------------------------------------
+def _lip_window(pair: SyncPair, v: int) -> torch.Tensor:
+    """``[3, 5, H, W]`` float 0..255, BGR as the evaluation feeds it."""
+    win = pair.crops[v: v + WINDOW, ..., ::-1]
+    return torch.from_numpy(np.ascontiguousarray(win)).float().permute(3, 0, 1, 2)
+
+
+def _audio_window(pair: SyncPair, a: int) -> torch.Tensor:
+    """``[1, 13, 20]`` MFCC window of video frame ``a`` (``SyncNetInstance``: columns ``4a .. 4a + 19``)."""
+    return torch.from_numpy(pair.mfcc[:, a * MFCC_PER_FRAME: a * MFCC_PER_FRAME + 20]).float()[None]
+
+
+class _MouthTargets:
+    """Standardised mouth coefficients of a window's 5 frames, ``[5 k]`` (dims constant in training dropped)."""
+
+    def __init__(self, pairs: list[SyncPair], embedding_dim: int):
+        if any(p.mouth is None for p in pairs):
+            raise ValueError("mouth_weight > 0 needs SyncPair.mouth for every pair (corpus clips have exp_lip)")
+        allm = np.concatenate([p.mouth for p in pairs])
+        std = allm.std(0)
+        self.keep = std > 1e-6
+        if not self.keep.any():
+            raise ValueError("the mouth coefficients never change in the training pairs")
+        self.mean, self.std = allm.mean(0)[self.keep], std[self.keep]
+        self.dim = WINDOW * int(self.keep.sum())
+        if self.dim > embedding_dim:
+            raise ValueError(f"{self.dim} mouth targets exceed the embedding size {embedding_dim}")
+
+    def window(self, pair: SyncPair, v: int) -> torch.Tensor:
+        m = (pair.mouth[v: v + WINDOW, self.keep] - self.mean) / self.std
+        return torch.from_numpy(np.ascontiguousarray(m, np.float32).reshape(-1))
 
 
 def _negative_windows(pair: SyncPair, v: int, cfg: SyncTrainConfig) -> list[int]:
@@ -111,22 +214,13 @@ def _negative_windows(pair: SyncPair, v: int, cfg: SyncTrainConfig) -> list[int]
             if abs(u - v) >= cfg.min_negative_shift and (hi is None or abs(u - v) <= hi)]
 
 
-def _lip_window(pair: SyncPair, v: int) -> torch.Tensor:
-    """``[3, 5, H, W]`` float 0..255, BGR as the evaluation feeds it."""
-    win = pair.crops[v: v + 5, ..., ::-1]
-    return torch.from_numpy(np.ascontiguousarray(win)).float().permute(3, 0, 1, 2)
-
-
-def _audio_window(pair: SyncPair, a: int) -> torch.Tensor:
-    """``[1, 13, 20]`` MFCC window of video frame ``a``."""
-    return torch.from_numpy(pair.mfcc[:, a * MFCC_PER_FRAME: a * MFCC_PER_FRAME + 20]).float()[None]
-
-
-def _multi_batch(pairs: list[SyncPair], rng: np.random.Generator, cfg: SyncTrainConfig):
-    """``batch_size`` lip windows ``[B, 3, 5, H, W]``, audio ``[B, 1 + K, 1, 13, 20]`` (column 0 aligned) and a
-    mask ``[B, 1 + K]`` of the valid audio columns (clips too short for K negatives repeat none)."""
+def _multi_batch(pairs: list[SyncPair], rng: np.random.Generator, cfg: SyncTrainConfig,
+                 mouth: _MouthTargets | None = None):
+    """``batch_size`` lip windows ``[B, 3, 5, H, W]``, audio ``[B, 1 + K, 1, 13, 20]`` (column 0 aligned), a mask
+    ``[B, 1 + K]`` of the valid audio columns (a clip too short for K negatives repeats the aligned one,
+    masked), and the mouth targets ``[B, 5 k]`` / ``[B, 1 + K, 5 k]`` (None without ``mouth``)."""
     k = cfg.audio_negatives
-    lips, auds, mask = [], [], []
+    lips, auds, mask, y_lip, y_aud = [], [], [], [], []
     for _ in range(cfg.batch_size):
         pair = pairs[rng.integers(len(pairs))]
         v = int(rng.integers(pair.num_windows))
@@ -136,29 +230,15 @@ def _multi_batch(pairs: list[SyncPair], rng: np.random.Generator, cfg: SyncTrain
         lips.append(_lip_window(pair, v))
         auds.append(torch.stack([_audio_window(pair, a) for a in cols]))
         mask.append(torch.tensor([1.0] * (1 + len(neg)) + [0.0] * (k - len(neg))))
-    return torch.stack(lips), torch.stack(auds), torch.stack(mask)
-
-
-def multi_negative_loss(lip: torch.Tensor, aud: torch.Tensor, mask: torch.Tensor, margin: float) -> torch.Tensor:
-    """Contrastive loss of one lip embedding ``[B, D]`` against its aligned (``aud[:, 0]``) and shifted
-    (``aud[:, 1:]``) audio embeddings ``[B, 1 + K, D]``: ``0.5 (d_pos^2 + mean_k max(margin - d_k, 0)^2)``."""
-    d = torch.nn.functional.pairwise_distance(lip[:, None].expand_as(aud).reshape(-1, aud.shape[-1]),
-                                              aud.reshape(-1, aud.shape[-1])).view(aud.shape[:2])
-    pos = d[:, 0].square()
-    neg_mask = mask[:, 1:]
-    neg = (torch.clamp(margin - d[:, 1:], min=0).square() * neg_mask).sum(1) / neg_mask.sum(1).clamp(min=1)
-    return 0.5 * (pos + neg).mean()
-
-
-def multiway_loss(lip: torch.Tensor, aud: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of picking the aligned audio (``aud[:, 0]``) among ``[B, 1 + K, D]`` with logits ``-d``."""
-    d = torch.nn.functional.pairwise_distance(lip[:, None].expand_as(aud).reshape(-1, aud.shape[-1]),
-                                              aud.reshape(-1, aud.shape[-1])).view(aud.shape[:2])
-    logits = (-d).masked_fill(mask == 0, float("-inf"))
-    return torch.nn.functional.cross_entropy(logits, torch.zeros(len(d), dtype=torch.long, device=d.device))
+        if mouth is not None:
+            y_lip.append(mouth.window(pair, v))
+            y_aud.append(torch.stack([mouth.window(pair, a) for a in cols]))
+    targets = (torch.stack(y_lip), torch.stack(y_aud)) if mouth is not None else None
+    return torch.stack(lips), torch.stack(auds), torch.stack(mask), targets
 
 
 def _batch(pairs: list[SyncPair], rng: np.random.Generator, cfg: SyncTrainConfig):
+    """Plain SyncNet sampling: one (lip, audio) pair per lip window, positive with ``positive_fraction``."""
     lips, auds, labels = [], [], []
     for _ in range(cfg.batch_size):
         pair = pairs[rng.integers(len(pairs))]
@@ -166,51 +246,103 @@ def _batch(pairs: list[SyncPair], rng: np.random.Generator, cfg: SyncTrainConfig
         a = v
         positive = rng.random() < cfg.positive_fraction
         if not positive:
-            far = [u for u in range(pair.num_windows) if abs(u - v) >= cfg.min_negative_shift]
+            far = _negative_windows(pair, v, cfg)
             if far:
                 a = int(rng.choice(far))
             else:
                 positive = True
-        win = pair.crops[v: v + 5, ..., ::-1]  # BGR, as the evaluation feeds it
-        lips.append(torch.from_numpy(np.ascontiguousarray(win)).float().permute(3, 0, 1, 2))
-        auds.append(torch.from_numpy(pair.mfcc[:, a * MFCC_PER_FRAME: a * MFCC_PER_FRAME + 20]).float()[None])
+        lips.append(_lip_window(pair, v))
+        auds.append(_audio_window(pair, a))
         labels.append(1.0 if positive else 0.0)
     return torch.stack(lips), torch.stack(auds), torch.tensor(labels)
 
 
+# ---------------------------------------------------------------------------------------------
+# training
+# ---------------------------------------------------------------------------------------------
+@torch.no_grad()
+def recalibrate_batchnorm(model: SyncNet, batches) -> SyncNet:
+    """Re-estimate every BatchNorm's running mean / variance as the plain average over ``batches`` of
+    ``(lips [B, 3, 5, H, W], audio [B', 1, 13, 20])`` in train mode (weights untouched); returns the model in
+    eval mode."""
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average
+    model.train()
+    device = next(model.parameters()).device
+    for lips, auds in batches:
+        model.forward_lips(lips.to(device))
+        model.forward_audio(auds.to(device))
+    for m, mom in zip(bns, momenta):
+        m.momentum = mom
+    return model.eval()
+
+
 def train_syncnet(items, config: SyncTrainConfig | None = None, *, model: SyncNet | None = None,
-                  progress: bool = True) -> SyncTrainResult:
-    """Train a SyncNet on aligned (crops, audio) pairs or Clips; returns the model (eval mode) and losses."""
+                  progress: bool = True,
+                  callback: Callable[[int, SyncNet, float], None] | None = None) -> SyncTrainResult:
+    """Train a SyncNet on aligned (crops, audio) pairs or Clips; returns the model (eval mode) and losses.
+
+    ``callback(step, model, loss)`` is called after every step (the model is in train mode; leave it so).
+    """
     cfg = config or SyncTrainConfig()
     if cfg.loss not in ("contrastive", "multiway"):
         raise ValueError(f"loss must be 'contrastive' or 'multiway', got {cfg.loss!r}")
     if cfg.batch_size < 2:
         raise ValueError("batch_size must be at least 2 (BatchNorm)")
+    if cfg.mouth_weight > 0 and cfg.audio_negatives <= 0:
+        raise ValueError("mouth_weight > 0 needs audio_negatives > 0")
     pairs = items if items and isinstance(items[0], SyncPair) else make_pairs(items)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    model = (model or SyncNet()).to(cfg.device).train()
+    if model is None:
+        model = SyncNet()
+        if cfg.embedding_init_scale != 1.0:
+            with torch.no_grad():
+                for head in (model.lip_head, model.audio_head):
+                    head[-1].weight.mul_(cfg.embedding_init_scale)
+                    head[-1].bias.mul_(cfg.embedding_init_scale)
+    model = model.to(cfg.device).train()
+    mouth = _MouthTargets(pairs, model.config.embedding_dim) if cfg.mouth_weight > 0 else None
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    losses = []
-    for _ in tqdm(range(cfg.steps), desc="SyncNet", disable=not progress):
+    losses, sync_losses = [], []
+    for step in tqdm(range(cfg.steps), desc="SyncNet", disable=not progress):
         if cfg.audio_negatives > 0:
-            lips, auds, mask = _multi_batch(pairs, rng, cfg)
+            lips, auds, mask, targets = _multi_batch(pairs, rng, cfg, mouth)
             b, n = auds.shape[:2]
+            mask = mask.to(cfg.device)
             aud_emb = model.forward_audio(auds.flatten(0, 1).to(cfg.device)).view(b, n, -1)
             lip_emb = model.forward_lips(lips.to(cfg.device))
             if cfg.loss == "multiway":
-                loss = multiway_loss(lip_emb, aud_emb, mask.to(cfg.device))
+                sync = multiway_loss(lip_emb, aud_emb, mask)
             else:
-                loss = multi_negative_loss(lip_emb, aud_emb, mask.to(cfg.device), cfg.margin)
+                sync = multi_negative_loss(lip_emb, aud_emb, mask, cfg.margin)
+            loss = sync
+            if mouth is not None:
+                y_lip, y_aud = (t.to(cfg.device) for t in targets)
+                k = mouth.dim
+                aud_err = (aud_emb[..., :k] - y_aud).square().mean(-1)
+                loss = sync + cfg.mouth_weight * (
+                    F.mse_loss(lip_emb[:, :k], y_lip) + (aud_err * mask).sum() / mask.sum())
         else:
             lips, auds, labels = _batch(pairs, rng, cfg)
-            loss = contrastive_loss(model.forward_lips(lips.to(cfg.device)),
-                                    model.forward_audio(auds.to(cfg.device)), labels.to(cfg.device), cfg.margin)
+            sync = loss = contrastive_loss(model.forward_lips(lips.to(cfg.device)),
+                                           model.forward_audio(auds.to(cfg.device)), labels.to(cfg.device),
+                                           cfg.margin)
         opt.zero_grad()
         loss.backward()
         opt.step()
         losses.append(float(loss.detach()))
-    return SyncTrainResult(model=model.eval(), losses=losses, config=cfg)
+        sync_losses.append(float(sync.detach()))
+        if callback is not None:
+            callback(step + 1, model, losses[-1])
+    if cfg.bn_recalibration_batches > 0:
+        cal = [_multi_batch(pairs, rng, cfg)[:2] if cfg.audio_negatives > 0 else _batch(pairs, rng, cfg)[:2]
+               for _ in range(cfg.bn_recalibration_batches)]
+        recalibrate_batchnorm(model, [(lips, auds.flatten(0, 1) if auds.ndim == 5 else auds) for lips, auds in cal])
+    return SyncTrainResult(model=model.eval(), losses=losses, config=cfg, sync_losses=sync_losses)
 
 
 def save_trained_syncnet(result: SyncTrainResult | SyncNet, path: str | Path, *, notes: str = "") -> Path:
@@ -225,19 +357,20 @@ def save_trained_syncnet(result: SyncTrainResult | SyncNet, path: str | Path, *,
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "notes": notes,
     }
-    torch.save(blob, path)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(blob, tmp)
+    tmp.replace(path)
     return path
-
 
 
 # ---------------------------------------------------------------------------------------------
 # Training on the project's default corpus (sadtalker_lib.data.corpus)
 # ---------------------------------------------------------------------------------------------
-#: ``train_syncnet_on_corpus`` defaults: small batches and many cheap audio negatives per lip window, a
-#: larger learning rate than the SyncNet paper's, so that the offline stand-in separates in- from off-sync
-#: audio within a few hundred steps (1-3 min on 2 CPU cores).
-CORPUS_TRAIN_DEFAULTS = dict(batch_size=8, lr=3e-4, margin=20.0, min_negative_shift=4, max_negative_shift=15,
-                             audio_negatives=8)
+#: ``train_syncnet_on_corpus`` defaults (see the module docstring): 8 lip windows per step, each against its
+#: aligned and 6 shifted audio windows (4..15 frames away, the range LSE searches), multi-way loss, the
+#: mouth-state term, a larger learning rate than the SyncNet paper's.
+CORPUS_TRAIN_DEFAULTS = dict(batch_size=8, lr=1e-3, min_negative_shift=4, max_negative_shift=15, audio_negatives=6,
+                             loss="multiway", mouth_weight=1.0, bn_recalibration_batches=6)
 
 
 def _box_from_landmarks(landmarks: np.ndarray) -> np.ndarray:
@@ -247,6 +380,8 @@ def _box_from_landmarks(landmarks: np.ndarray) -> np.ndarray:
     y2 = landmarks[:, 8, 1]
     side = x2 - x1
     return np.stack([x1, y2 - side, x2, y2], 1)
+
+
 
 
 def corpus_sync_pairs(corpus_dir, clips=None, *, size: int | None = None, boxes: str = "dlib",
@@ -290,7 +425,8 @@ def corpus_sync_pairs(corpus_dir, clips=None, *, size: int | None = None, boxes:
             track.found[:] = True
         else:
             track = FaceTrack(boxes=lm_box, landmarks=lm, found=np.ones(len(frames), bool), name=entry["id"])
-        (pair,) = make_pairs([(face_crops(frames, track), arrays["audio"])])
+        (pair,) = make_pairs([(face_crops(frames, track), arrays["audio"], _corpus_mouth(arrays))])
+        pair.name = entry["id"]
         pairs.append(pair)
         ids.append(entry["id"])
     return pairs, ids
@@ -302,7 +438,7 @@ def sync_report(model: SyncNet, pairs: list[SyncPair], *, shift: int = 8, min_ne
 
     Per clip, LSE-D / LSE-C / offset (the ``eval.lse`` protocol, +-15 frames) of the aligned clip and of an
     off-sync copy whose audio lags the video by ``shift`` frames (lip window ``i + shift`` with audio window
-    ``i``; its true offset is ``+shift``), and ``pair_accuracy``: over every lip window and every audio window
+    ``i``; the protocol's offset for it is ``-shift``), and ``pair_accuracy``: over every lip window and every audio window
     ``min_negative_shift`` .. 15 frames away, the fraction where the aligned audio is the closer one (chance 0.5).
     Returns means over clips plus ``per_clip`` lists.
     """

@@ -37,11 +37,11 @@ class MainConfig:
     clip_seconds: float = 4.0
     image_size: int = 128  # corpus frames and the trained renderer (px)
     regressor_steps: int = 150
-    expnet_steps: int = 150
-    posevae_steps: int = 150
-    facevid2vid_steps: int = 300
-    mapping_steps: int = 200
-    syncnet_steps: int = 150
+    expnet_steps: int = 60
+    posevae_steps: int = 60
+    facevid2vid_steps: int = 250
+    mapping_steps: int = 150
+    syncnet_steps: int = 100
     generate_seconds: float | None = 4.0  # None: the whole sentence
     eval_max_frames: int = 100
     threads: int = 2

@@ -69,12 +69,13 @@ def clips():
 
 def fv_config(**kw) -> FaceVid2VidTrainConfig:
     base = dict(image_size=SIZE, steps=4, batch_size=2, checkpoint_every=2, eval_every=2, eval_pairs=4,
-                progress=False)
+                progress=False, num_threads=1)  # one thread: tiny tensors, and robust on shared cores
     return FaceVid2VidTrainConfig.cpu(**{**base, **kw})
 
 
 def map_config(**kw) -> MappingTrainConfig:
-    base = dict(steps=4, batch_size=2, checkpoint_every=2, eval_every=2, eval_pairs=4, progress=False)
+    base = dict(steps=4, batch_size=2, checkpoint_every=2, eval_every=2, eval_pairs=4, progress=False,
+                num_threads=1)
     return MappingTrainConfig.cpu(**{**base, **kw})
 
 

@@ -25,7 +25,7 @@ import random
 import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -50,6 +50,7 @@ __all__ = [
     "latest_checkpoint",
     "save_training_checkpoint",
     "restore_training_state",
+    "precise_batchnorm",
 ]
 
 # --- paper Sec. 4.1 / supp. B.3 ------------------------------------------------------------------
@@ -313,3 +314,33 @@ def _plain(x):
     if isinstance(x, (np.floating, np.integer)):
         return x.item()
     return x
+
+
+# --- BatchNorm statistics ----------------------------------------------------------------------------
+@torch.no_grad()
+def precise_batchnorm(modules: torch.nn.Module | Sequence[torch.nn.Module], run_batches: Callable[[], None]) -> None:
+    """Re-estimate the running mean / variance of every BatchNorm inside ``modules`` ("precise BN").
+
+    ``run_batches()`` must push calibration batches through the modules; meanwhile they are in train mode and
+    each BatchNorm keeps a cumulative (not exponential) average. Weights, momentum and the batch counters are
+    left as they were. Small-batch CPU runs need this: the exponential running averages of a network that
+    changes fast lag behind it, and the eval-mode network that inference uses is then much worse than the
+    training one.
+    """
+    modules = [modules] if isinstance(modules, torch.nn.Module) else list(modules)
+    bns = [m for mod in modules for m in mod.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        return
+    modes = [(m, m.training) for mod in modules for m in mod.modules()]
+    saved = [(m.momentum, m.num_batches_tracked.clone()) for m in bns]
+    for mod in modules:
+        mod.train()
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average
+    run_batches()
+    for m, (mom, nbt) in zip(bns, saved):
+        m.momentum = mom
+        m.num_batches_tracked.copy_(nbt)
+    for m, mode in modes:
+        m.training = mode

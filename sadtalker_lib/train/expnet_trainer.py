@@ -36,6 +36,7 @@ from .common import (
     TrainHistory,
     latest_checkpoint,
     list_checkpoints,
+    precise_batchnorm,
     progress,
     restore_training_state,
     save_training_checkpoint,
@@ -58,7 +59,7 @@ __all__ = [
     "evaluate_expnet",
     "eye_closing_direction",
     "warm_start_mapping",
-    "precise_batchnorm",
+    "calibrate_batchnorm",
     "train_expnet",
 ]
 
@@ -82,7 +83,7 @@ class ExpNetTrainConfig(TrainConfig):
     Adam at lr 2e-5 does only after thousands of steps, while the random audio columns add noise of about
     0.5 per coefficient and the eye loss (weight lambda_lks * lambda_eye = 2) shakes every coefficient.
     precise_bn_windows: before every held-out evaluation and the final save, re-estimate the audio encoder's
-    BatchNorm statistics on this many training windows (:func:`precise_batchnorm`; 0 = keep the running
+    BatchNorm statistics on this many training windows (:func:`calibrate_batchnorm`; 0 = keep the running
     averages). With small batches the running averages of a fast-changing network differ from the population
     statistics and the eval-mode network (the one inference uses) is much worse than the training one.
     """
@@ -198,7 +199,7 @@ def expnet_step_losses(model: ExpNet, batch: ExpWindows, z_blink: torch.Tensor, 
 
 
 # ---------------------------------------------------------------------------------------------
-# Lip reader and metrics
+# Lip reader, metrics, initialisation, BatchNorm statistics
 # ---------------------------------------------------------------------------------------------
 def train_expnet_lipreader(windows: ExpWindows, morphable=None, steps: int = 400, seed: int = 0) -> LipReader:
     """Train the lip-reading stand-in on the teacher's lip-only mouths and the audio's viseme labels."""
@@ -295,9 +296,6 @@ def eye_closing_direction(morphable) -> torch.Tensor:
     return (-r.detach() * jac / jac.pow(2).sum().clamp_min(1e-12)).detach()
 
 
-# ---------------------------------------------------------------------------------------------
-# The loop
-# ---------------------------------------------------------------------------------------------
 @torch.no_grad()
 def warm_start_mapping(model: ExpNet, morphable) -> ExpNet:
     """Phi_M (``mapping1``: Linear([audio 512 | beta_0 64 | z 1] -> 64)) set so that beta = beta_0 + z d.
@@ -318,32 +316,26 @@ def warm_start_mapping(model: ExpNet, morphable) -> ExpNet:
     return model
 
 
-@torch.no_grad()
-def precise_batchnorm(model: ExpNet, windows: ExpWindows, n_windows: int = 256, batch_size: int = 64,
-                      seed: int = 0) -> ExpNet:
-    """Replace every BatchNorm's running mean / variance by their average over ``n_windows`` windows
-    (a fixed seeded subset) of the current network ("precise BN"); other state is untouched."""
-    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    if not bns or n_windows <= 0:
+def calibrate_batchnorm(model: ExpNet, windows: ExpWindows, n_windows: int = 256, batch_size: int = 64,
+                        seed: int = 0) -> ExpNet:
+    """``common.precise_batchnorm`` for ExpNet on ``n_windows`` training windows (a fixed seeded subset)."""
+    if n_windows <= 0:
         return model
     idx = torch.as_tensor(np.random.default_rng([seed, 0xB7]).permutation(len(windows))[:n_windows])
-    saved = [(m.momentum, m.num_batches_tracked.clone()) for m in bns]
-    was = model.training
-    model.train()
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative moving average over the calibration batches
     t = windows.window
-    for s in range(0, len(idx), batch_size):
-        part = windows[idx[s:s + batch_size]]
-        model(part.mel, part.ref_exp[:, None].expand(-1, t, -1), torch.zeros(len(part), t, 1))
-    for m, (mom, nbt) in zip(bns, saved):
-        m.momentum = mom
-        m.num_batches_tracked.copy_(nbt)
-    model.train(was)
+
+    def run():
+        for s in range(0, len(idx), batch_size):
+            part = windows[idx[s:s + batch_size]]
+            model(part.mel, part.ref_exp[:, None].expand(-1, t, -1), torch.zeros(len(part), t, 1))
+
+    precise_batchnorm(model, run)
     return model
 
 
+# ---------------------------------------------------------------------------------------------
+# The loop
+# ---------------------------------------------------------------------------------------------
 @dataclass
 class ExpNetRun:
     """A finished (or stopped) run: the model (eval mode), its log, the official-layout file, the lip reader."""
@@ -420,7 +412,7 @@ def train_expnet(train: ExpWindows, heldout: ExpWindows | None = None, config: E
 
     def heldout_eval(step: int):
         if heldout is not None and len(heldout):
-            precise_batchnorm(model, train, config.precise_bn_windows, seed=config.seed)
+            calibrate_batchnorm(model, train, config.precise_bn_windows, seed=config.seed)
             m = evaluate_expnet(model, heldout, config, morphable, reader, seed=config.seed + 1)
             logger.log(step, "heldout", {k: v for k, v in vars(m).items() if not math.isnan(v)})
 
@@ -448,7 +440,7 @@ def train_expnet(train: ExpWindows, heldout: ExpWindows | None = None, config: E
     final = None
     if end == config.steps:
         if heldout is None or not len(heldout):  # else the evaluation at done == steps calibrated them
-            precise_batchnorm(model, train, config.precise_bn_windows, seed=config.seed)
+            calibrate_batchnorm(model, train, config.precise_bn_windows, seed=config.seed)
         final = save_official_pth({NETWORK: model}, out_dir / OFFICIAL_NETWORKS[NETWORK].pth_file, epoch=config.steps)
         save_training_checkpoint(checkpoint_path_for(out_dir, config.steps), {NETWORK: model}, {"main": opt},
                                  config.steps, config)

@@ -19,7 +19,8 @@ inference) go through the MappingNet instead of the HEEstimator:
 
 Losses: ``facerender_losses``. Hyper-parameters default to the paper / face-vid2vid (Adam lr 2e-4, betas
 (0.5, 0.999), batch 32, 256 px, official network sizes: the GPU preset); ``.cpu()`` is a genuinely small
-face-vid2vid (the ``tiny`` configs, 64 px frames) that learns visibly in a minute or two on 2 cores.
+face-vid2vid (the ``tiny`` configs, 64 px frames) that learns visibly in a minute or two on 2 cores. Both
+configs take a ``device`` ("cpu" by default, "cuda" for the GPU preset).
 
 Both stages log ``log.csv`` (train and held-out rows) and write resumable checkpoints
 (``checkpoints/<stem>_<step>-model.pth``: official layout + optimizer + RNG state, via ``train.common``); a run
@@ -125,7 +126,7 @@ class FaceVid2VidTrainConfig(TrainConfig):
     perceptual_weights: one weight per pyramid scale (``pyramid_scales``) of the pixel pyramid L1.
     lambda_*: the other face-vid2vid terms (0 switches a term off). sigma_affine / sigma_tps / points_tps: the
     random warp of the equivariance term (vox-256.yaml transform_params). eval_pairs: held-out (source,
-    driving) pairs scored every ``eval_every`` steps.
+    driving) pairs scored every ``eval_every`` steps. device: where the networks run ("cpu", "cuda").
     """
 
     lr: float = LR_FACERENDER
@@ -145,6 +146,7 @@ class FaceVid2VidTrainConfig(TrainConfig):
     sigma_tps: float = 0.005
     points_tps: int = 5
     eval_pairs: int = 64
+    device: str = "cpu"
 
     def __post_init__(self):
         if self.image_size % 32:
@@ -162,10 +164,11 @@ class FaceVid2VidTrainConfig(TrainConfig):
     @classmethod
     def cpu(cls, **changes) -> "FaceVid2VidTrainConfig":
         """Small CPU preset (notebooks, CI): the ``tiny`` networks at 64 px, 150 steps of 4 pairs, lr 1e-3 (5x the
-        paper's 2e-4 so that a minute shows), held-out loss every 25 steps, checkpoints every 50; 2 threads."""
+        paper's 2e-4 so that a minute shows), held-out loss every 25 steps, checkpoints every 50; one torch
+        thread (two ran several times slower on 2 cores shared with other work)."""
         base = dict(image_size=64, kp_detector=KPDetectorConfig.tiny(), generator=GeneratorConfig.tiny(),
                     he_estimator=HEEstimatorConfig.tiny(), steps=150, batch_size=4, lr=1e-3, eval_every=25,
-                    checkpoint_every=50, eval_pairs=16, num_threads=2)
+                    checkpoint_every=50, eval_pairs=16, num_threads=1)
         return cls(**{**base, **changes})
 
 
@@ -176,6 +179,7 @@ class MappingTrainConfig(TrainConfig):
     mapping: the MappingNet config (70 channels: ``mapping_crop``; 73: ``mapping_full``, needs crop params).
     radius: coefficient window radius (13: windows of 27 frames, as released). lambda_keypoint: Eq. 14 weight
     (20). perceptual_weights: the image terms on the generated frame (all 0: keypoints only, no rendering).
+    device: where the networks run ("cpu", "cuda").
     """
 
     lr: float = LR_FACERENDER
@@ -187,6 +191,7 @@ class MappingTrainConfig(TrainConfig):
     pyramid_scales: tuple[float, ...] = PYRAMID_SCALES
     perceptual_weights: tuple[float, ...] = FV2V_PERCEPTUAL
     eval_pairs: int = 64
+    device: str = "cpu"
 
     def __post_init__(self):
         if len(self.perceptual_weights) != len(self.pyramid_scales):
@@ -207,9 +212,9 @@ class MappingTrainConfig(TrainConfig):
     @classmethod
     def cpu(cls, **changes) -> "MappingTrainConfig":
         """Small CPU preset: the ``tiny`` MappingNet, 150 steps of 4 pairs, lr 1e-3 (5x the paper's), held-out every
-        25 steps, checkpoints every 50; 2 threads."""
+        25 steps, checkpoints every 50; one torch thread."""
         base = dict(mapping=MappingNetConfig.tiny(70), steps=150, batch_size=4, lr=1e-3, eval_every=25,
-                    checkpoint_every=50, eval_pairs=16, num_threads=2)
+                    checkpoint_every=50, eval_pairs=16, num_threads=1)
         return cls(**{**base, **changes})
 
 
@@ -241,6 +246,9 @@ class FramePairs:
     def __getitem__(self, i) -> "FramePairs":
         return FramePairs(**{f.name: getattr(self, f.name)[i] for f in fields(self)})
 
+    def to(self, device) -> "FramePairs":
+        return FramePairs(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+
 
 def _resize_frames(frames: np.ndarray | torch.Tensor, size: int) -> torch.Tensor:
     """uint8 [T, H, W, 3] -> uint8 [T, 3, size, size] (anti-aliased bilinear when the size changes)."""
@@ -263,7 +271,8 @@ class FaceRenderClips:
 
     def __init__(self, frames: Sequence, coeffs: Sequence, image_size: int, ids: Sequence[str] | None = None):
         if len(frames) != len(coeffs) or not len(frames):
-            raise ValueError(f"need as many coefficient arrays as frame arrays (>= 1), got {len(frames)} and {len(coeffs)}")
+            raise ValueError(f"need as many coefficient arrays as frame arrays (>= 1), "
+                             f"got {len(frames)} and {len(coeffs)}")
         if image_size % 32:
             raise ValueError(f"image_size must be a multiple of 32, got {image_size}")
         self.image_size = int(image_size)
@@ -382,6 +391,11 @@ class Renderer:
         for m in self.modules().values():
             yield from m.parameters()
 
+    def to(self, device) -> "Renderer":
+        for m in self.modules().values():
+            m.to(device)
+        return self
+
     def train(self, mode: bool = True) -> "Renderer":
         for m in self.modules().values():
             m.train(mode)
@@ -482,7 +496,8 @@ def facevid2vid_step_losses(r: Renderer, batch: FramePairs, config: FaceVid2VidT
     he_s, he_d, he_t = ({k: v[i * b:(i + 1) * b] for k, v in he_all.items()} for i in range(3))
     kp_s = keypoint_transformation(kp_c, he_s)
     kp_d = keypoint_transformation(kp_c, he_d)
-    pred = r.generator(batch.source, kp_source=kp_s, kp_driving=kp_d)["prediction"]
+    generated = r.generator(batch.source, kp_source=kp_s, kp_driving=kp_d)
+    pred = generated["prediction"]
     perceptual = pyramid_l1(pred, batch.driving, pyramid, c.perceptual_weights)
     total = perceptual
     terms = {"perceptual": float(perceptual.detach())}
@@ -504,6 +519,9 @@ def facevid2vid_step_losses(r: Renderer, batch: FramePairs, config: FaceVid2VidT
         total = total + c.lambda_expression * ex
         terms["expression"] = float(ex.detach())
     terms["image_l1"] = float((pred.detach() - batch.driving).abs().mean())
+    # diagnostic: weight of the background (identity) motion in the dense motion masks; near 1 the frame no
+    # longer depends on the keypoints
+    terms["background_motion"] = float(generated["mask"][:, 0].detach().mean())
     terms["loss"] = float(total.detach())
     return total, terms, pred
 
@@ -547,7 +565,8 @@ def mapping_step_losses(mapping: MappingNet, r: Renderer, batch: FramePairs, con
 @dataclass
 class FaceVid2VidMetrics:
     """Held-out stage 1 numbers (eval mode): ``loss`` and its terms (unweighted), ``image_l1`` = mean |generated -
-    driving| in [0, 1] pixels, ``headpose_deg`` = mean absolute head-pose error per angle (degrees)."""
+    driving| in [0, 1] pixels, ``headpose_deg`` = mean absolute head-pose error per angle (degrees),
+    ``background_motion`` = mean weight of the identity motion in the dense motion masks (a diagnostic)."""
 
     loss: float
     perceptual: float
@@ -556,6 +575,7 @@ class FaceVid2VidMetrics:
     keypoint_prior: float = float("nan")
     headpose_deg: float = float("nan")
     expression: float = float("nan")
+    background_motion: float = float("nan")
 
 
 @dataclass
@@ -584,7 +604,7 @@ def evaluate_facevid2vid(r: Renderer, pairs: FramePairs, config: FaceVid2VidTrai
     """Stage 1 losses on fixed pairs in eval mode (BatchNorm running statistics); deterministic for ``seed``."""
     was = r.training
     r.eval()
-    pyramid = ImagePyramid(config.pyramid_scales)
+    pyramid = ImagePyramid(config.pyramid_scales).to(pairs.source.device)
     sums: dict[str, float] = {}
     for k, (part, n) in enumerate(_chunks(pairs, batch_size)):
         _, terms, _ = facevid2vid_step_losses(r, part, config, pyramid, step_generator(seed, k))
@@ -601,7 +621,7 @@ def evaluate_mapping(mapping: MappingNet, r: Renderer, pairs: FramePairs, config
     was = r.training, mapping.training
     r.eval()
     mapping.eval()
-    pyramid = ImagePyramid(config.pyramid_scales)
+    pyramid = ImagePyramid(config.pyramid_scales).to(pairs.source.device)
     sums: dict[str, float] = {}
     ref = 0.0
     for part, n in _chunks(pairs, batch_size):
@@ -701,16 +721,17 @@ def train_facevid2vid(train: FaceRenderClips, heldout: FaceRenderClips | None = 
         src = load_renderer(init)
         for name, m in r.modules().items():
             m.load_state_dict(src.modules()[name].state_dict())
-    r.train()
+    device = torch.device(config.device)
+    r.to(device).train()
     opt = torch.optim.Adam(list(r.parameters()), lr=config.lr, betas=tuple(config.adam_betas))
-    pyramid = ImagePyramid(config.pyramid_scales)
+    pyramid = ImagePyramid(config.pyramid_scales).to(device)
 
     start = 0
     ckpt = latest_checkpoint(out_dir, STEM_FACEVID2VID) if resume else None
     if ckpt is not None:
         start = int(restore_training_state(ckpt, r.modules(), {"main": opt})["step"])
     logger = CSVLogger(out_dir, resume_step=start if ckpt is not None else None)
-    eval_pairs = heldout.fixed_pairs(config.eval_pairs, config.seed + 1) if heldout is not None else None
+    eval_pairs = heldout.fixed_pairs(config.eval_pairs, config.seed + 1).to(device) if heldout is not None else None
 
     def heldout_eval(step: int):
         if eval_pairs is not None:
@@ -726,7 +747,7 @@ def train_facevid2vid(train: FaceRenderClips, heldout: FaceRenderClips | None = 
         heldout_eval(0)
     end = config.steps if stop_after is None else min(config.steps, stop_after)
     for step in progress(range(start, end), config.progress, desc="face-vid2vid", initial=start, total=config.steps):
-        batch = train.sample(config.batch_size, step_rng(config.seed, step))
+        batch = train.sample(config.batch_size, step_rng(config.seed, step)).to(device)
         loss, terms, _ = facevid2vid_step_losses(r, batch, config, pyramid, step_generator(config.seed, step))
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -780,16 +801,18 @@ def train_mapping(train: FaceRenderClips, heldout: FaceRenderClips | None, rende
         mapping.load_state_dict(init.state_dict())
     elif init is not None:
         load_official(mapping, config.network, init)
-    mapping.train()
+    device = torch.device(config.device)
+    r.to(device)
+    mapping.to(device).train()
     opt = torch.optim.Adam(mapping.parameters(), lr=config.lr, betas=tuple(config.adam_betas))
-    pyramid = ImagePyramid(config.pyramid_scales)
+    pyramid = ImagePyramid(config.pyramid_scales).to(device)
 
     start = 0
     ckpt = latest_checkpoint(out_dir, STEM_MAPPING) if resume else None
     if ckpt is not None:
         start = int(restore_training_state(ckpt, {config.network: mapping}, {"main": opt})["step"])
     logger = CSVLogger(out_dir, resume_step=start if ckpt is not None else None)
-    eval_pairs = (heldout.fixed_pairs(config.eval_pairs, config.seed + 1, config.radius)
+    eval_pairs = (heldout.fixed_pairs(config.eval_pairs, config.seed + 1, config.radius).to(device)
                   if heldout is not None else None)
 
     def heldout_eval(step: int):
@@ -806,7 +829,7 @@ def train_mapping(train: FaceRenderClips, heldout: FaceRenderClips | None, rende
         heldout_eval(0)
     end = config.steps if stop_after is None else min(config.steps, stop_after)
     for step in progress(range(start, end), config.progress, desc="MappingNet", initial=start, total=config.steps):
-        batch = train.sample(config.batch_size, step_rng(config.seed, step), config.radius)
+        batch = train.sample(config.batch_size, step_rng(config.seed, step), config.radius).to(device)
         loss, terms, _ = mapping_step_losses(mapping, r, batch, config, pyramid)
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -40,6 +40,7 @@ from .common import (
     checkpoint_path,
     latest_checkpoint,
     list_checkpoints,
+    precise_batchnorm,
     progress,
     restore_training_state,
     save_training_checkpoint,
@@ -59,6 +60,9 @@ __all__ = [
     "evaluate_posevae",
     "PoseClipMetrics",
     "evaluate_posevae_clips",
+    "calibrate_batchnorm",
+    "residual_rms",
+    "fold_pose_scale",
     "PoseVAERun",
     "train_posevae",
 ]
@@ -79,6 +83,13 @@ class PoseVAETrainConfig(TrainConfig):
     official_logvar: reproduce the official encoder's quirk (logvar from the *means* layer,
     ``official.POSEVAE_LOGVAR_FROM_MEANS_LAYER``) during training; off by default so the KL term sees a real
     variance head (inference never uses the encoder, so the saved file is the same either way).
+    pose_scale: train on poses divided by this number (None: the RMS of the training residuals Delta rho;
+    1.0: raw radians / model units). Head-pose residuals are a few hundredths of a radian, so in raw units
+    L_MSE is ~1e-4 against an L_KL of order 1 and the CVAE collapses to its mean; in scaled units the Eq. 13
+    weights balance. The scale is folded into the weights at export (:func:`fold_pose_scale`): the final
+    official-layout file works in raw units like any official checkpoint.
+    precise_bn_windows: before every held-out evaluation and the final save, re-estimate the encoder's and
+    decoder's BatchNorm statistics on this many training windows (:func:`calibrate_batchnorm`; 0 = off).
     """
 
     lr: float = LR_POSEVAE
@@ -94,13 +105,15 @@ class PoseVAETrainConfig(TrainConfig):
     use_style: bool = True
     audio_encoder: str | None = None
     official_logvar: bool = False
+    pose_scale: float | None = None
+    precise_bn_windows: int = 256
 
     @classmethod
     def cpu(cls, **changes) -> "PoseVAETrainConfig":
-        """Small CPU preset (notebooks, CI): 150 steps of 16 windows, lr 1e-3 for both nets (10x the paper's
-        1e-4), held-out loss every 25 steps, checkpoints every 50; 2 threads."""
-        base = dict(steps=150, batch_size=16, lr=1e-3, lr_discriminator=1e-3, eval_every=25, checkpoint_every=50,
-                    num_threads=None)
+        """Small CPU preset (notebooks, CI): 200 steps of 16 windows, lr 1e-3 for both nets (10x the paper's
+        1e-4), held-out loss every 25 steps, BatchNorm re-estimated on 128 windows."""
+        base = dict(steps=200, batch_size=16, lr=1e-3, lr_discriminator=1e-3, eval_every=25, checkpoint_every=50,
+                    precise_bn_windows=128)
         return cls(**{**base, **changes})
 
     def ablation(self, name: str) -> "PoseVAETrainConfig":
@@ -298,6 +311,56 @@ def evaluate_posevae_clips(model: PoseVAE, clips: Sequence[Mapping], style: str 
     return PoseClipMetrics(style=style, per_clip=rows, **mean)
 
 
+@torch.no_grad()
+def calibrate_batchnorm(model: PoseVAE, windows: PoseWindows, config: PoseVAETrainConfig, n_windows: int = 256,
+                        batch_size: int = 64, seed: int = 0) -> PoseVAE:
+    """``common.precise_batchnorm`` for the CVAE (encoder and decoder; the frozen audio encoder and the
+    discriminator keep theirs) on ``n_windows`` training windows, through the training path (z = mu + eps sigma)."""
+    if n_windows <= 0:
+        return model
+    idx = torch.as_tensor(np.random.default_rng([seed, 0xB7]).permutation(len(windows))[:n_windows])
+    g = torch.Generator().manual_seed(seed)
+
+    def run():
+        for s in range(0, len(idx), batch_size):
+            i = idx[s:s + batch_size]
+            eps = torch.randn(len(i), model.config.latent_size, generator=g)
+            posevae_forward(model, windows.pose[i], windows.audio_emb[i], windows.style[i], eps, config)
+
+    precise_batchnorm([model.encoder, model.decoder], run)
+    return model
+
+
+# ---------------------------------------------------------------------------------------------
+# Pose units
+# ---------------------------------------------------------------------------------------------
+def residual_rms(windows: PoseWindows) -> float:
+    """RMS of the residual motion Delta rho = rho_t - rho_0 over all windows, frames and pose values."""
+    return float((windows.pose[:, 1:] - windows.pose[:, :1]).pow(2).mean().sqrt())
+
+
+@torch.no_grad()
+def fold_pose_scale(model: PoseVAE, scale: float) -> PoseVAE:
+    """Turn a PoseVAE trained on poses / ``scale`` into one that takes and returns raw poses (in place).
+
+    Exact (up to rounding) because poses enter and leave only through linear maps:
+    the ref-pose columns 0:6 of both MLPs' first layer and the encoder ResUnet's two input convs (which see
+    Delta rho) are divided by ``scale``; the decoder's ``pose_linear`` (weight and bias) is multiplied by it;
+    the discriminator's first conv (no bias; it sees rho) is divided by it.
+    """
+    if scale == 1.0:
+        return model
+    inv = 1.0 / scale
+    model.encoder.MLP.L0.weight[:, :6] *= inv
+    model.decoder.MLP.L0.weight[:, :6] *= inv
+    model.encoder.resunet.input_layer[0].weight *= inv
+    model.encoder.resunet.input_skip[0].weight *= inv
+    model.decoder.pose_linear.weight *= scale
+    model.decoder.pose_linear.bias *= scale
+    model.discriminator.seq[0].conv.weight *= inv
+    return model
+
+
 # ---------------------------------------------------------------------------------------------
 # The loop
 # ---------------------------------------------------------------------------------------------
@@ -313,6 +376,12 @@ class PoseVAERun:
     step: int
 
 
+def _scaled(windows: PoseWindows | None, scale: float) -> PoseWindows | None:
+    from dataclasses import replace
+
+    return None if windows is None else replace(windows, pose=windows.pose / scale)
+
+
 def _prune(out_dir: Path, keep: int) -> None:
     for _, old in list_checkpoints(out_dir, CKPT_STEM)[:-keep]:
         old.unlink()
@@ -324,7 +393,9 @@ def train_posevae(train: PoseWindows, heldout: PoseWindows | None = None, config
     """Train PoseVAE (encoder, decoder, discriminator; the audio encoder stays frozen) on ``train`` windows.
 
     out_dir receives ``log.csv``, ``checkpoints/auido2pose_<step>-model.pth`` (official layout + optimizer and
-    RNG state) and at the end ``auido2pose_00140-model.pth`` (the official file name; ``epoch`` = steps).
+    RNG state; weights in training units, ``extra["pose_scale"]``) and at the end ``auido2pose_00140-model.pth``
+    (the official file name; ``epoch`` = steps; raw units). The returned model works in raw units.
+    Held-out losses in the log are in training units (poses / pose_scale).
     init: a starting PoseVAE or official checkpoint (default: fresh weights seeded with ``config.seed``; then
     ``config.audio_encoder`` supplies Phi_A). resume / stop_after: as in ``train_expnet``.
     """
@@ -364,9 +435,13 @@ def train_posevae(train: PoseWindows, heldout: PoseWindows | None = None, config
     logger = CSVLogger(out_dir, resume_step=start if ckpt is not None else None)
     train = _with_embeddings(model, train)  # after a restore: the saved (frozen) encoder's features
     heldout = _with_embeddings(model, heldout)
+    scale = float(config.pose_scale) if config.pose_scale else residual_rms(train)
+    train = _scaled(train, scale)
+    heldout = _scaled(heldout, scale)
 
     def heldout_eval(step: int):
         if heldout is not None and len(heldout):
+            calibrate_batchnorm(model, train, config, config.precise_bn_windows, seed=config.seed)
             m = evaluate_posevae(model, heldout, config, seed=config.seed + 1)
             model.audio_encoder.eval()
             logger.log(step, "heldout", {k: v for k, v in vars(m).items() if not math.isnan(v)})
@@ -384,12 +459,16 @@ def train_posevae(train: PoseWindows, heldout: PoseWindows | None = None, config
         real = pose[:, 1:]
         terms: dict[str, float] = {}
         if config.use_gan:  # discriminator step first (Eq. 12, max_D)
-            l_d = gan_discriminator_loss(model.discriminator(real), model.discriminator(fake.detach()))
+            b = len(idx)
+            # real and fake go through D as ONE batch: its BatchNorm layers must not normalise each set on its
+            # own (that would hide exactly the differences in scale a collapsed generator shows)
+            d_out = model.discriminator(torch.cat([real, fake.detach()]))
+            l_d = gan_discriminator_loss(d_out[:b], d_out[b:])
             opt_d.zero_grad(set_to_none=True)
             l_d.backward()
             opt_d.step()
             terms["d_loss"] = l_d.item()
-            l_gan = gan_generator_loss(model.discriminator(fake))  # Eq. 12, min_G
+            l_gan = gan_generator_loss(model.discriminator(torch.cat([real, fake]))[b:])  # Eq. 12, min_G
         else:
             l_gan = torch.zeros(())
         l_mse, l_kl = mse_loss(pred, gt), kl_loss(mu, logvar)  # Eq. 11, KL
@@ -405,14 +484,19 @@ def train_posevae(train: PoseWindows, heldout: PoseWindows | None = None, config
             heldout_eval(done)
         if config.checkpoint_every and done % config.checkpoint_every == 0 and done < config.steps:
             save_training_checkpoint(checkpoint_path(out_dir, CKPT_STEM, done), {NETWORK: model}, optimizers, done,
-                                     config)
+                                     config, extra={"pose_scale": scale})
             _prune(out_dir, config.keep_checkpoints)
     logger.close()
     final = None
     if end == config.steps:
-        final = save_official_pth({NETWORK: model}, out_dir / OFFICIAL_NETWORKS[NETWORK].pth_file, epoch=config.steps)
+        if heldout is None or not len(heldout):  # else the evaluation at done == steps calibrated them
+            calibrate_batchnorm(model, train, config, config.precise_bn_windows, seed=config.seed)
         save_training_checkpoint(checkpoint_path(out_dir, CKPT_STEM, config.steps), {NETWORK: model}, optimizers,
-                                 config.steps, config)
+                                 config.steps, config, extra={"pose_scale": scale})
         _prune(out_dir, config.keep_checkpoints)
+        fold_pose_scale(model, scale)  # from here on the model works in raw units
+        final = save_official_pth({NETWORK: model}, out_dir / OFFICIAL_NETWORKS[NETWORK].pth_file, epoch=config.steps)
+    else:
+        fold_pose_scale(model, scale)
     model.eval()
     return PoseVAERun(model=model, history=logger.history, checkpoint=final, out_dir=out_dir, config=config, step=end)

@@ -1,0 +1,262 @@
+"""ExpNet distillation: the losses of supp. Eq. 3-10, the loop (learns, resumes exactly, saves the official
+layout), the lip-reading stand-in, and the Table 3 ablation switches. Synthetic windows, a few seconds each."""
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from sadtalker_lib.audio2coeff import audio_to_coefficients, predict_expression
+from sadtalker_lib.checkpoints import find_official_file, load_official, read_checkpoint
+from sadtalker_lib.models.expnet import ExpNet
+from sadtalker_lib.models.posevae import PoseVAE
+from sadtalker_lib.train import common, losses
+from sadtalker_lib.train.expnet_trainer import (
+    EXPNET_ABLATIONS,
+    LIPREADER_FILE,
+    ExpNetTrainConfig,
+    default_morphable_model,
+    expnet_step_losses,
+    eye_closing_direction,
+    project_expression,
+    train_expnet,
+    warm_start_mapping,
+)
+from sadtalker_lib.train.lipreader import (
+    VISEME_CLASSES,
+    frame_viseme_labels,
+    lipreader_accuracy,
+    load_lipreader,
+    mouth_features,
+    save_lipreader,
+    train_lipreader,
+    viseme_class_of,
+)
+from sadtalker_lib.train.windows import split_by_clip, synthetic_exp_windows
+
+FAST = dict(progress=False, num_threads=1, precise_bn_windows=16, lipreader_steps=150)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny ops: one thread is as fast and immune to oversubscription on a shared CPU."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def windows():
+    return split_by_clip(synthetic_exp_windows(48, seed=0), heldout_fraction=0.25, seed=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# losses
+# ---------------------------------------------------------------------------------------------
+def test_distill_and_read_losses():
+    a, b = torch.randn(2, 5, 64), torch.randn(2, 5, 64)
+    assert torch.allclose(losses.distill_loss(a, b), ((a - b) ** 2).mean())  # Eq. 3
+    logits, labels = torch.randn(10, 8), torch.randint(0, 8, (10,))
+    assert torch.allclose(losses.read_loss(logits, labels), F.cross_entropy(logits, labels))  # Eq. 9, hard labels
+    gt_logits = torch.randn(10, 8)
+    soft = -(gt_logits.softmax(-1) * logits.log_softmax(-1)).sum(-1).mean()
+    assert torch.allclose(losses.read_loss(logits, gt_logits), soft)  # Eq. 9, C_gt logits
+
+
+def test_eye_and_landmark_losses():
+    mm = default_morphable_model()
+    exp = torch.zeros(1, 2, 64)
+    exp[0, 1, mm.expression_index("blink_left")] = 1.0
+    exp[0, 1, mm.expression_index("blink_right")] = 1.0
+    lm = project_expression(mm, exp)
+    r = losses.eye_ratio(lm)  # Eq. 4-6
+    assert r[0, 0] > 0.3 and r[0, 1] < 0.05  # open vs closed
+    z = torch.tensor([[0.0, 1.0]])
+    target = losses.blink_target_ratio(z, r[:, :1])
+    assert torch.allclose(target, torch.stack([r[0, 0], torch.zeros(())])[None])
+    assert torch.allclose(losses.eye_loss(r, target), (r - target).abs().sum())  # Eq. 7: sum over frames
+    # Eq. 8: moving only eye landmarks leaves the point term unchanged
+    moved = lm.clone()
+    moved[..., list(losses.EYE_LANDMARKS), :] += 5.0
+    l_same, _ = losses.landmark_loss(moved, lm, r, r, lambda_eye=200.0)
+    assert float(l_same) == 0.0
+    moved[..., 48, :] += 2.0  # a mouth corner, in M
+    l_pts, _ = losses.landmark_loss(moved, lm, r, r, lambda_eye=200.0)
+    assert torch.isclose(l_pts, torch.tensor(8.0 / len(losses.NON_EYE_LANDMARKS)))  # 2 px in x and y, 1 of 56 pts
+    total = losses.expnet_total(torch.tensor(1.0), torch.tensor(2.0), torch.tensor(3.0), lambda_distill=2,
+                                lambda_read=0.01, lambda_lks=0.01)
+    assert torch.isclose(total, torch.tensor(2 + 0.02 + 0.03))  # Eq. 10
+
+
+def test_eye_closing_direction_closes_the_eyes():
+    mm = default_morphable_model()
+    d = eye_closing_direction(mm)
+    r0 = losses.eye_ratio(project_expression(mm, torch.zeros(1, 1, 64)))
+    r1 = losses.eye_ratio(project_expression(mm, d[None, None]))
+    assert float(r1) < 0.1 * float(r0)
+
+
+# ---------------------------------------------------------------------------------------------
+# lip reader
+# ---------------------------------------------------------------------------------------------
+def test_viseme_labels_from_phonemes():
+    assert VISEME_CLASSES[viseme_class_of("p")] == "bilabial"
+    assert VISEME_CLASSES[viseme_class_of("f")] == "labiodental"
+    assert VISEME_CLASSES[viseme_class_of("a")] == "open"
+    assert VISEME_CLASSES[viseme_class_of("_")] == "silence"
+    labels = frame_viseme_labels([("_", 0, 40), ("m", 40, 120), ("a", 120, 200)], 5)
+    assert [VISEME_CLASSES[i] for i in labels] == ["silence", "bilabial", "bilabial", "open", "open"]
+
+
+def test_lipreader_learns_and_round_trips(tmp_path):
+    w = synthetic_exp_windows(64, seed=1)
+    mm = default_morphable_model()
+    feats = mouth_features(project_expression(mm, w.exp_lip))
+    reader = train_lipreader(feats, w.viseme, steps=150, seed=0)
+    acc = lipreader_accuracy(reader, feats, w.viseme)
+    assert acc > 0.5, f"lip reader accuracy {acc} (chance 1/8)"
+    path = save_lipreader(reader, tmp_path / "reader.pth")
+    again = load_lipreader(path)
+    assert again.source == "trained-here"
+    assert torch.equal(again(feats[:2]), reader(feats[:2]))
+    torch.save({"nope": 1}, tmp_path / "bad.pth")
+    with pytest.raises(ValueError):
+        load_lipreader(tmp_path / "bad.pth")
+
+
+# ---------------------------------------------------------------------------------------------
+# the loop
+# ---------------------------------------------------------------------------------------------
+def test_loss_falls(windows, tmp_path):
+    train, held = windows
+    cfg = ExpNetTrainConfig.cpu(steps=40, eval_every=40, checkpoint_every=0, **FAST)
+    run = train_expnet(train, held, cfg, tmp_path / "run")
+    _, v = run.history.series("loss", "train")
+    assert v[-8:].mean() < 0.75 * v[:8].mean(), f"train loss {v[:8].mean():.3f} -> {v[-8:].mean():.3f}"
+    before, after = run.history.first("loss"), run.history.last("loss")
+    assert after < before, f"held-out loss {before:.4f} -> {after:.4f}"
+    assert (tmp_path / "run" / LIPREADER_FILE).is_file()  # the trained-here reader, labelled
+    assert load_lipreader(tmp_path / "run" / LIPREADER_FILE).source == "trained-here"
+    with open(tmp_path / "run" / "log.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert {"step", "split", "loss", "distill", "lks", "eye", "read"} <= set(rows[0])
+
+
+def test_resume_equals_uninterrupted(windows, tmp_path):
+    train, held = windows
+    cfg = ExpNetTrainConfig.cpu(steps=6, eval_every=3, checkpoint_every=2, batch_size=4, **FAST)
+    full = train_expnet(train, held, cfg, tmp_path / "full")
+    part = train_expnet(train, held, cfg, tmp_path / "cut", stop_after=5)  # "killed" after step 5
+    assert part.checkpoint is None and part.step == 5
+    common.set_rng_state(common.rng_state())  # nothing carries over in-process: perturb the global RNG
+    torch.rand(7)
+    resumed = train_expnet(train, held, cfg, tmp_path / "cut")  # continues from the step-4 checkpoint
+    for (k, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), f"{k} differs after resume"
+    rows = lambda h: [(r["step"], r["split"], r["loss"]) for r in h.rows]  # noqa: E731
+    assert rows(full.history) == rows(resumed.history)
+    ckpt = read_checkpoint(common.latest_checkpoint(tmp_path / "cut", "auido2exp"))
+    assert {"model", "epoch", "optimizer", "rng", "step", "config"} <= set(ckpt)
+
+
+def test_checkpoint_is_official_and_drives_audio2coeff(windows, tmp_path):
+    train, _ = windows
+    cfg = ExpNetTrainConfig.cpu(steps=2, eval_every=2, checkpoint_every=0, batch_size=4, **FAST)
+    run = train_expnet(train, None, cfg, tmp_path / "run")
+    assert run.checkpoint.name == "auido2exp_00300-model.pth"
+    assert find_official_file("audio2exp", tmp_path / "run") == run.checkpoint
+    net = load_official(ExpNet(), "audio2exp", tmp_path / "run").eval()
+    for a, b in zip(net.state_dict().values(), run.model.state_dict().values()):
+        assert torch.equal(a, b)
+    t = 12
+    mels = torch.randn(1, t, 1, 80, 16)
+    ref = torch.zeros(1, 70)
+    exp = predict_expression(net, mels, ref[:, None].expand(-1, t, -1), torch.zeros(1, t, 1))
+    assert exp.shape == (1, t, 64) and torch.isfinite(exp).all()
+    out = audio_to_coefficients(net, PoseVAE().eval(), mels, ref, torch.zeros(1, t, 1), generator=torch.Generator())
+    assert out.coeffs.shape == (t, 70) and np.isfinite(out.coeffs).all()
+
+
+# ---------------------------------------------------------------------------------------------
+# switches
+# ---------------------------------------------------------------------------------------------
+class _Spy(ExpNet):
+    def forward(self, mel, ref_exp, blink):
+        self.seen_ref = ref_exp
+        return super().forward(mel, ref_exp, blink)
+
+
+def test_ablation_switches(windows):
+    train, _ = windows
+    batch = train[torch.arange(4)]
+    z = torch.rand(4, 5)
+    mm = default_morphable_model()
+    model = _Spy()
+    warm_start_mapping(model, mm)
+    model.eval()
+
+    full = ExpNetTrainConfig()
+    _, terms, pred = expnet_step_losses(model, batch, z, full, mm, lipreader=None)
+    assert torch.allclose(model.seen_ref[:, 0], batch.ref_exp)
+    assert terms["distill"] == pytest.approx(float(F.mse_loss(pred.detach(), batch.exp_lip)))
+
+    _, _, _ = expnet_step_losses(model, batch, z, full.ablation("no_ref"), mm, None)
+    assert float(model.seen_ref.abs().max()) == 0.0  # "w/o beta_0": zeros in place of beta_0
+
+    _, terms, pred = expnet_step_losses(model, batch, z, full.ablation("real_coeffs"), mm, None)
+    assert terms["distill"] == pytest.approx(float(F.mse_loss(pred.detach(), batch.exp_real)))  # "w/ real coeffs."
+    assert not torch.equal(batch.exp_real, batch.exp_lip)
+
+    feats = mouth_features(project_expression(mm, train.exp_lip))
+    reader = train_lipreader(feats, train.viseme, steps=20)
+    _, with_read, _ = expnet_step_losses(model, batch, z, full, mm, reader)
+    _, no_read, _ = expnet_step_losses(model, batch, z, full.ablation("no_read"), mm, reader)
+    assert "read" in with_read and "read" not in no_read  # "w/o L_read"
+    assert with_read["loss"] == pytest.approx(no_read["loss"] + 0.01 * with_read["read"], rel=1e-5)
+
+    cfg = full.ablation("no_ref_no_read")
+    assert not cfg.use_ref_exp and not cfg.use_read_loss
+    assert set(EXPNET_ABLATIONS) >= {"full", "no_ref_no_read", "no_read", "real_coeffs"}
+    with pytest.raises(KeyError):
+        full.ablation("nonsense")
+    with pytest.raises(ValueError):
+        ExpNetTrainConfig(target="teacher")
+    with pytest.raises(TypeError):
+        full.replace(not_a_field=1)
+
+
+def test_warm_start_is_reference_plus_blink():
+    mm = default_morphable_model()
+    model = warm_start_mapping(ExpNet(), mm).eval()
+    ref = torch.randn(2, 3, 64)
+    z = torch.rand(2, 3, 1)
+    out = model(torch.randn(2, 3, 1, 80, 16), ref, z)
+    assert torch.allclose(out, ref + z * eye_closing_direction(mm), atol=1e-5)
+
+
+def test_no_read_run_trains_no_reader(windows, tmp_path):
+    train, _ = windows
+    cfg = ExpNetTrainConfig.cpu(steps=1, eval_every=1, checkpoint_every=0, batch_size=4, **FAST).ablation("no_read")
+    run = train_expnet(train, None, cfg, tmp_path / "run")
+    assert run.lipreader is None and not (tmp_path / "run" / LIPREADER_FILE).exists()
+
+
+def test_bad_window_length(windows, tmp_path):
+    train, _ = windows
+    with pytest.raises(ValueError, match="window"):
+        train_expnet(train, None, ExpNetTrainConfig.cpu(window=7, **FAST), tmp_path / "run")
+
+
+def test_csv_logger_resume_drops_later_rows(tmp_path):
+    log = common.CSVLogger(tmp_path, tensorboard=False)
+    for s in range(1, 5):
+        log.log(s, "train", {"loss": s})
+    log.log(4, "heldout", {"loss": 0.5, "extra": 1.0})  # a new column rewrites the header
+    again = common.CSVLogger(tmp_path, resume_step=2, tensorboard=False)
+    assert [r["step"] for r in again.history.rows] == [1, 2]
+    with open(tmp_path / "log.csv") as f:
+        assert len(list(csv.DictReader(f))) == 2

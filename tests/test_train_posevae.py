@@ -1,0 +1,212 @@
+"""PoseVAE training: the losses of supp. Eq. 11-13, the loop (learns, resumes exactly, saves the official layout
+in raw pose units), the frozen audio features, and the Table 4 ablation switches. Synthetic windows, seconds."""
+from __future__ import annotations
+
+import copy
+import csv
+
+import numpy as np
+import pytest
+import torch
+
+from sadtalker_lib.audio2coeff import predict_pose
+from sadtalker_lib.checkpoints import load_official, read_checkpoint, save_official_pth
+from sadtalker_lib.models.expnet import ExpNet
+from sadtalker_lib.models.posevae import PoseVAE, PoseVAEConfig
+from sadtalker_lib.train import common, losses
+from sadtalker_lib.train.posevae_trainer import (
+    POSEVAE_ABLATIONS,
+    PoseVAETrainConfig,
+    audio_embeddings,
+    evaluate_posevae,
+    evaluate_posevae_clips,
+    fold_pose_scale,
+    load_audio_encoder,
+    posevae_forward,
+    residual_rms,
+    train_posevae,
+)
+from sadtalker_lib.train.windows import PoseWindows, split_by_clip, synthetic_pose_windows
+
+FAST = dict(progress=False, num_threads=1)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small ops: one thread is as fast and immune to oversubscription on a shared CPU."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def windows():
+    return split_by_clip(synthetic_pose_windows(40, with_mel=False, seed=0), heldout_fraction=0.25, seed=0)
+
+
+def test_pose_losses():
+    a, b = torch.randn(2, 32, 6), torch.randn(2, 32, 6)
+    assert torch.allclose(losses.mse_loss(a, b), ((a - b) ** 2).mean())  # Eq. 11
+    zero = torch.zeros(3, 64)
+    assert float(losses.kl_loss(zero, zero)) == 0.0  # q = N(0, I)
+    assert float(losses.kl_loss(torch.ones(3, 64), zero)) == pytest.approx(0.5)
+    ones = torch.ones(2, 8)
+    assert float(losses.gan_generator_loss(ones)) == 0.0  # Eq. 12: D fooled
+    assert float(losses.gan_discriminator_loss(ones, torch.zeros(2, 8))) == 0.0  # D perfect
+    total = losses.pose_total(torch.tensor(1.0), torch.tensor(2.0), torch.tensor(3.0), lambda_mse=1, lambda_kl=1,
+                              lambda_gan=0.7)
+    assert float(total) == pytest.approx(1 + 2 + 2.1)  # Eq. 13
+
+
+def test_loss_falls(windows, tmp_path):
+    train, held = windows
+    cfg = PoseVAETrainConfig.cpu(steps=40, eval_every=20, checkpoint_every=0, batch_size=8, **FAST)
+    run = train_posevae(train, held, cfg, tmp_path / "run")
+    before, after = run.history.first("loss"), run.history.last("loss")
+    assert after < 0.9 * before, f"held-out loss {before:.4f} -> {after:.4f}"
+    with open(tmp_path / "run" / "log.csv") as f:
+        cols = set(next(csv.DictReader(f)))
+    assert {"loss", "mse", "kl", "gan", "d_loss"} <= cols
+
+
+def test_resume_equals_uninterrupted(windows, tmp_path):
+    train, held = windows
+    cfg = PoseVAETrainConfig.cpu(steps=6, eval_every=3, checkpoint_every=2, batch_size=4, **FAST)
+    full = train_posevae(train, held, cfg, tmp_path / "full")
+    cut = train_posevae(train, held, cfg, tmp_path / "cut", stop_after=5)
+    assert cut.checkpoint is None and cut.step == 5
+    torch.rand(11)  # disturb the global RNG: the resumed run must not depend on it
+    resumed = train_posevae(train, held, cfg, tmp_path / "cut")
+    for (k, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), f"{k} differs after resume"
+    rows = lambda h: [(r["step"], r["split"], r["loss"]) for r in h.rows]  # noqa: E731
+    assert rows(full.history) == rows(resumed.history)
+    ckpt = read_checkpoint(common.latest_checkpoint(tmp_path / "cut", "auido2pose"))
+    assert {"model", "epoch", "optimizer", "optimizer_discriminator", "rng", "extra"} <= set(ckpt)
+
+
+def test_fold_pose_scale_is_exact():
+    torch.manual_seed(0)
+    m = PoseVAE(PoseVAEConfig(logvar_from_means_layer=False)).eval()
+    raw = fold_pose_scale(copy.deepcopy(m), 0.02)
+    pose, emb = 0.05 * torch.randn(3, 33, 6), torch.randn(3, 32, 512)
+    style, z = torch.tensor([0, 1, 2]), torch.randn(3, 64)
+    with torch.no_grad():
+        a = 0.02 * m.decoder(z, pose[:, 0] / 0.02, emb, style)
+        b = raw.decoder(z, pose[:, 0], emb, style)
+        assert torch.allclose(a, b, atol=1e-7, rtol=1e-5)
+        mu_a, _ = m.encoder((pose[:, 1:] - pose[:, :1]) / 0.02, pose[:, 0] / 0.02, emb, style)
+        mu_b, _ = raw.encoder(pose[:, 1:] - pose[:, :1], pose[:, 0], emb, style)
+        assert torch.allclose(mu_a, mu_b, atol=1e-5)
+        assert torch.allclose(m.discriminator(pose / 0.02), raw.discriminator(pose), atol=1e-5)
+
+
+def test_checkpoint_is_official_and_drives_audio2coeff(tmp_path):
+    w = synthetic_pose_windows(6, with_mel=True, seed=2)
+    cfg = PoseVAETrainConfig.cpu(steps=2, eval_every=2, checkpoint_every=0, batch_size=4, **FAST)
+    run = train_posevae(w, w, cfg, tmp_path / "run")
+    assert run.checkpoint.name == "auido2pose_00140-model.pth"
+    net = load_official(PoseVAE(), "audio2pose", tmp_path / "run").eval()  # official config, raw units
+    for a, b in zip(net.state_dict().values(), run.model.state_dict().values()):
+        assert torch.equal(a, b)
+    mels = torch.randn(1, 40, 1, 80, 16)
+    ref = torch.zeros(1, 70)
+    ref[0, 64:] = w.pose[0, 0]
+    out = predict_pose(net, mels, ref, style=1, generator=torch.Generator().manual_seed(0))
+    assert out.pose.shape == (1, 40, 6) and torch.isfinite(out.pose).all()
+    # the returned model (raw units) and the file agree on held-out numbers
+    a, b = evaluate_posevae(run.model, w, cfg), evaluate_posevae(net, w, cfg)
+    assert a.mse == pytest.approx(b.mse, rel=1e-5)
+
+
+def test_audio_embeddings_share_frames_and_match_per_window():
+    torch.manual_seed(0)
+    model = PoseVAE().eval()
+    mel = torch.randn(1, 40, 1, 80, 16)
+    # two overlapping windows of one clip: frames 0..32 and 4..36
+    wins = PoseWindows(pose=torch.zeros(2, 33, 6), style=torch.zeros(2, dtype=torch.long),
+                       mel=torch.stack([mel[0, :33], mel[0, 4:37]]), clip=torch.zeros(2, dtype=torch.long),
+                       start=torch.tensor([0, 4]))
+    emb = audio_embeddings(model, wins)
+    with torch.no_grad():
+        direct = model.encode_audio(wins.mel[:, 1:])
+    assert torch.allclose(emb, direct, atol=1e-5)
+
+
+def test_audio_encoder_from_expnet(tmp_path):
+    torch.manual_seed(3)
+    exp = ExpNet()
+    save_official_pth({"audio2exp": exp}, tmp_path / "auido2exp_00300-model.pth")
+    model = load_audio_encoder(PoseVAE(), tmp_path / "auido2exp_00300-model.pth")
+    for a, b in zip(model.audio_encoder.state_dict().values(), exp.audio_encoder.state_dict().values()):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError):
+        torch.save({"x": torch.zeros(1)}, tmp_path / "other.pth")
+        load_audio_encoder(PoseVAE(), tmp_path / "other.pth")
+
+
+def test_ablation_switches(windows, tmp_path):
+    train, _ = windows
+    torch.manual_seed(0)
+    model = PoseVAE(PoseVAEConfig(logvar_from_means_layer=False)).eval()
+    pose, emb, style = train.pose[:4], train.audio_emb[:4], train.style[:4]
+    full = PoseVAETrainConfig()
+
+    def out(cfg, pose=pose, emb=emb, style=style):
+        with torch.no_grad():
+            return posevae_forward(model, pose, emb, style, None, cfg)[0]
+
+    other_emb, other_style = torch.randn_like(emb), (style + 1) % 3
+    other_ref = pose.clone()
+    other_ref[:, 0] += 0.3  # rho_0 changes, the residual motion stays (frames 1.. move with it)
+    other_ref[:, 1:] += 0.3
+    assert not torch.allclose(out(full), out(full, emb=other_emb))
+    assert not torch.allclose(out(full), out(full, style=other_style))
+    assert not torch.allclose(out(full), out(full, pose=other_ref))
+    no_audio, no_ref = full.ablation("no_audio"), full.ablation("no_ref_pose")
+    assert torch.equal(out(no_audio), out(no_audio, emb=other_emb))  # "w/o audio"
+    # "w/o initial pose" (the residual is recomputed from shifted poses: equal up to rounding)
+    assert torch.allclose(out(no_ref), out(no_ref, pose=other_ref), atol=1e-6)
+    none = full.ablation("no_conditions")  # "w/o all conditions"
+    assert torch.allclose(out(none), out(none, emb=other_emb, style=other_style, pose=other_ref), atol=1e-6)
+
+    cfg = PoseVAETrainConfig.cpu(steps=3, eval_every=3, checkpoint_every=0, batch_size=4, **FAST).ablation("no_gan")
+    torch.manual_seed(cfg.seed)
+    d0 = PoseVAE(PoseVAEConfig(logvar_from_means_layer=False))
+    fold_pose_scale(d0, residual_rms(train))  # the export folds the pose scale into D's first conv too
+    run = train_posevae(train, None, cfg, tmp_path / "nogan")  # "w/o L_gan": D untouched, no D loss logged
+    assert "d_loss" not in run.history.rows[-1] and run.history.rows[-1]["gan"] == 0.0
+    for a, b in zip(d0.discriminator.state_dict().values(), run.model.discriminator.state_dict().values()):
+        assert torch.equal(a, b)
+    assert set(POSEVAE_ABLATIONS) >= {"full", "no_gan", "no_ref_pose", "no_audio", "no_conditions"}
+    with pytest.raises(KeyError):
+        full.ablation("nonsense")
+
+
+def test_fixed_vs_mixed_style_sampling():
+    torch.manual_seed(0)
+    model = PoseVAE().eval()
+    rng = np.random.default_rng(0)
+    t = 60
+    clips = [dict(mel=rng.standard_normal((t, 1, 80, 16)).astype(np.float32),
+                  coeffs=np.concatenate([np.zeros((t, 64)), 0.05 * np.sin(np.arange(t)[:, None] / (3 + k)
+                                                                          + np.arange(6))], 1).astype(np.float32),
+                  audio=(0.3 * rng.standard_normal(t * 640) * (np.arange(t * 640) % 8000 < 2000)).astype(np.float32),
+                  style_id=k) for k in range(4)]
+    fixed = evaluate_posevae_clips(model, clips, style="fixed", fixed_style=2)
+    mixed = evaluate_posevae_clips(model, clips, style="mixed", seed=1)
+    assert {r["style_id"] for r in fixed.per_clip} == {2}
+    assert len({r["style_id"] for r in mixed.per_clip}) > 1
+    assert fixed.diversity > 0 and np.isfinite(fixed.real_diversity)
+    with pytest.raises(ValueError):
+        evaluate_posevae_clips(model, clips, style="random")
+
+
+def test_bad_inputs(windows, tmp_path):
+    train, _ = windows
+    with pytest.raises(ValueError, match="frames"):
+        train_posevae(train, None, PoseVAETrainConfig.cpu(window=16, **FAST), tmp_path / "a")
+    bad = PoseWindows(pose=train.pose, style=train.style + 100, audio_emb=train.audio_emb)
+    with pytest.raises(ValueError, match="style"):
+        train_posevae(bad, None, PoseVAETrainConfig.cpu(**FAST), tmp_path / "b")
