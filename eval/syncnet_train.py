@@ -21,7 +21,7 @@ the plain ``SyncTrainConfig()`` and on in ``CORPUS_TRAIN_DEFAULTS``, which ``tra
   target; Chung, Chung & Zisserman 2019, "Perfect match", Sec. 3);
 * **a mouth-state term** (``mouth_weight``): the corpus knows what the mouth does (``exp_lip``, the lip
   coefficients that drove the rendering, or those fitted to a video). The first ``5 k`` embedding dimensions of
-  both towers regress the standardised ``k`` mouth coefficients of the window's 5 frames (mean squared
+  both towers regress the ``k`` mouth coefficients (scaled to unit std) of the window's 5 frames (mean squared
   error). Both towers are pushed to the same mouth code, so in-sync embeddings are close from the start;
 * **small initial embeddings** (``embedding_init_scale``): the last layer of both towers starts near zero, so
   distances are made of what training puts there (the mouth code first) rather than random directions;
@@ -69,6 +69,14 @@ class SyncTrainConfig:
     max_negative_shift: int | None = None  # frames; negatives at most this far (None: anywhere in the clip)
     loss: str = "contrastive"  # with audio_negatives > 0: "contrastive" or "multiway" (module docstring)
     mouth_weight: float = 0.0  # weight of the mouth-state term (needs audio_negatives > 0 and SyncPair.mouth)
+    sync_weight: float = 1.0  # weight of the sync term (contrastive / multiway)
+    # with the mouth term: compute the sync term on the mouth-code dimensions only (the rest of the embedding
+    # then stays as initialised, near zero with a small embedding_init_scale)
+    sync_on_mouth_code: bool = False
+    # with the mouth term: one more embedding dimension of both towers regresses this constant, so that every
+    # real window embeds at least this far from the zero vectors the protocol pads the audio with beyond the
+    # clip's ends (calc_pdist): padding then reads as a mismatch, as for the official model (0: no anchor)
+    mouth_anchor: float = 0.0
     bn_recalibration_batches: int = 4  # 0: keep the running statistics of training
     # a fresh model's last embedding layers (both towers) start with weights and bias times this: near-zero
     # embeddings, so that distances grow only in the dimensions training uses (project choice; 1: PyTorch init)
@@ -188,9 +196,11 @@ def _audio_window(pair: SyncPair, a: int) -> torch.Tensor:
 
 
 class _MouthTargets:
-    """Standardised mouth coefficients of a window's 5 frames, ``[5 k]`` (dims constant in training dropped)."""
+    """Mouth coefficients of a window's 5 frames divided by their std over the training pairs, ``[5 k]`` (dims
+    constant in training dropped). Not centred: the origin stays the neutral mouth (all coefficients 0), so the
+    zero rows ``calc_pdist`` pads the audio with read as "mouth at rest", not as "the average mouth"."""
 
-    def __init__(self, pairs: list[SyncPair], embedding_dim: int):
+    def __init__(self, pairs: list[SyncPair], embedding_dim: int, anchor: float = 0.0):
         if any(p.mouth is None for p in pairs):
             raise ValueError("mouth_weight > 0 needs SyncPair.mouth for every pair (corpus clips have exp_lip)")
         allm = np.concatenate([p.mouth for p in pairs])
@@ -199,13 +209,16 @@ class _MouthTargets:
         if not self.keep.any():
             raise ValueError("the mouth coefficients never change in the training pairs")
         self.mean, self.std = allm.mean(0)[self.keep], std[self.keep]
-        self.dim = WINDOW * int(self.keep.sum())
+        self.anchor = float(anchor)
+        self.dim = WINDOW * int(self.keep.sum()) + (1 if self.anchor else 0)
         if self.dim > embedding_dim:
             raise ValueError(f"{self.dim} mouth targets exceed the embedding size {embedding_dim}")
 
     def window(self, pair: SyncPair, v: int) -> torch.Tensor:
-        m = (pair.mouth[v: v + WINDOW, self.keep] - self.mean) / self.std
-        return torch.from_numpy(np.ascontiguousarray(m, np.float32).reshape(-1))
+        m = (pair.mouth[v: v + WINDOW, self.keep] / self.std).reshape(-1)
+        if self.anchor:
+            m = np.append(m, self.anchor)
+        return torch.from_numpy(np.ascontiguousarray(m, np.float32))
 
 
 def _negative_windows(pair: SyncPair, v: int, cfg: SyncTrainConfig) -> list[int]:
@@ -305,7 +318,7 @@ def train_syncnet(items, config: SyncTrainConfig | None = None, *, model: SyncNe
                     head[-1].weight.mul_(cfg.embedding_init_scale)
                     head[-1].bias.mul_(cfg.embedding_init_scale)
     model = model.to(cfg.device).train()
-    mouth = _MouthTargets(pairs, model.config.embedding_dim) if cfg.mouth_weight > 0 else None
+    mouth = _MouthTargets(pairs, model.config.embedding_dim, cfg.mouth_anchor) if cfg.mouth_weight > 0 else None
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     losses, sync_losses = [], []
     for step in tqdm(range(cfg.steps), desc="SyncNet", disable=not progress):
@@ -315,16 +328,17 @@ def train_syncnet(items, config: SyncTrainConfig | None = None, *, model: SyncNe
             mask = mask.to(cfg.device)
             aud_emb = model.forward_audio(auds.flatten(0, 1).to(cfg.device)).view(b, n, -1)
             lip_emb = model.forward_lips(lips.to(cfg.device))
+            dims = mouth.dim if mouth is not None and cfg.sync_on_mouth_code else lip_emb.shape[-1]
             if cfg.loss == "multiway":
-                sync = multiway_loss(lip_emb, aud_emb, mask)
+                sync = multiway_loss(lip_emb[:, :dims], aud_emb[..., :dims], mask)
             else:
-                sync = multi_negative_loss(lip_emb, aud_emb, mask, cfg.margin)
-            loss = sync
+                sync = multi_negative_loss(lip_emb[:, :dims], aud_emb[..., :dims], mask, cfg.margin)
+            loss = cfg.sync_weight * sync
             if mouth is not None:
                 y_lip, y_aud = (t.to(cfg.device) for t in targets)
                 k = mouth.dim
                 aud_err = (aud_emb[..., :k] - y_aud).square().mean(-1)
-                loss = sync + cfg.mouth_weight * (
+                loss = loss + cfg.mouth_weight * (
                     F.mse_loss(lip_emb[:, :k], y_lip) + (aud_err * mask).sum() / mask.sum())
         else:
             lips, auds, labels = _batch(pairs, rng, cfg)
@@ -370,7 +384,8 @@ def save_trained_syncnet(result: SyncTrainResult | SyncNet, path: str | Path, *,
 #: aligned and 6 shifted audio windows (4..15 frames away, the range LSE searches), multi-way loss, the
 #: mouth-state term, a larger learning rate than the SyncNet paper's.
 CORPUS_TRAIN_DEFAULTS = dict(batch_size=8, lr=1e-3, min_negative_shift=4, max_negative_shift=15, audio_negatives=6,
-                             loss="multiway", mouth_weight=1.0, bn_recalibration_batches=6)
+                             loss="multiway", sync_weight=0.5, sync_on_mouth_code=True, mouth_weight=1.0,
+                             mouth_anchor=5.0, embedding_init_scale=0.01, bn_recalibration_batches=6)
 
 
 def _box_from_landmarks(landmarks: np.ndarray) -> np.ndarray:

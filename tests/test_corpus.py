@@ -298,3 +298,21 @@ def test_video_corpus_on_a_real_clip(tmp_path):
     assert item["mel"].shape == (32, 1, 80, 16)
     with pytest.raises(FileNotFoundError, match="no videos"):
         build_video_corpus(tmp_path / "empty_or_missing", tmp_path / "x", progress=False)
+
+
+def test_rest_expression_is_drawn_per_clip_and_can_be_switched_off():
+    from sadtalker_lib.data.corpus import plan_default_corpus, rest_expression_vector
+    from sadtalker_lib.data.visemes import EXPRESSION_DIMS
+
+    plans = plan_default_corpus(12, seed=3)
+    assert plans[0].rest_expression == plan_default_corpus(12, seed=3)[0].rest_expression  # deterministic
+    rests = [p.rest_expression for p in plans]
+    assert len({tuple(sorted(r.items())) for r in rests}) == len(rests)  # one per clip
+    assert any("lip_corners_up" in r for r in rests) and all("squint" in r for r in rests)
+    vec = rest_expression_vector({"lip_corners_up": 0.5, "brows_lower": 0.25})
+    assert vec.shape == (64,) and vec[EXPRESSION_DIMS["lip_corners_up"]] == 0.5
+    assert vec[EXPRESSION_DIMS["brows_lower"]] == 0.25 and np.count_nonzero(vec) == 2
+    # the other fields do not depend on the switch
+    off = plan_default_corpus(12, seed=3, rest_expressions=False)
+    assert all(p.rest_expression == {} for p in off)
+    assert [p.text for p in off] == [p.text for p in plans] and [p.motion_seed for p in off] == [p.motion_seed for p in plans]

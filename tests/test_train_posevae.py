@@ -174,7 +174,7 @@ def test_ablation_switches(windows, tmp_path):
     cfg = PoseVAETrainConfig.cpu(steps=3, eval_every=3, checkpoint_every=0, batch_size=4, **FAST).ablation("no_gan")
     torch.manual_seed(cfg.seed)
     d0 = PoseVAE(PoseVAEConfig(logvar_from_means_layer=False))
-    fold_pose_scale(d0, residual_rms(train))  # the export folds the pose scale into D's first conv too
+    fold_pose_scale(d0, residual_rms(train) / cfg.pose_rms)  # the export folds the pose scale into D's first conv too
     run = train_posevae(train, None, cfg, tmp_path / "nogan")  # "w/o L_gan": D untouched, no D loss logged
     assert "d_loss" not in run.history.rows[-1] and run.history.rows[-1]["gan"] == 0.0
     for a, b in zip(d0.discriminator.state_dict().values(), run.model.discriminator.state_dict().values()):

@@ -11,7 +11,8 @@ Both builders write a folder::
         coeffs     float32 [T, 70]        [exp 64, angle 3 (pitch, yaw, roll), trans 3]: teacher + motion for the
                                           default corpus, fitted with morphable.fit for videos
         exp_lip    float32 [T, 64]        lip-only expression (the distillation target of paper Eq. 3): the
-                                          viseme teacher, or the fitted mouth directions for videos
+                                          clip's resting expression + the viseme teacher's lips, or the
+                                          fitted mouth directions for videos
         blink      float32 [T]            eye closure in [0, 1] (1 = closed)
         phonemes   str     [P]            IPA phonemes (empty for videos) with
         phoneme_ms float32 [P, 2]         their start / end times in ms
@@ -28,7 +29,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -203,12 +204,39 @@ class ClipPlan:
     identity_id: int
     articulation: float  # scale of the teacher's lip movements (per-speaker habit)
     motion_seed: int
+    # the speaker's resting expression in this clip (smile, frown, brows, squint): expression direction -> value.
+    # It is in every frame, and so in beta_0 and in the lip-only target, as the paper's lip-only coefficients
+    # (rendered by Wav2Lip from the first frame, Eq. 3) keep the first frame's expression
+    rest_expression: dict = field(default_factory=dict)
+
+
+def draw_rest_expression(rng: np.random.Generator) -> dict[str, float]:
+    """A speaker's resting expression: a smile (half of the clips) or a slight frown, raised or lowered brows, a
+    squint; values in the DefaultMorphableModel's expression units (1 = a natural extreme)."""
+    rest = {}
+    if rng.random() < 0.5:
+        rest["lip_corners_up"] = rng.uniform(0.2, 0.8)
+    elif rng.random() < 0.5:
+        rest["lip_corners_down"] = rng.uniform(0.1, 0.5)
+    brows = rng.uniform(-0.5, 0.7)
+    rest["brows_raise" if brows > 0 else "brows_lower"] = abs(brows)
+    rest["squint"] = rng.uniform(0.0, 0.4)
+    return {k: float(np.round(v, 3)) for k, v in rest.items()}
+
+
+def rest_expression_vector(rest: dict[str, float], n_exp: int = 64) -> np.ndarray:
+    """``float32 [64]`` expression coefficients of a resting expression dict (``draw_rest_expression``)."""
+    vec = np.zeros(n_exp, np.float32)
+    for name, value in rest.items():
+        vec[EXPRESSION_DIMS[name]] = value
+    return vec
 
 
 def plan_default_corpus(n_clips: int, seed: int = 0, languages: Sequence[str] = DEFAULT_LANGUAGES,
                         n_identities: int = 1, styles: Sequence[int] | None = None,
                         voices: Sequence[str] = VOICE_VARIANTS, rate_range: tuple[int, int] = (140, 210),
-                        pitch_range: tuple[int, int] = (30, 70), sentences_per_clip: int = 1) -> list[ClipPlan]:
+                        pitch_range: tuple[int, int] = (30, 70), sentences_per_clip: int = 1,
+                        rest_expressions: bool = True) -> list[ClipPlan]:
     """Draw the clip recipes: languages and styles cycle (so a small corpus covers them), the rest is random."""
     unknown = [lang for lang in languages if lang not in SENTENCES]
     if unknown:
@@ -226,6 +254,8 @@ def plan_default_corpus(n_clips: int, seed: int = 0, languages: Sequence[str] = 
             pitch=int(rng.integers(pitch_range[0], pitch_range[1] + 1)),
             style_id=styles[(i + int(seed)) % len(styles)], identity_id=i % n_identities,
             articulation=float(np.round(rng.uniform(0.8, 1.2), 3)), motion_seed=int(rng.integers(2**31)),
+            rest_expression=draw_rest_expression(np.random.default_rng([int(seed), i, 0x5E])) if rest_expressions
+            else {},
         ))
     return plans
 
@@ -235,13 +265,15 @@ def build_default_corpus(out_dir: str | os.PathLike, n_clips: int = 8, seed: int
                          styles: Sequence[int] | None = None, voices: Sequence[str] = VOICE_VARIANTS,
                          rate_range: tuple[int, int] = (140, 210), pitch_range: tuple[int, int] = (30, 70),
                          sentences_per_clip: int = 2, max_seconds: float | None = None,
-                         progress: bool = True) -> Path:
+                         rest_expressions: bool = True, progress: bool = True) -> Path:
     """Generate the default corpus offline into ``out_dir``; returns the path of its ``corpus.json``.
 
     n_clips: how many clips (the corpus size). seed: everything is a function of it (same seed -> identical
     arrays). size: frame size in px. languages: eSpeak NG language codes with sentences in ``SENTENCES``.
     portraits: images (paths / arrays) to animate, one identity each (default: skimage's astronaut).
     styles: motion style ids to cycle through (default all of ``MOTION_STYLES``). max_seconds: crop clips.
+    rest_expressions: give each clip a resting expression (``draw_rest_expression``) under the lip motion, so
+    that beta_0 carries what the audio cannot predict (False: a neutral face, lips only).
     Needs eSpeak NG (``apt-get install espeak-ng``).
     """
     from tqdm.auto import tqdm
@@ -260,13 +292,14 @@ def build_default_corpus(out_dir: str | os.PathLike, n_clips: int = 8, seed: int
             for k, p in enumerate(portraits)]
     animators: dict[int, PortraitAnimator] = {}
     plans = plan_default_corpus(n_clips, seed, languages, len(portrait_list), styles, voices, rate_range,
-                                pitch_range, sentences_per_clip)
+                                pitch_range, sentences_per_clip, rest_expressions)
     max_frames = None if max_seconds is None else max(1, int(round(max_seconds * FPS)))
     entries = []
     for plan in tqdm(plans, desc="default corpus", disable=not progress):
         speech = synthesize(plan.text, plan.voice, plan.rate_wpm, plan.pitch)
         wav, mel, n = _audio_features(speech.samples, max_frames)
         exp_lip = teacher_expression(speech.phonemes, n, scale=plan.articulation)
+        exp_lip = exp_lip + rest_expression_vector(plan.rest_expression, exp_lip.shape[1])
         motion = generate_motion(n, plan.style_id, plan.motion_seed, audio=wav)
         coeffs = np.concatenate([exp_lip + motion.blink_exp, motion.pose], 1).astype(np.float32)
         if plan.identity_id not in animators:
@@ -283,7 +316,7 @@ def build_default_corpus(out_dir: str | os.PathLike, n_clips: int = 8, seed: int
             style_id=plan.style_id, style=MOTION_STYLES[plan.style_id].name,
             identity_id=plan.identity_id, identity=portrait_list[plan.identity_id].name,
             language=plan.language, voice=plan.voice, rate_wpm=plan.rate_wpm, pitch=plan.pitch, text=plan.text,
-            articulation=plan.articulation, motion_seed=plan.motion_seed,
+            articulation=plan.articulation, motion_seed=plan.motion_seed, rest_expression=plan.rest_expression,
             coeffs_fitted=True, coeffs_source="viseme-teacher+motion", lip_source="viseme-teacher"))
     index = dict(
         format=FORMAT, version=FORMAT_VERSION, kind="default", fps=FPS, sample_rate=DEFAULT_CONFIG.sample_rate,
@@ -291,7 +324,8 @@ def build_default_corpus(out_dir: str | os.PathLike, n_clips: int = 8, seed: int
         seed=int(seed), tts_backend=backend, expression_space="DefaultMorphableModel",
         styles=[s.name for s in MOTION_STYLES], identities=[p.name for p in portrait_list],
         builder=dict(n_clips=n_clips, languages=list(languages), voices=list(voices), rate_range=list(rate_range),
-                     pitch_range=list(pitch_range), sentences_per_clip=sentences_per_clip, max_seconds=max_seconds),
+                     pitch_range=list(pitch_range), sentences_per_clip=sentences_per_clip, max_seconds=max_seconds,
+                     rest_expressions=rest_expressions),
         clips=entries)
     return _write_index(out_dir, index)
 

@@ -125,7 +125,8 @@ def train_lipreader(features: torch.Tensor, labels: torch.Tensor, *, steps: int 
     """Fit a :class:`LipReader` on mouth shapes [N, T, 40] (from the teacher's lip-only coefficients) and their
     audio-derived viseme labels [N, T]. Deterministic for a seed; a few seconds on a CPU."""
     if features.ndim != 3 or labels.shape != features.shape[:2]:
-        raise ValueError(f"features must be [N, T, 40] and labels [N, T]; got {tuple(features.shape)}, {tuple(labels.shape)}")
+        raise ValueError(f"features must be [N, T, 40] and labels [N, T]; got {tuple(features.shape)}, "
+                         f"{tuple(labels.shape)}")
     g = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng():
         torch.manual_seed(seed)

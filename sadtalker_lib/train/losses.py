@@ -65,7 +65,7 @@ def blink_target_ratio(z_blink: torch.Tensor, open_ratio: torch.Tensor) -> torch
 
 
 def eye_loss(ratio: torch.Tensor, target_ratio: torch.Tensor) -> torch.Tensor:
-    """Eq. 7: L_eye = sum_t |R_t - Z^blink_t| (L1 summed over the T frames of a window); [B, T] -> scalar (batch mean)."""
+    """Eq. 7: L_eye = sum_t |R_t - Z^blink_t| (L1 summed over a window's T frames); [B, T] -> scalar (batch mean)."""
     return (ratio - target_ratio).abs().sum(dim=1).mean()
 
 

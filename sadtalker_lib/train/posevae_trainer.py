@@ -83,11 +83,13 @@ class PoseVAETrainConfig(TrainConfig):
     official_logvar: reproduce the official encoder's quirk (logvar from the *means* layer,
     ``official.POSEVAE_LOGVAR_FROM_MEANS_LAYER``) during training; off by default so the KL term sees a real
     variance head (inference never uses the encoder, so the saved file is the same either way).
-    pose_scale: train on poses divided by this number (None: the RMS of the training residuals Delta rho;
-    1.0: raw radians / model units). Head-pose residuals are a few hundredths of a radian, so in raw units
-    L_MSE is ~1e-4 against an L_KL of order 1 and the CVAE collapses to its mean; in scaled units the Eq. 13
-    weights balance. The scale is folded into the weights at export (:func:`fold_pose_scale`): the final
-    official-layout file works in raw units like any official checkpoint.
+    pose_scale / pose_rms: train on poses divided by ``pose_scale`` (None: the RMS of the training residuals
+    Delta rho over ``pose_rms``, i.e. residuals of RMS ``pose_rms`` in training units; 1.0: raw units).
+    Head-pose residuals are a few hundredths of a radian: in raw units L_MSE is ~1e-4 against an L_KL of
+    order 1 and the CVAE collapses to its mean at once. ``pose_rms`` 0.25 puts the residuals in the range the
+    decoder's last layer starts in (``pose_linear`` on sigmoid features in (0, 1), initial weights ~0.4), so it
+    need not first grow its weights for thousands of steps. The scale is folded into the weights at export
+    (:func:`fold_pose_scale`): the final official-layout file works in raw units like any official checkpoint.
     precise_bn_windows: before every held-out evaluation and the final save, re-estimate the encoder's and
     decoder's BatchNorm statistics on this many training windows (:func:`calibrate_batchnorm`; 0 = off).
     """
@@ -106,6 +108,7 @@ class PoseVAETrainConfig(TrainConfig):
     audio_encoder: str | None = None
     official_logvar: bool = False
     pose_scale: float | None = None
+    pose_rms: float = 0.25
     precise_bn_windows: int = 256
 
     @classmethod
@@ -435,7 +438,7 @@ def train_posevae(train: PoseWindows, heldout: PoseWindows | None = None, config
     logger = CSVLogger(out_dir, resume_step=start if ckpt is not None else None)
     train = _with_embeddings(model, train)  # after a restore: the saved (frozen) encoder's features
     heldout = _with_embeddings(model, heldout)
-    scale = float(config.pose_scale) if config.pose_scale else residual_rms(train)
+    scale = float(config.pose_scale) if config.pose_scale else residual_rms(train) / config.pose_rms
     train = _scaled(train, scale)
     heldout = _scaled(heldout, scale)
 

@@ -99,7 +99,8 @@ class PoseWindows:
 
     def __post_init__(self):
         n = self.pose.shape[0]
-        assert self.pose.ndim == 3 and self.pose.shape[2] == POSE_DIM, f"pose must be [N, T+1, 6], got {tuple(self.pose.shape)}"
+        assert self.pose.ndim == 3 and self.pose.shape[2] == POSE_DIM, \
+            f"pose must be [N, T+1, 6], got {tuple(self.pose.shape)}"
         assert self.style.shape == (n,), f"style must be [{n}], got {tuple(self.style.shape)}"
         assert self.mel is not None or self.audio_emb is not None, "give mel windows or audio embeddings"
         if self.clip is None:

@@ -1,0 +1,177 @@
+"""The paper's ablation studies re-run at a small preset: Table 3 (ExpNet) and Table 4 (PoseVAE).
+
+Each row trains one variant with the trainers' switches (``EXPNET_ABLATIONS`` / ``POSEVAE_ABLATIONS``) on the
+same windows, with the same seed and step budget, and scores it on the same held-out data. The tables hold
+what a CPU can measure in minutes, in the paper's row layout:
+
+* Table 3 (paper: LSE-C / LSE-D of rendered videos): the held-out ExpNet numbers of
+  :class:`~sadtalker_lib.train.expnet_trainer.ExpNetMetrics`: lip-sync stand-ins (mouth opening vs audio energy
+  correlation, the trained-here lip reader's accuracy on the generated mouths) and the errors against the
+  lip-only teacher (coefficients, mouth landmarks in px). They are *not* LSE numbers; the paper's are given
+  beside them by :data:`PAPER_TABLE3` for the ordering of rows.
+* Table 4 (paper: Diversity / Beat Align from Hopenet): the same two metrics on the generated head angles of
+  held-out clips (``eval.diversity`` on the 3 angles in radians, ``eval.beat_align``), plus the held-out
+  reconstruction MSE; "Single Fixed Style" and "Mixed Style" are two ways of sampling the full model.
+
+A variant whose run folder already holds a finished run is loaded, not retrained (the trainers resume), so a
+widget can redraw and a larger run can be continued.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import pandas as pd
+
+from .expnet_trainer import EXPNET_ABLATIONS, ExpNetTrainConfig, evaluate_expnet, train_expnet, train_expnet_lipreader
+from .posevae_trainer import POSEVAE_ABLATIONS, PoseVAETrainConfig, evaluate_posevae_clips, train_posevae
+from .windows import ExpWindows, PoseWindows
+
+__all__ = [
+    "EXPNET_ROWS", "POSEVAE_ROWS", "PAPER_TABLE3", "PAPER_TABLE4", "AblationResult",
+    "run_expnet_ablations", "run_posevae_ablations",
+]
+
+#: Table 3 row labels of the paper for the ExpNet switches ("no_ref" is an extra row: beta_0 alone).
+EXPNET_ROWS: dict[str, str] = {
+    "full": "OursFull (lip coeffs. + β0 + L_read)",
+    "no_ref_no_read": "w/o β0 & L_read",
+    "no_read": "w/o L_read",
+    "real_coeffs": "w/ real coeffs.",
+    "no_ref": "w/o β0 (extra row)",
+}
+
+#: Table 4 rows: (PoseVAE switch, style sampling) -> the paper's label.
+POSEVAE_ROWS: dict[tuple[str, str], str] = {
+    ("full", "fixed"): "OursFull (Single Fixed Style)",
+    ("no_gan", "fixed"): "w/o L_gan",
+    ("no_ref_pose", "fixed"): "w/o initial pose",
+    ("no_audio", "fixed"): "w/o audio",
+    ("no_conditions", "fixed"): "w/o all conditions",
+    ("full", "mixed"): "OursFull (Mixed Style)",
+}
+
+#: The paper's Table 3 (HDTF; LSE-C higher is better, LSE-D lower is better). Speech2Gesture is a baseline.
+PAPER_TABLE3 = pd.DataFrame(
+    {"LSE-C ↑": [0.878, 7.290, 5.241, 6.993, 6.567], "LSE-D ↓": [13.889, 7.772, 9.532, 7.841, 8.061]},
+    index=pd.Index(["Speech2Gesture", EXPNET_ROWS["full"], EXPNET_ROWS["no_ref_no_read"], EXPNET_ROWS["no_read"],
+                    EXPNET_ROWS["real_coeffs"]], name="method"))
+
+#: The paper's Table 4 (Diversity and Beat Align, both higher is better).
+PAPER_TABLE4 = pd.DataFrame(
+    {"Diversity ↑": [0.1574, 0.2735, 0.2500, 0.2725, 0.2566, 0.2631, 0.2778],
+     "Beat Align ↑": [0.274, 0.287, 0.271, 0.278, 0.274, 0.279, 0.293]},
+    index=pd.Index(["Speech2Gesture"] + list(POSEVAE_ROWS.values()), name="method"))
+
+
+@dataclass
+class AblationResult:
+    """table: one row per variant (paper labels as the index, ``variant`` column = the switch name);
+    runs: switch name -> the trainer's run (model, history, checkpoint); before: the untrained model's row."""
+
+    table: pd.DataFrame
+    runs: dict = field(default_factory=dict)
+    before: pd.Series | None = None
+
+
+# (the held-out L_exp itself is not a column: its terms differ between variants, e.g. no L_read)
+_EXP_COLUMNS = {
+    "exp_error": "exp. error vs teacher ↓",
+    "mouth_error": "mouth landmark error (px) ↓",
+    "mouth_energy_corr": "mouth~energy r ↑",
+    "lipreader_acc": "lip-reader acc. ↑",
+}
+
+
+def _exp_row(metrics) -> dict:
+    return {label: float(getattr(metrics, key)) for key, label in _EXP_COLUMNS.items()}
+
+
+def run_expnet_ablations(train: ExpWindows, heldout: ExpWindows, names: Sequence[str] | None = None,
+                         config: ExpNetTrainConfig | None = None, out_dir: str | os.PathLike = "runs/ablations/expnet",
+                         *, progress: bool = True) -> AblationResult:
+    """Train and score each ExpNet variant of ``names`` (default: the four Table 3 rows).
+
+    All variants share the config (``ExpNetTrainConfig.cpu()`` by default), the seed, and one trained-here lip
+    reader (trained once on the training windows; the "w/o L_read" rows do not use it in training, every row is
+    scored by it). Returns the table (index: paper labels) and the runs; ``before`` is the untrained full model.
+    """
+    names = list(names) if names is not None else ["full", "no_ref_no_read", "no_read", "real_coeffs"]
+    unknown = [n for n in names if n not in EXPNET_ABLATIONS]
+    if unknown:
+        raise KeyError(f"unknown ExpNet ablation(s) {unknown}; known: {sorted(EXPNET_ABLATIONS)}")
+    config = config or ExpNetTrainConfig.cpu()
+    config = config.replace(progress=progress)
+    out_dir = Path(out_dir)
+    reader = train_expnet_lipreader(train, steps=config.lipreader_steps, seed=config.seed)
+    rows, runs, before = [], {}, None
+    for name in names:
+        cfg = config.ablation(name)
+        run = train_expnet(train, heldout, cfg, out_dir / name, lipreader=reader)
+        runs[name] = run
+        held = [r for r in run.history.rows if r["split"] == "heldout"]
+        if before is None and name == "full" and held and held[0]["step"] == 0:
+            before = pd.Series({label: float(held[0][key]) for key, label in _EXP_COLUMNS.items()},
+                               name="untrained")
+        row = _exp_row(evaluate_expnet(run.model, heldout, cfg, lipreader=reader))
+        rows.append({"method": EXPNET_ROWS[name], "variant": name, **row})
+    table = pd.DataFrame(rows).set_index("method")
+    table.attrs["caption"] = (f"Table 3 at the CPU preset: {config.steps} steps x {config.batch_size} windows, "
+                              f"held-out windows {len(heldout)}; lip-sync stand-ins, not LSE.")
+    return AblationResult(table=table, runs=runs, before=before)
+
+
+def run_posevae_ablations(train: PoseWindows, heldout: PoseWindows, heldout_clips: Sequence[Mapping],
+                          names: Sequence[str] | None = None, config: PoseVAETrainConfig | None = None,
+                          out_dir: str | os.PathLike = "runs/ablations/posevae", *, num_styles: int | None = None,
+                          progress: bool = True) -> AblationResult:
+    """Train and score each PoseVAE variant of ``names`` (default: all of Table 4).
+
+    heldout_clips: whole clips (``mel``, ``coeffs``, ``audio``, ``style_id``; see ``evaluate_posevae_clips``) whose
+    head motion is generated with the inference path and scored (Diversity, Beat Align); the full model is
+    sampled twice, with one fixed style and with mixed styles (its two Table 4 rows). The corpus's own motion of
+    the same clips is the "Real" row. ``before`` is the untrained full model (fixed style).
+    """
+    from ..models.posevae import PoseVAE, PoseVAEConfig
+    import torch
+
+    names = list(names) if names is not None else list(POSEVAE_ABLATIONS)
+    unknown = [n for n in names if n not in POSEVAE_ABLATIONS]
+    if unknown:
+        raise KeyError(f"unknown PoseVAE ablation(s) {unknown}; known: {sorted(POSEVAE_ABLATIONS)}")
+    config = config or PoseVAETrainConfig.cpu()
+    config = config.replace(progress=progress)
+    out_dir = Path(out_dir)
+    rows, runs = [], {}
+    real = None
+
+    def score(model, style):
+        return evaluate_posevae_clips(model, heldout_clips, style=style, seed=config.seed, num_styles=num_styles)
+
+    for name in names:
+        run = train_posevae(train, heldout, config.ablation(name), out_dir / name)
+        runs[name] = run
+        last = [r for r in run.history.rows if r["split"] == "heldout"][-1]
+        for (variant, style), label in POSEVAE_ROWS.items():
+            if variant != name:
+                continue
+            m = score(run.model, style)
+            real = real or m
+            rows.append({"method": label, "variant": name, "style": style, "Diversity ↑": m.diversity,
+                         "Beat Align ↑": m.beat_align, "held-out MSE ↓": float(last["mse"])})
+    torch.manual_seed(config.seed)
+    m0 = score(PoseVAE(PoseVAEConfig(logvar_from_means_layer=False)), "fixed")
+    before = pd.Series({"Diversity ↑": m0.diversity, "Beat Align ↑": m0.beat_align}, name="untrained")
+    if real is not None:
+        rows.append({"method": "Real (corpus motion)", "variant": "real", "style": "-",
+                     "Diversity ↑": real.real_diversity, "Beat Align ↑": real.real_beat_align,
+                     "held-out MSE ↓": float("nan")})
+    order = {label: i for i, label in enumerate(POSEVAE_ROWS.values())}
+    table = pd.DataFrame(rows).set_index("method")
+    table = table.iloc[sorted(range(len(table)), key=lambda i: order.get(table.index[i], len(order)))]
+    table.attrs["caption"] = (f"Table 4 at the CPU preset: {config.steps} steps x {config.batch_size} windows; "
+                              f"{len(heldout_clips)} held-out clips; Diversity in radians (3 angles), "
+                              "Beat Align as Bailando.")
+    return AblationResult(table=table, runs=runs, before=before)
