@@ -37,8 +37,8 @@ class MainConfig:
     clip_seconds: float = 4.0
     image_size: int = 128  # corpus frames and the trained renderer (px)
     regressor_steps: int = 150
-    expnet_steps: int = 60
-    posevae_steps: int = 60
+    expnet_steps: int = 300  # the CPU preset of notebook 03
+    posevae_steps: int = 200  # the CPU preset of notebook 04
     facevid2vid_steps: int = 250
     mapping_steps: int = 150
     syncnet_steps: int = 100
