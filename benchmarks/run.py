@@ -140,6 +140,17 @@ def stage_table(folder: Path, sizes, seconds: float, render_frames: int, tmp: Pa
     return "\n".join(lines)
 
 
+def _rss_mib() -> tuple[float, float]:
+    """(current RSS, peak RSS) of this process in MiB. Linux: VmRSS / VmHWM of /proc/self/status, which belong
+    to this program's address space (ru_maxrss would also count a parent's peak from before exec)."""
+    try:
+        fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
+        return float(fields["VmRSS"].split()[0]) / 1024, float(fields["VmHWM"].split()[0]) / 1024
+    except (OSError, KeyError):
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        return peak, peak
+
+
 def memory_child(seconds: float, tmp: str) -> None:
     """Generate a video of ``seconds`` of audio with a tiny 64 px renderer; print peak RSS (MiB) as JSON."""
     from sadtalker_lib.networks import save_networks, seeded_networks, tiny_configs
@@ -150,11 +161,11 @@ def memory_child(seconds: float, tmp: str) -> None:
     if not (ck / "sadtalker_lab.json").is_file():
         save_networks(ck, seeded_networks(seed=0), tiny_configs(), size=64)
     pipe = TalkingHeadPipeline.from_checkpoints(ck, size=64, progress=False)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    before = _rss_mib()[0]
     t0 = time.perf_counter()
     r = pipe.generate(portrait_path(tmp), (speech(seconds), 16000), out=tmp / f"mem_{seconds:g}.mp4", seed=0,
                       batch_size=8, progress=False)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = _rss_mib()[1]
     print(json.dumps({"seconds": seconds, "frames": r.num_frames, "peak_mib": peak, "before_mib": before,
                       "wall_s": time.perf_counter() - t0}))
 

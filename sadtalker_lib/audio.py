@@ -276,30 +276,43 @@ def mel_filter_bank(config: AudioConfig = DEFAULT_CONFIG) -> np.ndarray:
     return weights
 
 
-def _stft_magnitude(y: np.ndarray, config: AudioConfig) -> np.ndarray:
-    """|STFT| [1 + n_fft // 2, F] with a periodic Hann window, centred frames, zero padding (librosa 0.9.2)."""
+STFT_BLOCK_FRAMES = 4096  # mel frames computed at a time (~51 s of audio): long audio needs no large buffers
+
+
+def _stft_frames(y: np.ndarray, config: AudioConfig) -> np.ndarray:
+    """Centred analysis frames [F, n_fft] (a strided view, no copy) of the zero-padded signal (librosa 0.9.2,
+    center=True, pad_mode="constant")."""
     if config.win_size != config.n_fft:
         raise ValueError("win_size != n_fft is not supported (the official setting has both 800)")
-    window = scipy.signal.get_window("hann", config.win_size, fftbins=True)
     pad = config.n_fft // 2
-    y = np.pad(y, (pad, pad), mode="constant")  # center=True, pad_mode="constant"
-    frames = np.lib.stride_tricks.sliding_window_view(y, config.n_fft)[:: config.hop_size]  # [F, n_fft]
-    spec = np.fft.rfft(frames * window[None, :], axis=-1)  # [F, bins]
-    return np.abs(spec).T
+    y = np.pad(y, (pad, pad), mode="constant")
+    return np.lib.stride_tricks.sliding_window_view(y, config.n_fft)[:: config.hop_size]
+
+
+def _normalised_db(mel: np.ndarray, config: AudioConfig) -> np.ndarray:
+    min_level = np.exp(config.min_level_db / 20 * np.log(10))
+    s_db = 20 * np.log10(np.maximum(min_level, mel)) - config.ref_level_db
+    m = config.max_abs_value
+    return np.clip((2 * m) * ((s_db - config.min_level_db) / (-config.min_level_db)) - m, -m, m)
 
 
 def melspectrogram(wav: np.ndarray, config: AudioConfig = DEFAULT_CONFIG) -> np.ndarray:
     """Normalised log-mel spectrogram [num_mels, F] (float64), F = 1 + len(wav) // hop_size.
 
     pre-emphasis (1 - 0.97 z^-1) -> |STFT| -> slaney mel -> 20 log10(max(1e-5, x)) - 20 dB ->
-    symmetric normalisation 8 (S + 100) / 100 - 4, clipped to [-4, 4].
+    symmetric normalisation 8 (S + 100) / 100 - 4, clipped to [-4, 4]. Every step after the STFT works on
+    each frame alone, so frames are computed ``STFT_BLOCK_FRAMES`` at a time (the same numbers; memory does
+    not grow with the length beyond the output itself).
     """
     y = scipy.signal.lfilter([1.0, -config.preemphasis], [1.0], wav)  # float64, as the official
-    mel = np.dot(mel_filter_bank(config), _stft_magnitude(y, config))
-    min_level = np.exp(config.min_level_db / 20 * np.log(10))
-    s_db = 20 * np.log10(np.maximum(min_level, mel)) - config.ref_level_db
-    m = config.max_abs_value
-    return np.clip((2 * m) * ((s_db - config.min_level_db) / (-config.min_level_db)) - m, -m, m)
+    frames = _stft_frames(y, config)  # [F, n_fft] view
+    bank = mel_filter_bank(config)
+    window = scipy.signal.get_window("hann", config.win_size, fftbins=True)
+    out = np.empty((bank.shape[0], frames.shape[0]), np.float64)
+    for k in range(0, frames.shape[0], STFT_BLOCK_FRAMES):
+        mag = np.abs(np.fft.rfft(frames[k:k + STFT_BLOCK_FRAMES] * window[None, :], axis=-1)).T  # [bins, B]
+        out[:, k:k + STFT_BLOCK_FRAMES] = _normalised_db(np.dot(bank, mag), config)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -322,8 +335,8 @@ def mel_windows(mel: np.ndarray, num_frames: int, config: AudioConfig = DEFAULT_
     n_mel_frames = mel.shape[1]
     starts = np.array([window_start(i, config) for i in range(num_frames)], dtype=np.int64)
     idx = np.clip(starts[:, None] + np.arange(config.mel_window)[None, :], 0, n_mel_frames - 1)  # [T, 16]
-    windows = mel[:, idx]  # [80, T, 16]
-    return np.ascontiguousarray(windows.transpose(1, 0, 2)[:, None].astype(np.float32))  # [T, 1, 80, 16]
+    windows = mel.astype(np.float32)[:, idx]  # [80, T, 16] (cast first: the same values, half the memory)
+    return np.ascontiguousarray(windows.transpose(1, 0, 2)[:, None])  # [T, 1, 80, 16]
 
 
 def batch_mel_windows(windows: np.ndarray):

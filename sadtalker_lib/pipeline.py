@@ -286,17 +286,17 @@ class TalkingHeadPipeline:
         mapping = self.mapping_for(opts.preprocess)
         target = sem.target_coefficients(coeffs, source.coeffs, full=full, still=opts.still,
                                          expression_scale=opts.expression_scale)  # [T, C]
-        windows = sem.frame_windows(target).to(torch.float32)  # [T, C, 27]
+        # the [T, C, 27] windows are cut one batch at a time (below): memory stays flat with the clip's length
         width = sem.FULL_DIM if full else sem.MOTION_DIM
         src_sem = sem.source_window(np.asarray(source.coeffs[:width], dtype=np.float32)).to(torch.float32)[None]
-        t = windows.shape[0]
+        t = target.shape[0]
         angles = {n: (None if v is None else torch.as_tensor(sem.camera_degrees(v, t), dtype=torch.float32))
                   for n, v in (("yaw", opts.input_yaw), ("pitch", opts.input_pitch), ("roll", opts.input_roll))}
         enc: SourceEncoding = encode_source(self.source_tensor(source), src_sem.to(self.device),
                                             kp_detector=self.kp_detector, generator=self.generator, mapping=mapping)
         bs = opts.batch_size
         for i in tqdm(range(0, t, bs), desc="render", total=-(-t // bs), disable=not progress):
-            win = windows[i:i + bs].to(self.device)
+            win = sem.frame_windows(target, start=i, stop=i + bs).to(torch.float32).to(self.device)  # [B, C, 27]
             over = {n: (None if a is None else a[i:i + bs].to(self.device)) for n, a in angles.items()}
             frames, _ = render_step(enc, win, generator=self.generator, mapping=mapping, **over)
             yield frames.permute(0, 2, 3, 1).float().cpu().numpy()

@@ -92,15 +92,20 @@ def source_window(source: torch.Tensor, radius: int = SEMANTIC_RADIUS) -> torch.
     return s[:, None].expand(-1, 2 * radius + 1).contiguous()
 
 
-def frame_windows(coeffs: torch.Tensor, radius: int = SEMANTIC_RADIUS) -> torch.Tensor:
-    """Per-frame windows: coeffs [T, C] -> [T, C, 2 * radius + 1]; window t holds frames t-r .. t+r, clamped."""
+def frame_windows(coeffs: torch.Tensor, radius: int = SEMANTIC_RADIUS, start: int = 0,
+                  stop: int | None = None) -> torch.Tensor:
+    """Per-frame windows: coeffs [T, C] -> [T, C, 2 * radius + 1]; window t holds frames t-r .. t+r, clamped.
+
+    start / stop: only the windows of frames start .. stop-1 ([stop - start, C, W]; the renderer asks for one
+    batch at a time, so memory does not grow with the clip's length)."""
     c = _as_float_tensor(coeffs)
     if c.ndim != 2 or c.shape[0] < 1:
         raise ValueError(f"coefficients must be [T >= 1, C], got {tuple(c.shape)}")
     if radius < 0:
         raise ValueError(f"radius must be >= 0, got {radius}")
     t = c.shape[0]
-    idx = torch.arange(t)[:, None] + torch.arange(-radius, radius + 1)[None, :]  # [T, W]
+    stop = t if stop is None else min(stop, t)
+    idx = torch.arange(start, stop)[:, None] + torch.arange(-radius, radius + 1)[None, :]  # [T, W]
     idx = idx.clamp(0, t - 1)
     return c[idx].permute(0, 2, 1).contiguous()  # [T, W, C] -> [T, C, W]
 

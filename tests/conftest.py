@@ -31,6 +31,31 @@ needs_shared_data = pytest.mark.skipif(
 )
 
 
+def espeak_available() -> bool:
+    """Whether eSpeak NG (the default corpus's speech) can be loaded here."""
+    from sadtalker_lib.data.tts import TTSError, espeak_backend
+
+    try:
+        espeak_backend()
+        return True
+    except TTSError:
+        return False
+
+
+needs_espeak = pytest.mark.skipif(not espeak_available(), reason="eSpeak NG not installed (apt-get install espeak-ng)")
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny ops: one torch thread is as fast and immune to oversubscription on a shared CPU."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def load_fixture(name: str) -> dict[str, np.ndarray]:
     """One ``fixtures/<name>.npz`` as a dict of arrays (no pickles)."""
     with np.load(FIXTURES / f"{name}.npz", allow_pickle=False) as z:

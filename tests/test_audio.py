@@ -229,3 +229,15 @@ def test_blink_signals():
         blink_ratio(np.full(30, 2.0), 30)
     with pytest.raises(ValueError, match="unknown blink mode"):
         blink_ratio("sometimes", 30)
+
+
+def test_mel_in_blocks_equals_mel_in_one_go(monkeypatch):
+    """Long audio is analysed STFT_BLOCK_FRAMES frames at a time; the blocks must join without a seam."""
+    import sadtalker_lib.audio as A
+
+    wav = np.random.default_rng(0).standard_normal(16000 * 3).astype(np.float32) * 0.1
+    whole = A.melspectrogram(wav)
+    monkeypatch.setattr(A, "STFT_BLOCK_FRAMES", 37)
+    blocks = A.melspectrogram(wav)
+    assert blocks.shape == whole.shape == (80, 1 + len(wav) // 200)
+    np.testing.assert_allclose(blocks, whole, rtol=0, atol=1e-12)

@@ -9,22 +9,11 @@ import warnings
 import numpy as np
 import pytest
 
-from conftest import SHARED
+from conftest import SHARED, espeak_available, needs_espeak
 from sadtalker_lib.data import motion as M
 from sadtalker_lib.data import visemes as V
 
 
-def _espeak_available() -> bool:
-    from sadtalker_lib.data.tts import TTSError, espeak_backend
-
-    try:
-        espeak_backend()
-        return True
-    except TTSError:
-        return False
-
-
-needs_espeak = pytest.mark.skipif(not _espeak_available(), reason="eSpeak NG not installed (apt-get install espeak-ng)")
 CLIPS = SHARED / "data" / "clips"
 SENTENCE = "Bob bought a map, my mom pays Paul a bamboo bag."
 
@@ -211,7 +200,7 @@ def test_render_moves_mouth_eyes_and_head():
 # ---------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def tiny_corpus(tmp_path_factory):
-    if not _espeak_available():
+    if not espeak_available():
         pytest.skip("eSpeak NG not installed (apt-get install espeak-ng)")
     from sadtalker_lib.data import build_default_corpus
 

@@ -7,24 +7,12 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import espeak_available, needs_espeak
 from eval.lse import SAMPLES_PER_FRAME, VSHIFT, load_syncnet
 from eval.syncnet import SyncNet
 from eval.syncnet_train import (CORPUS_TRAIN_DEFAULTS, SyncPair, SyncTrainConfig, corpus_sync_pairs,
                                 multi_negative_loss, multiway_loss, recalibrate_batchnorm, sync_report,
                                 train_syncnet_on_corpus)
-
-
-def _espeak_available() -> bool:
-    from sadtalker_lib.data.tts import TTSError, espeak_backend
-
-    try:
-        espeak_backend()
-        return True
-    except TTSError:
-        return False
-
-
-needs_espeak = pytest.mark.skipif(not _espeak_available(), reason="eSpeak NG not installed (apt-get install espeak-ng)")
 
 # a few dozen cheap steps: 4 lip windows x (1 aligned + 3 shifted audio windows)
 FAST = dict(CORPUS_TRAIN_DEFAULTS, batch_size=4, audio_negatives=3, bn_recalibration_batches=2)
@@ -32,7 +20,7 @@ FAST = dict(CORPUS_TRAIN_DEFAULTS, batch_size=4, audio_negatives=3, bn_recalibra
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    if not _espeak_available():
+    if not espeak_available():
         pytest.skip("eSpeak NG not installed")
     from sadtalker_lib.data.corpus import build_default_corpus
 

@@ -138,3 +138,10 @@ def test_camera_degrees():
     assert short.tolist() == [0, 15, 15]  # arange stops before 30, then padded with the last value
     assert camera_degrees([0, 10, 10, 0], 11).tolist() == [0, 2, 4, 6, 8, 10, 8, 6, 4, 2, 2]
     assert camera_degrees([7, 7], 3).tolist() == [7, 7, 7] and camera_degrees([3, 9], 1).tolist() == [3]
+
+
+def test_frame_windows_of_a_range_equal_the_slice_of_all():
+    c = torch.randn(40, 70)
+    full = frame_windows(c)
+    for start, stop in ((0, 3), (5, 9), (38, 42), (39, 40)):
+        torch.testing.assert_close(frame_windows(c, start=start, stop=stop), full[start:stop], rtol=0, atol=0)

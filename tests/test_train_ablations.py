@@ -14,12 +14,7 @@ from sadtalker_lib.train.posevae_trainer import PoseVAETrainConfig
 from sadtalker_lib.train.windows import split_by_clip, synthetic_exp_windows, synthetic_pose_windows
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_paper_tables_match_the_paper():

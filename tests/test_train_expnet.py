@@ -40,13 +40,7 @@ from sadtalker_lib.train.windows import split_by_clip, synthetic_exp_windows
 FAST = dict(progress=False, num_threads=1, precise_bn_windows=16, lipreader_steps=150)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny ops: one thread is as fast and immune to oversubscription on a shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -31,13 +31,7 @@ from sadtalker_lib.train.windows import PoseWindows, split_by_clip, synthetic_po
 FAST = dict(progress=False, num_threads=1)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small ops: one thread is as fast and immune to oversubscription on a shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -24,8 +24,10 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 import pandas as pd
+import torch
 
-from .expnet_trainer import EXPNET_ABLATIONS, ExpNetTrainConfig, evaluate_expnet, train_expnet, train_expnet_lipreader
+from ..models.posevae import PoseVAE, PoseVAEConfig
+from .expnet_trainer import EXPNET_ABLATIONS, ExpNetTrainConfig, train_expnet, train_expnet_lipreader
 from .posevae_trainer import POSEVAE_ABLATIONS, PoseVAETrainConfig, evaluate_posevae_clips, train_posevae
 from .windows import ExpWindows, PoseWindows
 
@@ -85,8 +87,16 @@ _EXP_COLUMNS = {
 }
 
 
-def _exp_row(metrics) -> dict:
-    return {label: float(getattr(metrics, key)) for key, label in _EXP_COLUMNS.items()}
+def _exp_row(row: Mapping) -> dict:
+    return {label: float(row[key]) for key, label in _EXP_COLUMNS.items()}
+
+
+def _checked(names: Sequence[str] | None, known: Mapping, default: Sequence[str], what: str) -> list[str]:
+    names = list(names) if names is not None else list(default)
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise KeyError(f"unknown {what} ablation(s) {unknown}; known: {sorted(known)}")
+    return names
 
 
 def run_expnet_ablations(train: ExpWindows, heldout: ExpWindows, names: Sequence[str] | None = None,
@@ -98,10 +108,7 @@ def run_expnet_ablations(train: ExpWindows, heldout: ExpWindows, names: Sequence
     reader (trained once on the training windows; the "w/o L_read" rows do not use it in training, every row is
     scored by it). Returns the table (index: paper labels) and the runs; ``before`` is the untrained full model.
     """
-    names = list(names) if names is not None else ["full", "no_ref_no_read", "no_read", "real_coeffs"]
-    unknown = [n for n in names if n not in EXPNET_ABLATIONS]
-    if unknown:
-        raise KeyError(f"unknown ExpNet ablation(s) {unknown}; known: {sorted(EXPNET_ABLATIONS)}")
+    names = _checked(names, EXPNET_ABLATIONS, ["full", "no_ref_no_read", "no_read", "real_coeffs"], "ExpNet")
     config = config or ExpNetTrainConfig.cpu()
     config = config.replace(progress=progress)
     out_dir = Path(out_dir)
@@ -111,12 +118,10 @@ def run_expnet_ablations(train: ExpWindows, heldout: ExpWindows, names: Sequence
         cfg = config.ablation(name)
         run = train_expnet(train, heldout, cfg, out_dir / name, lipreader=reader)
         runs[name] = run
-        held = [r for r in run.history.rows if r["split"] == "heldout"]
-        if before is None and name == "full" and held and held[0]["step"] == 0:
-            before = pd.Series({label: float(held[0][key]) for key, label in _EXP_COLUMNS.items()},
-                               name="untrained")
-        row = _exp_row(evaluate_expnet(run.model, heldout, cfg, lipreader=reader))
-        rows.append({"method": EXPNET_ROWS[name], "variant": name, **row})
+        held = [r for r in run.history.rows if r["split"] == "heldout"]  # the last: the final model's scores
+        if before is None and name == "full" and held[0]["step"] == 0:
+            before = pd.Series(_exp_row(held[0]), name="untrained")
+        rows.append({"method": EXPNET_ROWS[name], "variant": name, **_exp_row(held[-1])})
     table = pd.DataFrame(rows).set_index("method")
     table.attrs["caption"] = (f"Table 3 at the CPU preset: {config.steps} steps x {config.batch_size} windows, "
                               f"held-out windows {len(heldout)}; lip-sync stand-ins, not LSE.")
@@ -134,13 +139,7 @@ def run_posevae_ablations(train: PoseWindows, heldout: PoseWindows, heldout_clip
     sampled twice, with one fixed style and with mixed styles (its two Table 4 rows). The corpus's own motion of
     the same clips is the "Real" row. ``before`` is the untrained full model (fixed style).
     """
-    from ..models.posevae import PoseVAE, PoseVAEConfig
-    import torch
-
-    names = list(names) if names is not None else list(POSEVAE_ABLATIONS)
-    unknown = [n for n in names if n not in POSEVAE_ABLATIONS]
-    if unknown:
-        raise KeyError(f"unknown PoseVAE ablation(s) {unknown}; known: {sorted(POSEVAE_ABLATIONS)}")
+    names = _checked(names, POSEVAE_ABLATIONS, list(POSEVAE_ABLATIONS), "PoseVAE")
     config = config or PoseVAETrainConfig.cpu()
     config = config.replace(progress=progress)
     out_dir = Path(out_dir)
