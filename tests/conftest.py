@@ -45,6 +45,16 @@ def espeak_available() -> bool:
 needs_espeak = pytest.mark.skipif(not espeak_available(), reason="eSpeak NG not installed (apt-get install espeak-ng)")
 
 
+def assert_same_run(full, resumed) -> None:
+    """A resumed training run ended with the uninterrupted run's weights and logged the same losses."""
+    import torch
+
+    for (k, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), f"{k} differs after resume"
+    rows = [[(r["step"], r["split"], r["loss"]) for r in run.history.rows] for run in (full, resumed)]
+    assert rows[0] == rows[1]
+
+
 @pytest.fixture
 def one_thread():
     """Tiny ops: one torch thread is as fast and immune to oversubscription on a shared CPU."""
