@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import random
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -33,7 +32,7 @@ from .audio2coeff import CoeffPrediction, add_reference_pose, audio_to_coefficie
 from .blink import blink_ratio
 from .checkpoints import CheckpointError, find_official_file, load_official
 from .face.align import CropInfo, PreparedPortrait, align_img, crop, flip_y, prepare_portrait, standard_landmarks_5
-from .face.paste import paste_frame, paste_box, render_frame_size
+from .face.paste import paste_frame, render_frame_size
 from .morphable.model import coeffs_73
 from .networks import build_network, read_configs
 from .official import OFFICIAL_NETWORKS, SAFETENSORS_FILE
