@@ -153,7 +153,7 @@ def _rss_mib() -> tuple[float, float]:
 
 def memory_child(seconds: float, tmp: str) -> None:
     """Generate a video of ``seconds`` of audio with a tiny 64 px renderer; print peak RSS (MiB) as JSON."""
-    from sadtalker_lib.networks import save_networks, seeded_networks, tiny_configs
+    from sadtalker_lib.official.registry import save_networks, seeded_networks, tiny_configs
     from sadtalker_lib.pipeline import TalkingHeadPipeline
 
     tmp = Path(tmp)

@@ -23,6 +23,7 @@ import numpy as np
 import scipy.signal
 import torch
 
+from .coeffs import EXP_DIM, MOTION_DIM, POSE_DIM
 from .models.expnet import ExpNet
 from .models.posevae import PoseVAE
 from .official import (
@@ -49,9 +50,7 @@ __all__ = [
     "add_reference_pose",
 ]
 
-EXP_DIM = 64  # beta: 3DMM expression (paper Sec. 3.1)
-POSE_DIM = 6  # rho = [r (3 angles), t (3)]
-COEFF_DIM = EXP_DIM + POSE_DIM  # the 70 motion coefficients; the source .mat holds 73 (+ s, tx, ty crop params)
+COEFF_DIM = MOTION_DIM  # the 70 motion coefficients (coeffs.py); the source .mat holds 73
 
 
 @dataclass

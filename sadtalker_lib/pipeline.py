@@ -30,11 +30,11 @@ from .animate import SourceEncoding, encode_source, render_step
 from .audio import DEFAULT_CONFIG, AudioError, AudioFeatures, load_audio, prepare_audio
 from .audio2coeff import CoeffPrediction, add_reference_pose, audio_to_coefficients, tile_sequence
 from .blink import blink_ratio
-from .checkpoints import CheckpointError, find_official_file, load_official
+from .official.io import CheckpointError, find_official_file, load_official
 from .face.align import CropInfo, PreparedPortrait, align_img, crop, flip_y, prepare_portrait, standard_landmarks_5
 from .face.paste import paste_frame, render_frame_size
 from .morphable.model import coeffs_73
-from .networks import build_network, read_configs
+from .official.registry import build_network, read_configs
 from .official import OFFICIAL_NETWORKS, SAFETENSORS_FILE
 from .video import VideoWriter, read_video
 

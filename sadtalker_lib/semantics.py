@@ -26,7 +26,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .morphable.model import ANGLE_DIM, EXP_DIM, TRANS_DIM
+from .coeffs import CROP, CROP_DIM, EXP, EXP_DIM, FULL_DIM, MOTION_DIM, POSE
 from .official import official_camera_degrees
 
 __all__ = [
@@ -53,12 +53,8 @@ SEMANTIC_RADIUS = 13
 
 # Column layout of the coefficients the renderer sees (src/utils/preprocess.py CropAndExtract.generate):
 # exp 64 | angle 3 | trans 3 (= 70, what SadTalker animates) | crop params s, tx, ty (= 73, full mode only).
-MOTION_DIM = EXP_DIM + ANGLE_DIM + TRANS_DIM  # 70
-CROP_DIM = 3
-FULL_DIM = MOTION_DIM + CROP_DIM  # 73
-EXP_COLUMNS = slice(0, EXP_DIM)
-POSE_COLUMNS = slice(EXP_DIM, MOTION_DIM)
-CROP_COLUMNS = slice(MOTION_DIM, FULL_DIM)
+# (the layout itself lives in coeffs.py)
+EXP_COLUMNS, POSE_COLUMNS, CROP_COLUMNS = EXP, POSE, CROP
 
 
 def is_full_preprocess(preprocess: str) -> bool:

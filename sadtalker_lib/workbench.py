@@ -3,10 +3,10 @@
     1. corpus      the default corpus: eSpeak NG speech, viseme teacher, head-motion styles, blinks, a real
                    portrait animated by the default morphable model                      (data.corpus)
     2. train       coefficient regressor, ExpNet, PoseVAE, face-vid2vid + MappingNet at the CPU presets, and a
-                   SyncNet for LSE; all saved in the official layout under models/        (train.*, eval)
+                   SyncNet for LSE; all saved in the official layout under models/        (train.*, metrics)
        (skipped for generation when official checkpoints are in ``checkpoints/``: they are used instead)
     3. generate    a real portrait (scikit-image's astronaut) + a sentence the corpus never said -> mp4
-    4. evaluate    Table 1 metrics of the generated video against held-out corpus clips   (eval.evaluate)
+    4. evaluate    Table 1 metrics of the generated video against held-out corpus clips   (metrics.evaluate)
     5. report      ``runs/<date>/report.html``: video, coefficient plots, loss curves, metric tables
 
 Every stage writes its outputs into the run folder as it finishes; if a stage fails, the report is still
@@ -94,7 +94,7 @@ def _train_models(run: _Run, cfg: MainConfig, corpus: Path, train_ids, held_ids)
     import torch
 
     from .data.corpus import CorpusDataset
-    from .networks import save_networks
+    from .official.registry import save_networks
     from .train.expnet_trainer import ExpNetTrainConfig, train_expnet
     from .train.facerender_trainer import (FaceRenderClips, FaceVid2VidTrainConfig, MappingTrainConfig,
                                            train_facevid2vid, train_mapping)
@@ -172,8 +172,8 @@ def _generate(run: _Run, cfg: MainConfig, models: Path, size: int):
 def _evaluate(run: _Run, cfg: MainConfig, corpus: Path, held_ids, video: Path):
     import skimage.data
 
-    from eval.syncnet_train import train_syncnet_on_corpus
-    from eval.tables import evaluate
+    from sadtalker_lib.metrics.syncnet_train import train_syncnet_on_corpus
+    from sadtalker_lib.metrics.tables import evaluate
 
     from .data.corpus import load_clip
     from .video import write_video
@@ -290,7 +290,7 @@ def run_main(out_dir: str | os.PathLike = "runs", checkpoints: str | os.PathLike
         report.video(result.video_path, f"{result.num_frames} frames at 25 fps with the input speech: “{SENTENCE}”")
         _plot_result(report, result)
     if df is not None:
-        from eval.tables import paper_table1, table_notes
+        from sadtalker_lib.metrics.tables import paper_table1, table_notes
 
         report.heading("Evaluation (Table 1 layout)")
         report.table(df, "Our run. Columns computed with an offline stand-in say so in brackets; n/a cells have a "

@@ -5,7 +5,7 @@ import functools
 
 import numpy as np
 
-from eval.video_io import Clip
+from sadtalker_lib.metrics.video_io import Clip
 
 SR = 16000
 FPS = 25

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from sadtalker_lib import checkpoints as ck
+from sadtalker_lib.official import io as ck
 from sadtalker_lib.official import KEY_MAPS, OFFICIAL_NETWORKS, to_official_key, to_our_key
 
 
@@ -109,7 +109,7 @@ def test_every_network_is_described():
 
 
 def test_save_networks_merges_sections(tmp_path):
-    from sadtalker_lib.networks import save_networks
+    from sadtalker_lib.official.registry import save_networks
 
     a, b = _Tiny(), _Tiny()
     save_networks(tmp_path, {"audio2exp": a})

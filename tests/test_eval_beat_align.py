@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from eval.beat_align import (BA_SIGMA_FRAMES, audio_beats, beat_align, beat_align_score, motion_beats,
+from sadtalker_lib.metrics.beat_align import (BA_SIGMA_FRAMES, audio_beats, beat_align, beat_align_score, motion_beats,
                              motion_velocity, onset_envelope, peak_pick)
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from conftest import SHARED
-from eval.cpbd import cpbd, to_gray
+from sadtalker_lib.metrics.cpbd import cpbd, to_gray
 
 CPBD_TOL = 1e-3  # the bound; the measured difference is 0.0 on every image here
 
@@ -67,7 +67,7 @@ def test_cpbd_orders_sharpness():
 
 @pytest.mark.skipif(not (SHARED / "data" / "clips").is_dir(), reason="../shared/data/clips not present")
 def test_cpbd_matches_package_on_shared_clip_frames(cpbd_package):
-    from eval.video_io import load_clip
+    from sadtalker_lib.metrics.video_io import load_clip
 
     diffs = {}
     for path in sorted((SHARED / "data" / "clips").glob("*.mp4")):

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from _eval_synthetic import astronaut_256
-from eval.csim import ArcFaceEmbedder, DlibFaceEmbedder, cosine_similarity, csim, default_embedder
-from eval.faces import NoFaceError
-from eval.weights import WeightsMissingError
+from sadtalker_lib.metrics.csim import ArcFaceEmbedder, DlibFaceEmbedder, cosine_similarity, csim, default_embedder
+from sadtalker_lib.metrics.faces import NoFaceError
+from sadtalker_lib.metrics.weights import WeightsMissingError
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,7 @@ def test_arcface_missing_weights_and_default(tmp_path, monkeypatch):
 
 
 def test_arcface_loads_an_iresnet_backbone(tmp_path):
-    from eval.arcface import IResNet, IResNetConfig
+    from sadtalker_lib.metrics.arcface import IResNet, IResNetConfig
 
     torch.manual_seed(0)
     net = IResNet(IResNetConfig(layers=(2, 2, 2, 2)))  # r18: same layout as r50 / r100, smaller

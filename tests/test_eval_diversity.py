@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from _eval_synthetic import face_clip
-from eval.diversity import diversity
-from eval.faces import track_faces
-from eval.head_pose import GENERIC_FACE_3D, PNP_LANDMARKS, HopenetHeadPose, PnPHeadPose, head_motion
-from eval.weights import WeightsMissingError
+from sadtalker_lib.metrics.diversity import diversity
+from sadtalker_lib.metrics.faces import track_faces
+from sadtalker_lib.metrics.head_pose import GENERIC_FACE_3D, PNP_LANDMARKS, HopenetHeadPose, PnPHeadPose, head_motion
+from sadtalker_lib.metrics.weights import WeightsMissingError
 
 
 def test_diversity_is_mean_std_over_dims():
@@ -56,7 +56,7 @@ def test_hopenet_missing_weights_and_loading(tmp_path, monkeypatch):
     monkeypatch.setenv("SADTALKER_LAB_CACHE", str(tmp_path))
     with pytest.raises(WeightsMissingError, match="hopenet_robust_alpha1.pkl"):
         HopenetHeadPose()
-    from eval.hopenet import Hopenet
+    from sadtalker_lib.metrics.hopenet import Hopenet
 
     torch.manual_seed(0)
     torch.save(Hopenet().state_dict(), tmp_path / "hopenet.pkl")

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from eval.fid import (FID_WEIGHTS_FILE, activation_statistics, fid_from_features, frechet_distance,
+from sadtalker_lib.metrics.fid import (FID_WEIGHTS_FILE, activation_statistics, fid_from_features, frechet_distance,
                       inception_features, load_inception)
-from eval.weights import WeightsMissingError
+from sadtalker_lib.metrics.weights import WeightsMissingError
 
 
 @pytest.mark.parametrize("n1,n2,dim,shift", [(60, 80, 8, 0.3), (300, 250, 32, 1.0), (20, 25, 64, 0.0)])

@@ -7,14 +7,14 @@ import torch
 from torch import nn
 
 from _eval_synthetic import SR, face_clip, faceless_clip
-from eval.faces import NoFaceError
-from eval.lse import (VSHIFT, SyncNetScorer, face_crops, lse, lse_from_embeddings, load_syncnet, sync_embeddings,
+from sadtalker_lib.metrics.faces import NoFaceError
+from sadtalker_lib.metrics.lse import (VSHIFT, SyncNetScorer, face_crops, lse, lse_from_embeddings, load_syncnet, sync_embeddings,
                       syncnet_mfcc)
-from eval.mfcc import mfcc
-from eval.syncnet import OFFICIAL_KEY_PREFIXES, SyncNet
-from eval.syncnet_train import SyncTrainConfig, make_pairs, save_trained_syncnet, train_syncnet
-from eval.video_io import Clip, NoAudioTrackError
-from eval.weights import WeightsMissingError
+from sadtalker_lib.metrics.mfcc import mfcc
+from sadtalker_lib.metrics.syncnet import OFFICIAL_KEY_PREFIXES, SyncNet
+from sadtalker_lib.metrics.syncnet_train import SyncTrainConfig, make_pairs, save_trained_syncnet, train_syncnet
+from sadtalker_lib.metrics.video_io import Clip, NoAudioTrackError
+from sadtalker_lib.metrics.weights import WeightsMissingError
 
 
 # ---------------------------------------------------------------------------------------------
@@ -115,7 +115,7 @@ def clip():
 
 
 def test_lse_on_a_face_clip(clip, random_scorer):
-    from eval.faces import track_faces
+    from sadtalker_lib.metrics.faces import track_faces
 
     track = track_faces(clip.frames)
     assert track.found.all()
@@ -214,7 +214,7 @@ def test_train_syncnet_on_a_synthetic_dataset(tmp_path):
 
 
 def test_training_pairs_from_clips_use_the_evaluation_crops(clip):
-    from eval.faces import track_faces
+    from sadtalker_lib.metrics.faces import track_faces
 
     (pair,) = make_pairs([{"frames": clip.frames, "audio": clip.audio}])  # the corpus' clip dict layout
     assert pair.crops.shape == (16, 224, 224, 3) and pair.num_windows == 11 and pair.mfcc.shape[0] == 13

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from conftest import espeak_available, needs_espeak
-from eval.lse import SAMPLES_PER_FRAME, VSHIFT, load_syncnet
-from eval.syncnet import SyncNet
-from eval.syncnet_train import (CORPUS_TRAIN_DEFAULTS, SyncPair, SyncTrainConfig, corpus_sync_pairs,
+from sadtalker_lib.metrics.lse import SAMPLES_PER_FRAME, VSHIFT, load_syncnet
+from sadtalker_lib.metrics.syncnet import SyncNet
+from sadtalker_lib.metrics.syncnet_train import (CORPUS_TRAIN_DEFAULTS, SyncPair, SyncTrainConfig, corpus_sync_pairs,
                                 multi_negative_loss, multiway_loss, recalibrate_batchnorm, sync_report,
                                 train_syncnet_on_corpus)
 

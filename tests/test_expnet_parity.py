@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from sadtalker_lib.audio2coeff import predict_expression
-from sadtalker_lib.checkpoints import load_official, official_state_dict, save_official_pth
+from sadtalker_lib.official.io import load_official, official_state_dict, save_official_pth
 from sadtalker_lib.models.expnet import ExpNet, ExpNetConfig
 from sadtalker_lib.official import EXPNET_CHUNK_FRAMES, to_our_key
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from sadtalker_lib.animate import make_animation
-from sadtalker_lib.checkpoints import CheckpointError, load_official
+from sadtalker_lib.official.io import CheckpointError, load_official
 from sadtalker_lib.models.facevid2vid import (
     FaceVid2VidConfig,
     GeneratorConfig,

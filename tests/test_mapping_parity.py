@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from sadtalker_lib.checkpoints import load_official, official_state_dict, save_official_pth
+from sadtalker_lib.official.io import load_official, official_state_dict, save_official_pth
 from sadtalker_lib.models.facevid2vid.head_pose import HEEstimator, HEEstimatorConfig
 from sadtalker_lib.models.mapping import MappingNet, MappingNetConfig
 from sadtalker_lib.motion import headpose_pred_to_degree

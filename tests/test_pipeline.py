@@ -11,9 +11,9 @@ import soundfile as sf
 import torch
 
 from sadtalker_lib.audio import AudioError
-from sadtalker_lib.checkpoints import CheckpointError
+from sadtalker_lib.official.io import CheckpointError
 from sadtalker_lib.face.detect import ImageLoadError, MultipleFacesWarning, NoFaceError
-from sadtalker_lib.networks import save_networks, seeded_networks, tiny_configs
+from sadtalker_lib.official.registry import save_networks, seeded_networks, tiny_configs
 from sadtalker_lib.pipeline import GenerationOptions, TalkingHeadPipeline
 from sadtalker_lib.video import VideoError, probe_video, write_video
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from sadtalker_lib import audio2coeff as a2c
-from sadtalker_lib.checkpoints import load_official, official_state_dict
+from sadtalker_lib.official.io import load_official, official_state_dict
 from sadtalker_lib.models.expnet import ExpNet
 from sadtalker_lib.models.posevae import PoseVAE, PoseVAEConfig
 from sadtalker_lib.official import pose_chunk_plan, pose_savgol_window, to_our_key

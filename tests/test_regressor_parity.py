@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from sadtalker_lib.checkpoints import load_official, official_state_dict
+from sadtalker_lib.official.io import load_official, official_state_dict
 from sadtalker_lib.models.regressor import (HEAD_SIZES, CoefficientRegressor, FaceCoefficients, RegressorConfig,
                                             split_coeffs)
 from sadtalker_lib.morphable.model import coeffs_73

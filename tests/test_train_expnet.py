@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from conftest import assert_same_run
 from sadtalker_lib.audio2coeff import audio_to_coefficients, predict_expression
-from sadtalker_lib.checkpoints import find_official_file, load_official, read_checkpoint
+from sadtalker_lib.official.io import find_official_file, load_official, read_checkpoint
 from sadtalker_lib.models.expnet import ExpNet
 from sadtalker_lib.models.posevae import PoseVAE
 from sadtalker_lib.train import common, losses

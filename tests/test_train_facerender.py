@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from sadtalker_lib.checkpoints import CheckpointError, load_official
+from sadtalker_lib.official.io import CheckpointError, load_official
 from sadtalker_lib.models.mapping import MappingNetConfig
-from sadtalker_lib.networks import CONFIG_FILE, build_network, read_configs
+from sadtalker_lib.official.registry import CONFIG_FILE, build_network, read_configs
 from sadtalker_lib.official import OFFICIAL_NETWORKS, SAFETENSORS_FILE
 from sadtalker_lib.train.facerender_losses import (
     FV2V_POSE_SIGNS,

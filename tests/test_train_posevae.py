@@ -11,7 +11,7 @@ import torch
 
 from conftest import assert_same_run
 from sadtalker_lib.audio2coeff import predict_pose
-from sadtalker_lib.checkpoints import load_official, read_checkpoint, save_official_pth
+from sadtalker_lib.official.io import load_official, read_checkpoint, save_official_pth
 from sadtalker_lib.models.expnet import ExpNet
 from sadtalker_lib.models.posevae import PoseVAE, PoseVAEConfig
 from sadtalker_lib.train import common, losses

@@ -72,8 +72,8 @@ def test_heldout_landmark_error_falls(run):
 
 
 def test_saved_file_loads_through_load_official_and_reproduces(run, split):
-    from sadtalker_lib.checkpoints import load_official
-    from sadtalker_lib.networks import build_network, read_configs
+    from sadtalker_lib.official.io import load_official
+    from sadtalker_lib.official.registry import build_network, read_configs
     from sadtalker_lib.pipeline import TalkingHeadPipeline
 
     _, heldout = split
@@ -92,8 +92,8 @@ def test_saved_file_loads_through_load_official_and_reproduces(run, split):
 
 
 def test_save_keeps_other_networks_in_the_file(run, tmp_path):
-    from sadtalker_lib.checkpoints import load_official, save_official_safetensors
-    from sadtalker_lib.networks import build_network, tiny_configs
+    from sadtalker_lib.official.io import load_official, save_official_safetensors
+    from sadtalker_lib.official.registry import build_network, tiny_configs
 
     path = tmp_path / "SadTalker_V0.0.2_256.safetensors"
     kp_config = tiny_configs()["kp_extractor"]

@@ -48,16 +48,9 @@ __all__ = [
 # ---------------------------------------------------------------------------------------------
 # Coefficient layouts (src/face3d/models/bfm.py split_coeff; src/utils/preprocess.py CropAndExtract.generate)
 # ---------------------------------------------------------------------------------------------
-ID_DIM, EXP_DIM, TEX_DIM, ANGLE_DIM, GAMMA_DIM, TRANS_DIM = 80, 64, 80, 3, 27, 3
-NUM_LANDMARKS = 68  # iBUG-300W 68 points (dlib order)
-COEFF_257_SLICES: dict[str, slice] = {}
-_start = 0
-for _name, _dim in (("id", ID_DIM), ("exp", EXP_DIM), ("tex", TEX_DIM), ("angle", ANGLE_DIM),
-                    ("gamma", GAMMA_DIM), ("trans", TRANS_DIM)):
-    COEFF_257_SLICES[_name] = slice(_start, _start + _dim)
-    _start += _dim
-assert _start == 257
-del _start, _name, _dim
+from ..coeffs import (  # noqa: E402  (the layouts live in coeffs.py; re-exported here)
+    ANGLE_DIM, COEFF_257_SLICES, EXP_DIM, GAMMA_DIM, ID_DIM, NUM_LANDMARKS, TEX_DIM, TRANS_DIM,
+)
 
 
 def split_coeff(coeffs: torch.Tensor) -> dict[str, torch.Tensor]:

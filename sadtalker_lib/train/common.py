@@ -272,7 +272,7 @@ def save_training_checkpoint(path: str | os.PathLike, modules: Mapping[str, torc
     official keys it holds ``optimizer`` / ``optimizer_<name>`` states, ``step``, ``rng`` (global RNG states),
     ``config`` (a plain dict) and ``extra``.
     """
-    from ..checkpoints import save_official_pth
+    from ..official.io import save_official_pth
 
     payload: dict = {"step": int(step), "rng": rng_state(), "config": _plain(asdict(config))}
     for name, opt in optimizers.items():
@@ -288,7 +288,7 @@ def restore_training_state(path: str | os.PathLike, modules: Mapping[str, torch.
 
     Returns the whole file (``step``, ``extra``, ...). Only ``torch.load(weights_only=True)`` is used.
     """
-    from ..checkpoints import load_official, read_checkpoint
+    from ..official.io import load_official, read_checkpoint
 
     ckpt = read_checkpoint(path)
     for name, m in modules.items():

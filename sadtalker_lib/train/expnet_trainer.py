@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..checkpoints import load_official, save_official_pth
+from ..official.io import load_official, save_official_pth
 from ..models.expnet import ExpNet, ExpNetConfig
 from ..official import OFFICIAL_NETWORKS
 from .common import (

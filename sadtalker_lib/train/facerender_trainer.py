@@ -44,12 +44,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoints import load_official, save_official_pth
+from ..official.io import load_official, save_official_pth
 from ..models.facevid2vid import GeneratorConfig, KPDetector, KPDetectorConfig, OcclusionAwareSPADEGenerator
 from ..models.facevid2vid.head_pose import HEEstimator, HEEstimatorConfig
 from ..models.mapping import MappingNet, MappingNetConfig
 from ..motion import keypoint_transformation, pose_degrees
-from ..networks import CONFIG_FILE, build_network, read_configs, save_networks
+from ..official.registry import CONFIG_FILE, build_network, read_configs, save_networks
 from ..official import OFFICIAL_NETWORKS
 from ..semantics import SEMANTIC_RADIUS, frame_windows, source_window
 from .common import (

@@ -28,7 +28,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from ..checkpoints import load_official, official_state_dict, read_checkpoint, save_official_pth
+from ..official.io import load_official, official_state_dict, read_checkpoint, save_official_pth
 from ..models.posevae import PoseVAE, PoseVAEConfig
 from ..official import OFFICIAL_NETWORKS
 from .common import (
@@ -151,7 +151,7 @@ def load_audio_encoder(model: PoseVAE, source: str | os.PathLike | Mapping) -> P
             continue
         enc = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
         if enc:
-            from ..checkpoints import load_state_dict_checked
+            from ..official.io import load_state_dict_checked
 
             load_state_dict_checked(model.audio_encoder, enc, where=f"{source} [{network} audio encoder]")
             return model
@@ -280,8 +280,8 @@ def evaluate_posevae_clips(model: PoseVAE, clips: Sequence[Mapping], style: str 
     ``fixed_style``: Table 4 "Single Fixed Style") or "mixed" (a randomly selected style per clip out of
     ``num_styles``, default the styles present in ``clips``: "Mixed Style").
     """
-    from eval.beat_align import beat_align
-    from eval.diversity import diversity
+    from sadtalker_lib.metrics.beat_align import beat_align
+    from sadtalker_lib.metrics.diversity import diversity
 
     from ..audio2coeff import predict_pose
 

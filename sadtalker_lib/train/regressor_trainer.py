@@ -687,7 +687,7 @@ def train_regressor(train: RegressorData, heldout: RegressorData | None = None,
     Each batch also gets a random brightness gain in [0.9, 1.1] per crop (drawn from the step's generator, so a
     resumed run sees the same batches). ``RegressorRun.before`` is None for a resumed run.
     """
-    from ..checkpoints import load_official
+    from ..official.io import load_official
     from ..morphable.fit import default_model
 
     config = config or RegressorTrainConfig()
@@ -777,7 +777,7 @@ def save_regressor(folder: str | os.PathLike, model: CoefficientRegressor, size:
     trained by the other stages into the same folder) are kept. Returns the safetensors path."""
     from safetensors.torch import load_file, save_file
 
-    from ..networks import save_networks
+    from ..official.registry import save_networks
     from ..official import OFFICIAL_NETWORKS, SAFETENSORS_FILE
 
     folder = Path(folder)
@@ -796,8 +796,8 @@ def save_regressor(folder: str | os.PathLike, model: CoefficientRegressor, size:
 
 def load_regressor(folder: str | os.PathLike, size: int = 256) -> CoefficientRegressor:
     """The regressor stored in a checkpoint folder (its ``sadtalker_lab.json`` config, else the official one), eval."""
-    from ..checkpoints import load_official
-    from ..networks import build_network, read_configs
+    from ..official.io import load_official
+    from ..official.registry import build_network, read_configs
 
     model = build_network(NETWORK, read_configs(folder).get(NETWORK))
     return load_official(model, NETWORK, folder, size=size).eval()

@@ -6,7 +6,7 @@
 
 The keypoint transformation (rotation, translation, expression) lives in ``sadtalker_lib.motion`` and the
 video loop in ``sadtalker_lib.animate``. Official checkpoint networks: ``kp_extractor`` and ``generator``
-(``sadtalker_lib.checkpoints.load_official``).
+(``sadtalker_lib.official.io.load_official``).
 """
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 Paper Sec. 4.1: "a standard deviation of the head motion feature embeddings extracted from the generated
 frames using Hopenet". No evaluation code was released, so the reduction is this project's reading:
 per feature dimension, the standard deviation over the frames with a face (``np.std``, ddof 0), then the
-mean over dimensions. Features come from ``eval.head_pose`` (Hopenet embeddings when its weights are
+mean over dimensions. Features come from ``metrics.head_pose`` (Hopenet embeddings when its weights are
 present; offline, solvePnP head angles in radians, labelled ``Diversity [solvePnP]``). Values from
 different feature kinds are not comparable with each other or with the paper's column.
 """

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sadtalker_lib.video import VideoError, ffmpeg_exe, probe_video
+from ..video import VideoError, ffmpeg_exe, probe_video
 
 __all__ = ["Clip", "NoAudioTrackError", "VideoError", "load_clip", "as_clip", "check_same_timing", "EVAL_FPS",
            "EVAL_SIZE", "AUDIO_RATE"]
@@ -139,7 +139,7 @@ def as_clip(item, **kwargs) -> Clip:
         return item
     if isinstance(item, (str, os.PathLike)):
         return load_clip(item, **kwargs)
-    raise TypeError(f"expected a video path or an eval.Clip, got {type(item).__name__}")
+    raise TypeError(f"expected a video path or an metrics.Clip, got {type(item).__name__}")
 
 
 def check_same_timing(a: Clip, b: Clip, *, tolerance_frames: int = 1) -> None:

@@ -40,7 +40,7 @@ def cosine_similarity(a: np.ndarray, b: np.ndarray) -> float:
 def _landmarks_of(image: np.ndarray, landmarks: np.ndarray | None) -> np.ndarray:
     if landmarks is not None and np.isfinite(landmarks).all():
         return np.asarray(landmarks, np.float64)
-    from sadtalker_lib.face.detect import MultipleFacesWarning, default_detector
+    from ..face.detect import MultipleFacesWarning, default_detector
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MultipleFacesWarning)

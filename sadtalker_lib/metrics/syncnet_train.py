@@ -1,7 +1,7 @@
 """Training a SyncNet here, the offline stand-in for ``syncnet_v2.model`` (labelled "trained-here").
 
 The official weights cannot be downloaded in this project, so LSE-C / LSE-D default to a SyncNet with the
-same architecture (``eval.syncnet``) trained on the project's own corpus of face-crop / audio pairs. The
+same architecture (``metrics.syncnet``) trained on the project's own corpus of face-crop / audio pairs. The
 objective is the contrastive loss of the SyncNet paper (Chung & Zisserman 2016, Eq. 1-2):
 
     E = 1/(2N) sum_n  y_n d_n^2 + (1 - y_n) max(margin - d_n, 0)^2,   d_n = || v_n - a_n ||_2
@@ -29,7 +29,7 @@ the plain ``SyncTrainConfig()`` and on in ``CORPUS_TRAIN_DEFAULTS``, which ``tra
   the weights; they are re-estimated (cumulative average) over a few training batches before eval mode.
 
 Inputs are (crops, audio) pairs: ``crops`` uint8 ``[T, 224, 224, 3]`` RGB as made by
-``eval.lse.face_crops`` and ``audio`` float ``[N]`` 16 kHz mono, aligned, 25 fps.
+``metrics.lse.face_crops`` and ``audio`` float ``[N]`` 16 kHz mono, aligned, 25 fps.
 """
 from __future__ import annotations
 
@@ -113,7 +113,7 @@ def _corpus_mouth(item: dict) -> np.ndarray | None:
 
 
 def make_pairs(items) -> list[SyncPair]:
-    """Training pairs from ``(crops, audio)`` / ``(crops, audio, mouth)`` tuples, ``eval.Clip`` objects, or dicts
+    """Training pairs from ``(crops, audio)`` / ``(crops, audio, mouth)`` tuples, ``metrics.Clip`` objects, or dicts
     with ``frames`` and ``audio`` (e.g. ``sadtalker_lib.data.corpus.load_clip(root, i)``, whose ``exp_lip``
     mouth directions become ``mouth``). Clips and dicts are cut into SyncNet crops exactly as the evaluation
     does (dlib face track + ``face_crops``), so training and scoring see the same crops."""
@@ -360,7 +360,7 @@ def train_syncnet(items, config: SyncTrainConfig | None = None, *, model: SyncNe
 
 
 def save_trained_syncnet(result: SyncTrainResult | SyncNet, path: str | Path, *, notes: str = "") -> Path:
-    """Write a trained-here SyncNet that ``eval.lse.load_syncnet`` reads (label "trained-here")."""
+    """Write a trained-here SyncNet that ``metrics.lse.load_syncnet`` reads (label "trained-here")."""
     model = result.model if isinstance(result, SyncTrainResult) else result
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -403,7 +403,7 @@ def corpus_sync_pairs(corpus_dir, clips=None, *, size: int | None = None, boxes:
                       progress: bool = False) -> tuple[list[SyncPair], list[str]]:
     """SyncNet training pairs from a corpus folder (``build_default_corpus`` / ``build_video_corpus``).
 
-    Each clip's frames are resized to ``size`` (default ``eval.video_io.EVAL_SIZE`` = 256, the size the
+    Each clip's frames are resized to ``size`` (default ``metrics.video_io.EVAL_SIZE`` = 256, the size the
     evaluation decodes videos at) and cut into the evaluation's 224x224 crops (``face_crops``) around a face
     track: ``boxes="dlib"`` detects the face as the evaluation does (frames where dlib misses fall back to the
     corpus landmarks' box), ``"landmarks"`` uses only the corpus landmarks. ``clips``: positions or ids
@@ -451,7 +451,7 @@ def corpus_sync_pairs(corpus_dir, clips=None, *, size: int | None = None, boxes:
 def sync_report(model: SyncNet, pairs: list[SyncPair], *, shift: int = 8, min_negative_shift: int = 4) -> dict:
     """How well ``model`` tells in-sync from off-sync audio on ``pairs`` (e.g. held-out clips).
 
-    Per clip, LSE-D / LSE-C / offset (the ``eval.lse`` protocol, +-15 frames) of the aligned clip and of an
+    Per clip, LSE-D / LSE-C / offset (the ``metrics.lse`` protocol, +-15 frames) of the aligned clip and of an
     off-sync copy whose audio lags the video by ``shift`` frames (lip window ``i + shift`` with audio window
     ``i``; the protocol's offset for it is ``-shift``), and ``pair_accuracy``: over every lip window and every audio window
     ``min_negative_shift`` .. 15 frames away, the fraction where the aligned audio is the closer one (chance 0.5).
@@ -493,8 +493,8 @@ def train_syncnet_on_corpus(corpus_dir, out_path=None, steps: int = 300, seed: i
     * ``corpus_dir``: a folder written by ``sadtalker_lib.data.corpus.build_default_corpus`` (or
       ``build_video_corpus``); its last ``heldout`` clips (default: a quarter, at least one when there are two
       or more) are kept out of training and used to measure sync before and after (``sync_report``).
-    * ``out_path``: where to save (default ``eval.weights.default_weight_path("syncnet_trained_here")``, where
-      ``eval.lse.load_syncnet`` / ``eval.evaluate`` look for it).
+    * ``out_path``: where to save (default ``metrics.weights.default_weight_path("syncnet_trained_here")``, where
+      ``metrics.lse.load_syncnet`` / ``metrics.evaluate`` look for it).
     * ``steps`` / ``seed`` / ``config``: training length, seed, and any other ``SyncTrainConfig`` (default
       ``CORPUS_TRAIN_DEFAULTS``: 8 lip windows x (1 aligned + 8 shifted audio windows) per step).
     * ``shift``: frames by which the held-out off-sync copies are shifted.

@@ -9,7 +9,7 @@ The protocol is joonson/syncnet_python as Wav2Lip's ``evaluation/scores_LSE`` ru
    ``[x - s (1 + cs), x + s (1 + cs))`` (``cs = 0.4``) are resized to 224x224. The crop reaches well below
    the box (mouth and chin); the official code reads frames with OpenCV, so the network sees BGR.
    Box source here: the offline dlib detector instead of S3FD (boxes differ somewhat in scale).
-2. Audio: ``python_speech_features.mfcc`` of the 16 kHz int16 track (``eval.mfcc``), 100 frames / s.
+2. Audio: ``python_speech_features.mfcc`` of the 16 kHz int16 track (``metrics.mfcc``), 100 frames / s.
 3. ``min_length = min(num_frames, floor(num_samples / 640))``; for each ``v in range(min_length - 5)``
    the lip tower sees frames ``v .. v+4`` and the audio tower MFCC frames ``4v .. 4v+19``.
 4. ``calc_pdist`` with ``vshift = 15``: the audio embeddings are zero-padded by 15 rows at both ends, and
@@ -83,7 +83,7 @@ def load_syncnet(path: str | Path | None = None, *, device: str = "cpu") -> tupl
     """SyncNet in eval mode and its label: ``"syncnet_v2"`` (official file) or ``"trained-here"``.
 
     ``path`` may be the official ``syncnet_v2.model`` (a state dict of ``SyncNetModel.S``) or a file written
-    by ``eval.syncnet_train.save_trained_syncnet``. Without ``path`` the official file is looked up at its
+    by ``metrics.syncnet_train.save_trained_syncnet``. Without ``path`` the official file is looked up at its
     default location first, then the trained-here one; :class:`WeightsMissingError` names both.
     """
     if path is None:
@@ -94,7 +94,7 @@ def load_syncnet(path: str | Path | None = None, *, device: str = "cpu") -> tupl
         else:
             raise WeightsMissingError(
                 f"no SyncNet weights: put the official syncnet_v2.model (joonson/syncnet_python download_model.sh) "
-                f"at {default_weight_path('syncnet')}, or train one with eval.syncnet_train.train_syncnet and save it "
+                f"at {default_weight_path('syncnet')}, or train one with metrics.syncnet_train.train_syncnet and save it "
                 f"to {default_weight_path('syncnet_trained_here')} (labelled 'trained-here')"
             )
     path = Path(path)

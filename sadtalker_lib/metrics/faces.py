@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm.auto import tqdm
 
-from sadtalker_lib.face.detect import MultipleFacesWarning, NoFaceError, default_detector
+from ..face.detect import MultipleFacesWarning, NoFaceError, default_detector
 
 __all__ = ["FaceTrack", "track_faces", "NoFaceError"]
 

@@ -20,7 +20,7 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from .official import OFFICIAL_NETWORKS, SAFETENSORS_FILE, to_official_key, to_our_key
+from .layout import OFFICIAL_NETWORKS, SAFETENSORS_FILE, to_official_key, to_our_key
 
 __all__ = [
     "CheckpointError",
@@ -44,7 +44,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     if not path.is_file():
         raise CheckpointError(
             f"checkpoint file not found: {path}. Put the official SadTalker files (or ones written by "
-            "sadtalker_lib.checkpoints.save_official_*) in that folder; README.md lists the file names."
+            "sadtalker_lib.official.io.save_official_*) in that folder; README.md lists the file names."
         )
     if path.stat().st_size == 0:
         raise CheckpointError(f"checkpoint file is empty: {path}. Download or write it again.")

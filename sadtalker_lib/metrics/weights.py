@@ -2,7 +2,7 @@
 
 None of these files can be downloaded here; the user puts them in place. Every metric that needs one
 either loads it (torch.load with ``weights_only=True``) or says exactly which file to put where; the
-table (``eval.tables``) turns a missing file into an n/a cell with that message, never a made-up number.
+table (``metrics.tables``) turns a missing file into an n/a cell with that message, never a made-up number.
 
 ==============  ======================================================  =======================================
 metric          file (default location)                                 where it comes from
@@ -12,7 +12,7 @@ FID             ``<torch hub>/checkpoints/pt_inception-2015-12-05-      pytorch-
                 ``~/.cache/torch/hub``)                                 releases, ``fid_weights``)
 LSE-C / LSE-D   ``<cache>/syncnet/syncnet_v2.model``                     joonson/syncnet_python
                                                                         ``download_model.sh``
-LSE (offline)   ``<cache>/syncnet/syncnet_trained_here.pt``              ``eval.syncnet_train.train_syncnet``
+LSE (offline)   ``<cache>/syncnet/syncnet_trained_here.pt``              ``metrics.syncnet_train.train_syncnet``
 CSIM            ``<cache>/arcface/backbone.pth``                         insightface ``arcface_torch`` (IResNet)
 Diversity       ``<cache>/hopenet/hopenet_robust_alpha1.pkl``            natanielruiz/deep-head-pose
 ==============  ======================================================  =======================================

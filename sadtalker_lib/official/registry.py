@@ -13,13 +13,13 @@ from pathlib import Path
 
 from torch import nn
 
-from .models.expnet import ExpNet, ExpNetConfig
-from .models.facevid2vid import GeneratorConfig, KPDetector, KPDetectorConfig, OcclusionAwareSPADEGenerator
-from .models.facevid2vid.dense_motion import DenseMotionConfig
-from .models.facevid2vid.head_pose import HEEstimator, HEEstimatorConfig
-from .models.mapping import MappingNet, MappingNetConfig
-from .models.posevae import PoseVAE, PoseVAEConfig
-from .models.regressor import CoefficientRegressor, RegressorConfig
+from ..models.expnet import ExpNet, ExpNetConfig
+from ..models.facevid2vid import GeneratorConfig, KPDetector, KPDetectorConfig, OcclusionAwareSPADEGenerator
+from ..models.facevid2vid.dense_motion import DenseMotionConfig
+from ..models.facevid2vid.head_pose import HEEstimator, HEEstimatorConfig
+from ..models.mapping import MappingNet, MappingNetConfig
+from ..models.posevae import PoseVAE, PoseVAEConfig
+from ..models.regressor import CoefficientRegressor, RegressorConfig
 
 CONFIG_FILE = "sadtalker_lab.json"
 
@@ -85,7 +85,7 @@ def build_network(name: str, config=None) -> nn.Module:
 
 # Small, fast configs for tests, benchmarks of long audio, and CPU training (same code, fewer channels).
 def tiny_configs() -> dict[str, object]:
-    from .models.facevid2vid import FaceVid2VidConfig
+    from ..models.facevid2vid import FaceVid2VidConfig
 
     fv = FaceVid2VidConfig.tiny()
     return {
@@ -105,8 +105,8 @@ def save_networks(folder: str | Path, nets: dict[str, nn.Module], configs: dict[
     and, when ``configs`` are given (non-official sizes), ``sadtalker_lab.json`` beside them.
 
     Saving into a folder that already holds a safetensors file keeps the other networks' sections in it."""
-    from .checkpoints import save_official_pth, save_official_safetensors
-    from .official import OFFICIAL_NETWORKS, SAFETENSORS_FILE
+    from .io import save_official_pth, save_official_safetensors
+    from .layout import OFFICIAL_NETWORKS, SAFETENSORS_FILE
 
     folder = Path(folder)
     in_st = {n: m for n, m in nets.items() if OFFICIAL_NETWORKS[n].safetensors_prefix is not None}
@@ -114,7 +114,7 @@ def save_networks(folder: str | Path, nets: dict[str, nn.Module], configs: dict[
         path = folder / SAFETENSORS_FILE.format(size=size)
         keep = {}
         if path.is_file():  # merge: keep the sections of networks saved there earlier (e.g. the regressor)
-            from .checkpoints import read_checkpoint
+            from .io import read_checkpoint
 
             ours = tuple(OFFICIAL_NETWORKS[n].safetensors_prefix for n in in_st)
             keep = {k: v for k, v in read_checkpoint(path).items() if not k.startswith(ours)}

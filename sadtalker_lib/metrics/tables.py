@@ -263,7 +263,7 @@ def evaluate(
 ) -> pd.DataFrame:
     """Score generated videos the way the paper does and return a Table-1-shaped DataFrame.
 
-    * ``methods``: ``{row name: [video path or eval.Clip, ...]}``, the generated videos of each method.
+    * ``methods``: ``{row name: [video path or metrics.Clip, ...]}``, the generated videos of each method.
     * ``real``: the real (ground-truth) videos: FID reference set, the ``real_row`` row (None: no such row),
       and, when paired with a method's videos (same count), the default CSIM source = their first frame
       (paper: "we use the first frame of each video as the reference image"). Paired videos whose lengths
@@ -272,10 +272,10 @@ def evaluate(
       methods or ``{method: [...]}``. Without sources or paired real videos, the first generated frame is
       the source (noted).
     * ``syncnet``: path to ``syncnet_v2.model`` / a trained-here file / a ``SyncNetScorer`` (None: default
-      locations, see ``eval.weights``). ``identity``: None (ArcFace if present else dlib), ``"dlib"``,
+      locations, see ``metrics.weights``). ``identity``: None (ArcFace if present else dlib), ``"dlib"``,
       ``"arcface"``, a weights path or an embedder. ``head_pose``: None / ``"solvePnP"``, ``"hopenet"``, a
       Hopenet weights path or an estimator. ``fid_weights``: path of pt_inception (None: torch hub cache)
-      or an already loaded feature model (``eval.fid.load_inception()``, or any model with its interface).
+      or an already loaded feature model (``metrics.fid.load_inception()``, or any model with its interface).
     * Videos are decoded at ``fps`` (25, SyncNet's rate) and ``size`` x ``size`` (256, as in the paper), at
       most ``max_frames`` frames; FID uses every ``fid_step``-th frame, CPBD every ``cpbd_step``-th, CSIM every
       ``csim_step``-th (1 = every frame, as the paper; larger steps trade exactness for speed on a CPU).
@@ -371,7 +371,7 @@ def _fid_column(result, rows, real_clips, real_row, fid_feats, scorers, notes, *
 
 def _sources_for(row, clips, sources, real_clips, is_real, tolerance, notes, labels):
     """CSIM source image for each clip of a row (see ``evaluate``)."""
-    from sadtalker_lib.face.detect import load_image
+    from ..face.detect import load_image
 
     if sources is not None and not is_real:
         row_sources = sources.get(row) if isinstance(sources, Mapping) else sources

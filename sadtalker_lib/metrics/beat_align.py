@@ -9,7 +9,7 @@ Formula and constants (lisiyao21/Bailando ``utils/beat_align_score.py``):
 * motion beats ``B_m`` (``calc_db``): the motion velocity ``v_t = mean_j || x_{t+1, j} - x_{t, j} ||`` over joints
   ``j``, smoothed by ``scipy.ndimage.gaussian_filter(v, 5)`` (sigma 5 frames), and its strict local minima
   (``scipy.signal.argrelextrema(v, np.less)``). Here the "joints" are the head-motion features of
-  ``eval.head_pose`` (one 3-vector of head angles with the offline default); frames without a face are
+  ``metrics.head_pose`` (one 3-vector of head angles with the offline default); frames without a face are
   linearly interpolated first;
 * audio beats ``B_a`` (``get_mb``): frame indices, at the motion frame rate, of the audio beat track,
   truncated to ``len(v)``. Bailando's music features (``_prepro_aistpp_music.py`` / ``extractor.py``) run
