@@ -1,5 +1,7 @@
 # SadTalker Lab — fresh-machine entry points.
 #   make test   set up (venv, pinned torch, the project) and run the unit, parity and notebook tests
+#               (pytest-xdist on $(WORKERS) processes; notebooks with CI-sized parameters: tests/test_notebooks.py)
+#   make lint   ruff (settings in pyproject.toml)
 #   make main   set up and run the workbench end to end on its offline defaults (writes runs/<date>/report.html)
 #   make lab    set up and open JupyterLab on the notebook series
 #   make bench  run the speed / memory benchmarks (tables under benchmarks/results/)
@@ -8,8 +10,10 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.sadtalker-lab-installed
+WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest -q -p no:cacheprovider -n $(WORKERS) --dist loadfile
 
-.PHONY: setup system-deps test test-unit test-notebooks main lab bench clean
+.PHONY: setup system-deps lint test test-unit test-notebooks main lab bench clean
 
 $(STAMP): pyproject.toml
 	@$(MAKE) --no-print-directory system-deps
@@ -17,7 +21,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch first, pinned, so that no resolver pulls another torch
 	$(BIN)/python -m pip install -q torch==2.14.1 torchvision==0.29.1
-	$(BIN)/python -m pip install -q -e '.[test,notebooks]'
+	$(BIN)/python -m pip install -q -e '.[test,notebooks,train]'
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)
 
@@ -30,14 +34,17 @@ system-deps:
 	  else echo "espeak-ng is missing: run 'sudo apt-get install espeak-ng' (needed for the default corpus)"; fi; \
 	fi
 
+lint: setup
+	$(BIN)/ruff check .
+
 test: setup
-	$(BIN)/python -m pytest -q -p no:cacheprovider tests notebooks --nbval-lax --durations=15
+	$(PYTEST) --durations=20 tests
 
 test-unit: setup
-	$(BIN)/python -m pytest -q tests
+	$(PYTEST) tests --ignore=tests/test_notebooks.py
 
 test-notebooks: setup
-	$(BIN)/python -m pytest -q --nbval-lax notebooks
+	$(PYTEST) --durations=10 tests/test_notebooks.py
 
 main: setup
 	$(BIN)/sadtalker-lab main

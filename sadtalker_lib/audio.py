@@ -18,13 +18,12 @@ float64 mel matches the official one to ~1e-12 on the fixture. Wav / flac / ogg 
 as the official ``load_wav`` reads them (libsndfile float32 scaling, i.e. int16 / 32768). Other sample
 rates are resampled with ``scipy.signal.resample_poly`` (the official librosa call used resampy's
 kaiser_best, so resampled input is close to, not bit-equal with, the official run). mp3 / m4a / anything
-else is decoded by the ffmpeg binary of ``imageio-ffmpeg`` straight to 16 kHz mono s16.
+else is decoded by ``video.decode_audio`` (the ffmpeg binary of ``imageio-ffmpeg``) straight to 16 kHz mono s16.
 """
 from __future__ import annotations
 
 import math
 import os
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
@@ -134,28 +133,21 @@ def resample(wav: np.ndarray, sr_in: int, sr_out: int = DEFAULT_CONFIG.sample_ra
 
 
 def _ffmpeg_decode(path: Path, sample_rate: int) -> np.ndarray:
-    """Decode any ffmpeg-readable file to mono s16 at ``sample_rate`` on a pipe -> float32 [N]."""
-    try:
-        import imageio_ffmpeg
+    """Decode any ffmpeg-readable file to mono s16 at ``sample_rate`` (``video.decode_audio``) -> float32 [N]."""
+    from .video import FFmpegError, VideoError, decode_audio
 
-        exe = imageio_ffmpeg.get_ffmpeg_exe()
-    except Exception as e:  # noqa: BLE001 - any failure to find the binary is reported the same way
-        raise AudioError(
-            f"cannot decode {path}: reading {path.suffix or 'this'} files needs the ffmpeg binary of the "
-            f"'imageio-ffmpeg' package ({e}). Install it (pip install imageio-ffmpeg) or convert the file to wav."
-        ) from e
-    cmd = [exe, "-nostdin", "-v", "error", "-i", str(path), "-vn", "-map", "0:a:0",
-           "-f", "s16le", "-acodec", "pcm_s16le", "-ac", "1", "-ar", str(sample_rate), "-"]
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
-    if proc.returncode != 0 or not proc.stdout:
-        msg = proc.stderr.decode("utf-8", "replace").strip().splitlines()
-        detail = msg[-1] if msg else "no audio samples decoded"
-        raise AudioError(
-            f"cannot read audio from {path}: ffmpeg says '{detail}'. Is it an audio file (wav, mp3, m4a, flac, "
-            "ogg) or a video with a sound track? Convert it to a 16 kHz wav and try again."
-        )
-    data = np.frombuffer(proc.stdout[: len(proc.stdout) // 2 * 2], dtype="<i2")
-    return (data.astype(np.float32) / 32768.0).astype(np.float32)
+    what_to_do = ("Is it an audio file (wav, mp3, m4a, flac, ogg) or a video with a sound track? Convert it to a "
+                  "16 kHz wav and try again.")
+    try:
+        wav = decode_audio(path, sample_rate)
+    except FFmpegError as e:
+        raise AudioError(f"cannot read audio from {path}: ffmpeg says '{e.detail}'. {what_to_do}") from e
+    except VideoError as e:  # no ffmpeg binary
+        raise AudioError(f"cannot decode {path} ({path.suffix or 'these'} files are read by ffmpeg): {e}, "
+                         "or convert the file to wav.") from e
+    if wav.size == 0:
+        raise AudioError(f"cannot read audio from {path}: ffmpeg says 'no audio samples decoded'. {what_to_do}")
+    return wav
 
 
 def _read_file(path: Path, config: AudioConfig) -> np.ndarray:

@@ -7,8 +7,8 @@
 Each step is a function a notebook can call on its own: :func:`predict_expression`, :func:`draw_pose_noise`,
 :func:`predict_pose`, :func:`smooth_pose`, and :func:`audio_to_coefficients` running them in order.
 The official code's odd choices (10-frame ExpNet chunks; the reference frame; the overlapping last pose
-chunk; the front padding of short clips; savgol on the pose only) are named in ``official.py`` and only
-used here. Sources: ``src/audio2exp_models/audio2exp.py``, ``src/audio2pose_models/audio2pose.py``,
+chunk; the front padding of short clips; savgol on the pose only) are tagged as official quirks below.
+Sources: ``src/audio2exp_models/audio2exp.py``, ``src/audio2pose_models/audio2pose.py``,
 ``src/test_audio2coeff.py``, ``src/generate_batch.py``.
 
 The pose noise is either drawn from a ``torch.Generator`` (or the global torch RNG, as the official code
@@ -26,13 +26,6 @@ import torch
 from .coeffs import EXP_DIM, MOTION_DIM, POSE_DIM
 from .models.expnet import ExpNet
 from .models.posevae import PoseVAE
-from .official import (
-    EXPNET_CHUNK_FRAMES,
-    POSE_REFERENCE_FRAME,
-    POSE_SAVGOL_ORDER,
-    pose_chunk_plan,
-    pose_savgol_window,
-)
 
 __all__ = [
     "EXP_DIM",
@@ -48,9 +41,56 @@ __all__ = [
     "audio_to_coefficients",
     "tile_sequence",
     "add_reference_pose",
+    "EXPNET_CHUNK_FRAMES",
+    "pose_chunk_plan",
+    "pose_savgol_window",
 ]
 
 COEFF_DIM = MOTION_DIM  # the 70 motion coefficients (coeffs.py); the source .mat holds 73
+
+
+# ---------------------------------------------------------------------------------------------
+# Official quirks of Audio2Exp / Audio2Pose / Audio2Coeff (checked against audio2exp.npz, audio2pose.npz)
+# ---------------------------------------------------------------------------------------------
+# OFFICIAL QUIRK: src/audio2exp_models/audio2exp.py Audio2Exp.test runs ExpNet on 10 frames at a time. Frames do
+# not interact (BatchNorm in eval mode), so this only bounds memory; kept for parity of the float summation.
+EXPNET_CHUNK_FRAMES = 10
+
+# OFFICIAL QUIRK: src/audio2pose_models/audio2pose.py Audio2Pose.test: frame 0 is the reference frame. Its motion
+# is set to 0 and its mel window is dropped (``indiv_mels[:, 1:]``); only the other T - 1 frames are generated.
+POSE_REFERENCE_FRAME = 0
+
+# OFFICIAL QUIRK: src/test_audio2coeff.py Audio2Coeff.generate smooths the predicted pose (6 columns only, not the
+# expression) along time with ``savgol_filter(pose, 13, 2, axis=1)`` before it is concatenated and saved.
+POSE_SAVGOL_WINDOW = 13
+POSE_SAVGOL_ORDER = 2
+
+
+def pose_chunk_plan(num_windows: int, seq_len: int = 32) -> list[tuple[int, int, int]]:
+    """How Audio2Pose.test cuts the ``num_windows`` (= T - 1) mel windows after the reference frame.
+
+    Returns (start, stop, keep) per decoder call, in call order (one z draw each).
+    # OFFICIAL QUIRK: src/audio2pose_models/audio2pose.py (``div = n // seq_len``, ``re = n % seq_len``): full
+    chunks ``[i*32, (i+1)*32)`` keep all 32 outputs; a remainder ``re != 0`` runs ONE more chunk on the LAST 32
+    windows (``indiv_mels_use[:, -32:]``, overlapping the previous chunk) and keeps only its last ``re`` outputs.
+    When n < 32 the last chunk has fewer than 32 windows (front-padded in :func:`predict_pose`).
+    """
+    div, re = divmod(num_windows, seq_len)
+    plan = [(i * seq_len, (i + 1) * seq_len, seq_len) for i in range(div)]
+    if re:
+        plan.append((max(num_windows - seq_len, 0), num_windows, re))
+    return plan
+
+
+def pose_savgol_window(num_frames: int) -> int:
+    """Savitzky-Golay window for a clip of ``num_frames``: 13, or the largest odd ``int((T-1)/2)*2+1`` below 13.
+
+    # OFFICIAL QUIRK: src/test_audio2coeff.py. The official code crashes for T <= 2 (window 1 <= order 2); callers
+    skip smoothing when the window is not larger than POSE_SAVGOL_ORDER.
+    """
+    if num_frames < POSE_SAVGOL_WINDOW:
+        return int((num_frames - 1) / 2) * 2 + 1
+    return POSE_SAVGOL_WINDOW
 
 
 @dataclass
@@ -96,7 +136,8 @@ def reference_coefficients(ref, num_frames: int) -> torch.Tensor:
     if r.ndim == 2:
         r = r[:, None].expand(-1, num_frames, -1)
     if r.ndim != 3 or r.shape[-1] < COEFF_DIM:
-        raise ValueError(f"reference coefficients must be [70], [B, 70] or [B, T, 70] (>= 70 columns), got {tuple(r.shape)}")
+        raise ValueError(f"reference coefficients must be [70], [B, 70] or [B, T, 70] (>= 70 columns), "
+                         f"got {tuple(r.shape)}")
     if r.shape[1] == 1 and num_frames != 1:
         r = r.expand(-1, num_frames, -1)
     if r.shape[1] != num_frames:
@@ -165,7 +206,9 @@ def predict_pose(posevae: PoseVAE, mels: torch.Tensor, ref_coeffs, style: int | 
     motion = [torch.zeros(b, 1, cfg.pose_dim, dtype=ref_pose.dtype)]  # reference frame: no motion
     for k, (start, stop, keep) in enumerate(plan):
         emb = posevae.encode_audio(mels_use[:, start:stop])  # [B, <=32, 512]
-        if emb.shape[1] < cfg.seq_len:  # official.POSE_SHORT_CHUNK_PAD
+        # OFFICIAL QUIRK: Audio2Pose.test pads a chunk of < 32 audio embeddings (clips of < 33 frames) IN FRONT
+        # by repeating its first embedding (``audio_emb[:, :1].repeat(1, pad, 1)``) up to 32.
+        if emb.shape[1] < cfg.seq_len:
             emb = torch.cat([emb[:, :1].expand(-1, cfg.seq_len - emb.shape[1], -1), emb], dim=1)
         chunk = posevae.decoder(z[k], ref_pose, emb, style_ids)  # [B, 32, 6]
         motion.append(chunk[:, -keep:])

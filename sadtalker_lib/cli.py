@@ -3,6 +3,12 @@
     sadtalker-lab generate --image IMG --audio AUDIO --checkpoints DIR --out OUT.mp4 [official flags]
     sadtalker-lab main [--out-dir runs/] [--checkpoints checkpoints/]    the end-to-end workbench job
     sadtalker-lab materialize-reference OUT_DIR                          seeded official-format checkpoints
+    sadtalker-lab corpus build --default --out DIR [--clips N]           the default (synthetic) corpus
+    sadtalker-lab train STAGE --corpus DIR --preset tiny|cpu|paper --out DIR [--steps N] [--resume]
+        STAGE: regressor, expnet, lipreader, posevae, facevid2vid, mapping, syncnet (``train.loop.STAGES``); the
+        final weights land in --out in the official layout. The same command runs on several processes:
+        ``torchrun --nproc_per_node N -m sadtalker_lib.cli train ...`` or ``accelerate launch -m sadtalker_lib.cli
+        train ...`` (gloo on CPUs, NCCL on GPUs; --batch-size is the global batch, split over the processes).
 
 The ``generate`` flags mirror the official ``inference.py`` ones (``--preprocess``, ``--still``,
 ``--pose_style``, ``--expression_scale``, ``--ref_eyeblink``, ``--ref_pose``, ``--input_yaw/pitch/roll``,
@@ -56,6 +62,58 @@ def _generate(args) -> int:
     return 0
 
 
+def _add_corpus_and_train(sub) -> None:
+    c = sub.add_parser("corpus", help="build a training corpus")
+    csub = c.add_subparsers(dest="corpus_command", required=True)
+    b = csub.add_parser("build", help="write a corpus folder")
+    b.add_argument("--default", action="store_true", required=True,
+                   help="the default corpus (eSpeak NG speech, synthetic motion, rendered portraits)")
+    b.add_argument("--out", required=True, help="corpus folder")
+    b.add_argument("--clips", type=int, default=8, help="number of clips")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--size", type=int, default=128, help="frame size in px")
+    b.add_argument("--max-seconds", type=float, default=None, help="crop clips to this length")
+    t = sub.add_parser("train", help="train one stage on a corpus (single process, torchrun or accelerate launch)")
+    t.add_argument("stage", help="regressor, expnet, lipreader, posevae, facevid2vid, mapping or syncnet")
+    t.add_argument("--corpus", required=True, help="corpus folder (sadtalker-lab corpus build)")
+    t.add_argument("--preset", default="cpu", choices=["tiny", "cpu", "paper"])
+    t.add_argument("--out", required=True, help="run folder: log, checkpoints, final official-layout weights")
+    t.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the preset's)")
+    t.add_argument("--batch-size", type=int, default=None, help="GLOBAL batch (over all processes)")
+    t.add_argument("--lr", type=float, default=None)
+    t.add_argument("--seed", type=int, default=None)
+    t.add_argument("--grad-accum", type=int, default=None, help="micro-batches per optimizer step")
+    t.add_argument("--mixed-precision", default=None, choices=["auto", "no", "bf16", "fp16"])
+    t.add_argument("--cpu", action="store_true", help="stay on the CPU even when a GPU is present")
+    t.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
+    t.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    t.add_argument("--stop-after", type=int, default=None, help=argparse.SUPPRESS)  # tests: simulate a killed run
+
+
+def _corpus(args) -> int:
+    from .data.corpus import build_default_corpus
+
+    index = build_default_corpus(args.out, n_clips=args.clips, seed=args.seed, size=args.size,
+                                 max_seconds=args.max_seconds)
+    print(f"wrote {index}")
+    return 0
+
+
+def _train(args) -> int:
+    from .train.loop import build_cli_stage, run
+
+    overrides = {k: v for k, v in dict(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                                       grad_accum=args.grad_accum, mixed_precision=args.mixed_precision,
+                                       num_threads=args.threads).items() if v is not None}
+    if args.cpu:
+        overrides["device"] = "cpu"
+    stage = build_cli_stage(args.stage, args.corpus, args.preset, **overrides)
+    result = run(stage, args.out, resume=args.resume, stop_after=args.stop_after)
+    if result.final is not None:
+        print(f"{args.stage}: {result.step} steps; weights: {result.final}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sadtalker-lab", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -66,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--quick", action="store_true", help="smallest settings (a smoke run)")
     r = sub.add_parser("materialize-reference", help="write seeded official-format checkpoints (needs ../shared)")
     r.add_argument("out_dir")
+    _add_corpus_and_train(sub)
     args = parser.parse_args(argv)
     try:
         if args.command == "generate":
@@ -76,6 +135,10 @@ def main(argv: list[str] | None = None) -> int:
             report = run_main(out_dir=args.out_dir, checkpoints=args.checkpoints, quick=args.quick)
             print(f"report: {report}")
             return 0
+        if args.command == "corpus":
+            return _corpus(args)
+        if args.command == "train":
+            return _train(args)
         if args.command == "materialize-reference":
             import subprocess
 

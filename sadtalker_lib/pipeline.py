@@ -1,22 +1,28 @@
 """TalkingHeadPipeline: one portrait + one speech recording -> a talking-head mp4 (paper Fig. 2).
 
-The pipeline is the data flow of the README in numbered steps, each a method a notebook can call alone:
+:meth:`TalkingHeadPipeline.generate` is the data flow of the README in numbered steps, each a method a notebook
+can call alone:
 
-    1. ``prepare_source``        detect, crop (``preprocess``), align, regress the first-frame coefficients [73]
-    2. ``prepare_audio``         16 kHz mono, mel windows [T, 1, 80, 16], blink ratio [T]
-    3. ``audio_to_coefficients`` ExpNet (beta_0, blink) + PoseVAE (style, seeded z) -> [T, 70]; reference videos
-    4. ``render``                MappingNet windows (radius 13) + face-vid2vid, the source encoded once,
-                                 ``batch_size`` consecutive frames at a time, streamed
-    5. ``generate``              1-4, then paste-back (full modes), optional enhancement, mp4 + audio
+    1. ``load_speech``           16 kHz mono, mel windows [T, 1, 80, 16]
+    2. ``prepare_source``        detect, crop (``preprocess``), align, regress the first-frame coefficients [73]
+    3. ``audio_to_coefficients`` blink ratio [T]; ExpNet (beta_0, blink) + PoseVAE (style, seeded z) -> [T, 70];
+                                 reference videos
+    4. ``driving_windows``       expression scale / still / full-mode columns, MappingNet windows (radius 13),
+                                 camera overrides
+    5. ``render``                face-vid2vid, the source encoded once, ``batch_size`` consecutive frames at a
+                                 time, streamed (``steps.render.render_stream``: the one render loop)
+    6. ``finish_frame``          resize to the crop, optional enhancement, paste-back (full modes); frames are
+                                 written to the mp4 as they come, so memory does not grow with the audio length
 
-Frames are streamed into the mp4 as they are rendered, so memory does not grow with the audio length.
-Options mirror the official ``inference.py`` flags (see ``GenerationOptions``).
+The networks live in :class:`~sadtalker_lib.wrapper.Models` (device, precision, weights; paper-level
+operations). Options mirror the official ``inference.py`` flags (see ``GenerationOptions``).
 """
 from __future__ import annotations
 
 import os
 import random
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -25,20 +31,20 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import semantics as sem
-from .animate import SourceEncoding, encode_source, render_step
 from .audio import DEFAULT_CONFIG, AudioError, AudioFeatures, load_audio, prepare_audio
-from .audio2coeff import CoeffPrediction, add_reference_pose, audio_to_coefficients, tile_sequence
+from .audio2coeff import CoeffPrediction, add_reference_pose, tile_sequence
 from .blink import blink_ratio
-from .official.io import CheckpointError, find_official_file, load_official
+from .coeffs import EXP, MOTION_DIM, POSE
 from .face.align import CropInfo, PreparedPortrait, align_img, crop, flip_y, prepare_portrait, standard_landmarks_5
 from .face.paste import paste_frame, render_frame_size
 from .morphable.model import coeffs_73
-from .official.registry import build_network, read_configs
-from .official import OFFICIAL_NETWORKS, SAFETENSORS_FILE
+from .steps.render import RenderedBatch, render_stream
+from .steps.windows import DrivingWindows, driving_windows, is_full_preprocess
 from .video import VideoWriter, read_video
+from .wrapper import NETWORKS, Models
 
-__all__ = ["GenerationOptions", "SourceInfo", "GenerationResult", "TalkingHeadPipeline", "MAX_AUDIO_SECONDS"]
+__all__ = ["GenerationOptions", "SourceInfo", "GenerationResult", "TalkingHeadPipeline", "Models",
+           "MAX_AUDIO_SECONDS"]
 
 SAMPLE_RATE = DEFAULT_CONFIG.sample_rate  # 16 kHz
 FPS = DEFAULT_CONFIG.fps  # 25: the official code hard-codes it
@@ -76,7 +82,7 @@ class GenerationOptions:
 
 @dataclass
 class SourceInfo:
-    """Step 1 output. image: uint8 [size, size, 3] the renderer's source; coeffs: [73] float32
+    """Step 2 output. image: uint8 [size, size, 3] the renderer's source; coeffs: [73] float32
     (exp 64 | angle 3 | trans 3 | crop s, tx, ty); coeffs_257: the regressor's full output;
     full_image: the original picture (uint8 RGB) for the paste-back; crop_info: the crop geometry."""
 
@@ -109,11 +115,11 @@ class GenerationResult:
 
     @property
     def exp(self) -> np.ndarray:
-        return self.coeffs[:, :64]
+        return self.coeffs[:, EXP]
 
     @property
     def pose(self) -> np.ndarray:
-        return self.coeffs[:, 64:70]
+        return self.coeffs[:, POSE]
 
 
 def _seeded(seed: int | None):
@@ -121,85 +127,64 @@ def _seeded(seed: int | None):
 
 
 class TalkingHeadPipeline:
-    """All networks of the official inference path, in eval mode on one device.
+    """Files, options and the video loop around a :class:`Models` (all networks of the official inference path).
 
-    Build it from a checkpoint folder (:meth:`from_checkpoints`) or from modules (e.g. trained here).
-    ``mapping_full`` is needed only for the ``full`` / ``extfull`` modes.
+    Build it from a checkpoint folder (:meth:`from_checkpoints`), from a :class:`Models` (``models=``), or from
+    modules (e.g. trained here). ``mapping_full`` is needed only for the ``full`` / ``extfull`` modes. The
+    networks stay reachable as attributes (``pipe.generator`` ...).
     """
 
-    def __init__(self, *, regressor, expnet, posevae, kp_detector, generator, mapping_crop, mapping_full=None,
-                 size: int = 256, device: str | torch.device = "cpu", detector=None, name: str = "custom"):
-        self.device = torch.device(device)
+    def __init__(self, *, models: Models | None = None, size: int = 256, device: str | torch.device = "cpu",
+                 detector=None, name: str = "custom", **networks):
+        unknown = set(networks) - set(NETWORKS)
+        if unknown:
+            raise TypeError(f"unknown networks {sorted(unknown)}; expected some of {list(NETWORKS)}")
+        self.models = models if models is not None else Models(**networks, device=device, name=name)
         self.size = int(size)
-        self.name = name
         self.detector = detector
-        mods = dict(regressor=regressor, expnet=expnet, posevae=posevae, kp_detector=kp_detector,
-                    generator=generator, mapping_crop=mapping_crop, mapping_full=mapping_full)
-        for k, m in mods.items():
-            if m is not None:
-                m.eval().to(self.device)
-            setattr(self, k, m)
 
-    # ------------------------------------------------------------------------------------------
+    def __getattr__(self, attr):  # the networks (pipe.generator, ...) are the wrapper's
+        if attr in NETWORKS and "models" in self.__dict__:
+            return getattr(self.models, attr)
+        raise AttributeError(f"{type(self).__name__} has no attribute '{attr}'")
+
+    @property
+    def device(self) -> torch.device:
+        return self.models.device
+
+    @property
+    def name(self) -> str:
+        return self.models.name
+
     @classmethod
     def from_checkpoints(cls, folder: str | os.PathLike, *, size: int = 256, device: str = "cpu",
                          old_version: bool = False, preprocess: str | None = None, detector=None,
-                         progress: bool = True) -> "TalkingHeadPipeline":
-        """Load every network from ``folder`` (official files, or trained-here files + ``sadtalker_lab.json``).
+                         progress: bool = True, dtype: torch.dtype = torch.float32) -> "TalkingHeadPipeline":
+        """Load every network from ``folder`` (:meth:`Models.from_checkpoints`: official files, or trained-here
+        files + ``sadtalker_lab.json``); ``dtype``: the renderer's precision (float32 unless on a GPU)."""
+        models = Models.from_checkpoints(folder, size=size, device=device, dtype=dtype, old_version=old_version,
+                                         preprocess=preprocess, progress=progress)
+        return cls(models=models, size=size, detector=detector)
 
-        Like the official ``init_path``: the ``SadTalker_V0.0.2_{size}.safetensors`` when present (unless
-        ``old_version``), else the old ``.pth`` files; the mapping nets always from their ``.pth.tar``.
-        """
-        folder = Path(folder)
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise RuntimeError("--device cuda was asked for, but torch sees no CUDA device; use --device cpu")
-        needed = cls.required_files(size=size, old_version=old_version, preprocess=preprocess)
-        if not folder.is_dir() or not any((folder / f).is_file() for f in needed):
-            raise CheckpointError(
-                f"checkpoint folder {folder} is missing or holds none of the needed files. Needed: "
-                + ", ".join(needed) + f". Put the official SadTalker checkpoints there (README: 'Official "
-                "checkpoints'), or train the project's own models with `make main`."
-            )
-        missing = [f for f in needed if not (folder / f).is_file()]
-        if missing:
-            raise CheckpointError(f"checkpoint folder {folder} lacks: {', '.join(missing)} (needed for size {size}"
-                                  + (", old version" if old_version else "") + f", preprocess {preprocess or 'crop'})")
-        configs = read_configs(folder)
-        nets = {}
-        names = [("regressor", "face_3drecon"), ("expnet", "audio2exp"), ("posevae", "audio2pose"),
-                 ("kp_detector", "kp_extractor"), ("generator", "generator"), ("mapping_crop", "mapping_crop"),
-                 ("mapping_full", "mapping_full")]
-        for attr, net in tqdm(names, desc="load checkpoints", disable=not progress):
-            spec = OFFICIAL_NETWORKS[net]
-            if net == "mapping_full" and not (folder / spec.pth_file).is_file():
-                nets[attr] = None
-                continue
-            src = folder / spec.pth_file if old_version else find_official_file(net, folder, size=size)
-            nets[attr] = load_official(build_network(net, configs.get(net)), net, src, size=size)
-        label = "trained-here" if configs else "official"
-        return cls(**nets, size=size, device=device, detector=detector, name=f"{label} ({folder})")
+    required_files = staticmethod(Models.required_files)
 
-    @staticmethod
-    def required_files(*, size: int = 256, old_version: bool = False, preprocess: str | None = None) -> list[str]:
-        """The checkpoint file names this configuration reads."""
-        mapping = "mapping_full" if preprocess in ("full", "extfull") else "mapping_crop"
-        if old_version:
-            files = [OFFICIAL_NETWORKS[n].pth_file for n in ("audio2exp", "audio2pose", "face_3drecon", "generator")]
-        else:
-            files = [SAFETENSORS_FILE.format(size=size)]
-        return list(dict.fromkeys(files + [OFFICIAL_NETWORKS[mapping].pth_file]))
+    def regress(self, aligned_224: np.ndarray) -> np.ndarray:
+        """Aligned crops uint8 [N, 224, 224, 3] (or one [224, 224, 3]) -> coefficients [N, 257]."""
+        return self.models.regress(aligned_224)
 
     # ------------------------------------------------------------------------------------------
     # Step 1
-    @torch.no_grad()
-    def regress(self, aligned_224: np.ndarray) -> np.ndarray:
-        """Aligned crops uint8 [N, 224, 224, 3] (or one [224, 224, 3]) -> coefficients [N, 257]."""
-        x = np.asarray(aligned_224)
-        if x.ndim == 3:
-            x = x[None]
-        t = torch.from_numpy(x.astype(np.float32) / 255.0).permute(0, 3, 1, 2).to(self.device)
-        return self.regressor(t).cpu().numpy()
+    def load_speech(self, audio) -> AudioFeatures:
+        """A path or ``(samples, sample_rate)`` -> :class:`AudioFeatures` (16 kHz, mel windows); refuses > 1 h."""
+        wav = load_audio(*audio) if isinstance(audio, tuple) else load_audio(audio)
+        if len(wav) / SAMPLE_RATE > MAX_AUDIO_SECONDS:
+            raise AudioError(f"audio {audio if not isinstance(audio, tuple) else '(array)'} lasts "
+                             f"{len(wav) / SAMPLE_RATE / 60:.1f} min; the limit is {MAX_AUDIO_SECONDS / 60:.0f} "
+                             "min. Split it into shorter files and generate each.")
+        return prepare_audio(wav, SAMPLE_RATE)
 
+    # ------------------------------------------------------------------------------------------
+    # Step 2
     def prepare_source(self, image, preprocess: str = "crop") -> SourceInfo:
         """Portrait (path, array or PIL) -> :class:`SourceInfo` (official ``CropAndExtract.generate``)."""
         from .face.detect import load_image
@@ -242,64 +227,61 @@ class TalkingHeadPipeline:
         return coeffs_73(torch.from_numpy(c257), crop_params).numpy().astype(np.float32)
 
     # ------------------------------------------------------------------------------------------
-    # Steps 2-3
-    def audio_to_coefficients(self, source: SourceInfo, audio: AudioFeatures, opts: GenerationOptions) -> CoeffPrediction:
+    # Step 3
+    def audio_to_coefficients(self, source: SourceInfo, audio: AudioFeatures,
+                              opts: GenerationOptions) -> CoeffPrediction:
         """ExpNet + PoseVAE over the clip, with the reference-video and blink options."""
         t = audio.num_frames
-        ref = np.repeat(source.coeffs[None, :70], t, axis=0)  # beta_0 / rho_0 per frame, as get_data builds it
+        ref = np.repeat(source.coeffs[None, :MOTION_DIM], t, axis=0)  # beta_0 / rho_0 per frame, as get_data builds
         rng = random.Random(opts.seed) if opts.seed is not None else None
         blink = blink_ratio(opts.blink, t, rng=rng)
         if opts.ref_eyeblink is not None:  # its expression replaces beta_0; the official code zeroes the blinks
-            ref[:, :64] = tile_sequence(self.video_coefficients(opts.ref_eyeblink)[:, :64], t)
+            ref[:, EXP] = tile_sequence(self.video_coefficients(opts.ref_eyeblink)[:, EXP], t)
             blink = np.zeros_like(blink)
-        mels = audio.batch().to(self.device)  # [1, T, 1, 80, 16]
-        with torch.no_grad():
-            pred = audio_to_coefficients(self.expnet, self.posevae, mels, torch.from_numpy(ref)[None].to(self.device),
-                                         torch.from_numpy(blink).to(self.device), pose_style=opts.pose_style,
-                                         generator=_seeded(opts.seed))
+        pred = self.models.coefficients(audio.batch(), ref, blink, pose_style=opts.pose_style,
+                                        generator=_seeded(opts.seed))
         if opts.ref_pose is not None:
             pred.coeffs = add_reference_pose(pred.coeffs, self.video_coefficients(opts.ref_pose))
         return pred
 
     # ------------------------------------------------------------------------------------------
     # Step 4
-    def mapping_for(self, preprocess: str):
-        if sem.is_full_preprocess(preprocess):
-            if self.mapping_full is None:
-                raise CheckpointError("preprocess 'full' / 'extfull' needs mapping_00109-model.pth.tar (73-channel "
-                                      "MappingNet) in the checkpoint folder")
-            return self.mapping_full
-        return self.mapping_crop
+    @staticmethod
+    def driving_windows(source: SourceInfo | np.ndarray, coeffs: np.ndarray, opts: GenerationOptions) -> DrivingWindows:
+        """Generated coefficients [T, 70] -> the MappingNet windows of every frame (cut lazily, one batch at a
+        time), with ``still`` / ``expression_scale`` / the full-mode crop columns / ``--input_yaw`` ... applied.
+        source: a :class:`SourceInfo` or its coefficients [73]."""
+        src = source.coeffs if isinstance(source, SourceInfo) else source
+        return driving_windows(coeffs, np.asarray(src, dtype=np.float32), preprocess=opts.preprocess,
+                               still=opts.still, expression_scale=opts.expression_scale, input_yaw=opts.input_yaw,
+                               input_pitch=opts.input_pitch, input_roll=opts.input_roll)
 
-    def source_tensor(self, source: SourceInfo) -> torch.Tensor:
-        """uint8 [S, S, 3] -> [1, 3, S, S] in [0, 1] (skimage ``img_as_float32``, as ``get_facerender_data``)."""
-        return torch.from_numpy(source.image.astype(np.float32) / 255.0).permute(2, 0, 1)[None].to(self.device)
+    # ------------------------------------------------------------------------------------------
+    # Step 5
+    def render_batches(self, source: SourceInfo | np.ndarray, coeffs: np.ndarray, opts: GenerationOptions, *,
+                       source_coeffs: np.ndarray | None = None, start: int = 0, stop: int | None = None,
+                       progress: bool = True) -> Iterator[RenderedBatch]:
+        """The one render loop (``steps.render.render_stream``) over frames start .. stop-1: yields
+        :class:`RenderedBatch` es (frames [B, 3, S, S] in [0, 1], driven keypoints [B, K, 3]).
+
+        source: a :class:`SourceInfo`, or the renderer's source image (uint8 [S, S, 3] or [1, 3, S, S] in
+        [0, 1]) with its coefficients [73] in ``source_coeffs``."""
+        if isinstance(source, SourceInfo):
+            image, source_coeffs = source.image, source.coeffs
+        else:
+            image = source
+        windows = self.driving_windows(source_coeffs, coeffs, opts)
+        yield from render_stream(self.models, image, windows, full=is_full_preprocess(opts.preprocess),
+                                 batch_size=opts.batch_size, start=start, stop=stop, progress=progress)
 
     def render(self, source: SourceInfo, coeffs: np.ndarray, opts: GenerationOptions,
                progress: bool = True) -> Iterator[np.ndarray]:
-        """Yield rendered frames in order, float32 [B, H, W, 3] in [0, 1], ``batch_size`` at a time.
+        """Yield rendered frames in order, float32 [B, H, W, 3] in [0, 1], ``batch_size`` at a time."""
+        for batch in self.render_batches(source, coeffs, opts, progress=progress):
+            yield batch.frames.permute(0, 2, 3, 1).numpy()
 
-        The source (keypoints, appearance volume, source semantics) is encoded once per call.
-        """
-        full = sem.is_full_preprocess(opts.preprocess)
-        mapping = self.mapping_for(opts.preprocess)
-        target = sem.target_coefficients(coeffs, source.coeffs, full=full, still=opts.still,
-                                         expression_scale=opts.expression_scale)  # [T, C]
-        # the [T, C, 27] windows are cut one batch at a time (below): memory stays flat with the clip's length
-        width = sem.FULL_DIM if full else sem.MOTION_DIM
-        src_sem = sem.source_window(np.asarray(source.coeffs[:width], dtype=np.float32)).to(torch.float32)[None]
-        t = target.shape[0]
-        angles = {n: (None if v is None else torch.as_tensor(sem.camera_degrees(v, t), dtype=torch.float32))
-                  for n, v in (("yaw", opts.input_yaw), ("pitch", opts.input_pitch), ("roll", opts.input_roll))}
-        enc: SourceEncoding = encode_source(self.source_tensor(source), src_sem.to(self.device),
-                                            kp_detector=self.kp_detector, generator=self.generator, mapping=mapping)
-        bs = opts.batch_size
-        for i in tqdm(range(0, t, bs), desc="render", total=-(-t // bs), disable=not progress):
-            win = sem.frame_windows(target, start=i, stop=i + bs).to(torch.float32).to(self.device)  # [B, C, 27]
-            over = {n: (None if a is None else a[i:i + bs].to(self.device)) for n, a in angles.items()}
-            frames, _ = render_step(enc, win, generator=self.generator, mapping=mapping, **over)
-            yield frames.permute(0, 2, 3, 1).float().cpu().numpy()
-
+    # ------------------------------------------------------------------------------------------
+    # Step 6
     def finish_frame(self, frame: np.ndarray, source: SourceInfo, opts: GenerationOptions, enhancer=None) -> np.ndarray:
         """A rendered frame float [S, S, 3] -> the output frame uint8: resized to the crop's aspect
         (official ``AnimateFromCoeff.generate``), optionally enhanced, pasted back in the full modes."""
@@ -313,16 +295,16 @@ class TalkingHeadPipeline:
             out = cv2.resize(img, (w, h)) if (w, h) != img.shape[1::-1] else img
         if enhancer is not None:
             out = enhancer(out)
-        if sem.is_full_preprocess(source.preprocess):
+        if is_full_preprocess(source.preprocess):
             out = paste_frame(out, source.full_image, source.crop_info, extended=source.preprocess == "extfull",
                               seamless=opts.seamless)
         return out
 
     # ------------------------------------------------------------------------------------------
-    # Step 5
     def generate(self, image, audio, out: str | os.PathLike | None = None, *, keep_frames: bool = False,
                  progress: bool = True, options: GenerationOptions | None = None, **kwargs) -> GenerationResult:
-        """Portrait + speech -> talking-head video. ``kwargs`` are :class:`GenerationOptions` fields.
+        """Portrait + speech -> talking-head video: steps 1-6 of the module docstring. ``kwargs`` are
+        :class:`GenerationOptions` fields.
 
         ``image``: path / array / PIL image. ``audio``: a path or ``(samples, sample_rate)``.
         ``out``: mp4 path (written atomically, with the input audio muxed in); None renders without a file
@@ -331,48 +313,25 @@ class TalkingHeadPipeline:
         opts = options or GenerationOptions(**kwargs)
         if opts.seed is not None:
             random.seed(opts.seed)
-        timings = {}
+        timings: dict[str, float] = {}
         t0 = time.perf_counter()
         writer = VideoWriter(out, fps=FPS) if out is not None else None  # fails early on an unwritable path
         try:
-            wav = load_audio(audio) if not isinstance(audio, tuple) else load_audio(*audio)
-            if len(wav) / SAMPLE_RATE > MAX_AUDIO_SECONDS:
-                raise AudioError(f"audio {audio if not isinstance(audio, tuple) else '(array)'} lasts "
-                                 f"{len(wav) / SAMPLE_RATE / 60:.1f} min; the limit is {MAX_AUDIO_SECONDS / 60:.0f} "
-                                 "min. Split it into shorter files and generate each.")
-            aud = prepare_audio(wav, SAMPLE_RATE)
-            timings["audio"] = time.perf_counter() - t0
-            t1 = time.perf_counter()
-            source = self.prepare_source(image, opts.preprocess)
-            timings["preprocess"] = time.perf_counter() - t1
-            t1 = time.perf_counter()
-            pred = self.audio_to_coefficients(source, aud, opts)
-            timings["audio_to_coeffs"] = time.perf_counter() - t1
+            with _timed(timings, "audio"):
+                aud = self.load_speech(audio)  # 1
+            with _timed(timings, "preprocess"):
+                source = self.prepare_source(image, opts.preprocess)  # 2
+            with _timed(timings, "audio_to_coeffs"):
+                pred = self.audio_to_coefficients(source, aud, opts)  # 3
             enhancer = _load_enhancer(opts.enhancer)
             kept = [] if keep_frames else None
-            render_s, encode_s, n = 0.0, 0.0, 0
-            t1 = time.perf_counter()
-            for batch in self.render(source, pred.coeffs, opts, progress=progress):
-                t2 = time.perf_counter()
-                render_s += t2 - t1
-                for f in batch:
-                    if n >= aud.num_frames:
-                        break
-                    frame = self.finish_frame(f, source, opts, enhancer)
-                    if writer is not None:
-                        writer.write(frame)
-                    if kept is not None:
-                        kept.append(frame)
-                    n += 1
-                t1 = time.perf_counter()
-                encode_s += t1 - t2
-            timings["render"], timings["paste_encode"] = render_s, encode_s
+            frames = self.render(source, pred.coeffs, opts, progress=progress)  # 4-5 (lazy: runs in the loop)
+            n = self._write_frames(frames, source, opts, enhancer, writer, kept, aud.num_frames, timings)  # 6
             path = None
             if writer is not None:
-                t1 = time.perf_counter()
-                writer.audio = (aud.wav, aud.sample_rate)
-                path = writer.close()
-                timings["paste_encode"] += time.perf_counter() - t1
+                with _timed(timings, "paste_encode"):
+                    writer.audio = (aud.wav, aud.sample_rate)
+                    path = writer.close()
         except BaseException:
             if writer is not None:
                 writer.abort()
@@ -380,6 +339,37 @@ class TalkingHeadPipeline:
         timings["total"] = time.perf_counter() - t0
         return GenerationResult(video_path=path, source=source, audio=aud, coeffs=pred.coeffs, prediction=pred,
                                 frames=np.stack(kept) if kept else None, num_frames=n, timings=timings)
+
+    def _write_frames(self, batches, source: SourceInfo, opts: GenerationOptions, enhancer, writer, kept,
+                      num_frames: int, timings: dict[str, float]) -> int:
+        """Step 6 over the streamed batches: finish each frame, write / keep it; time render and paste+encode."""
+        render_s, encode_s, n = 0.0, 0.0, 0
+        t1 = time.perf_counter()
+        for batch in batches:
+            t2 = time.perf_counter()
+            render_s += t2 - t1
+            for f in batch:
+                if n >= num_frames:
+                    break
+                frame = self.finish_frame(f, source, opts, enhancer)
+                if writer is not None:
+                    writer.write(frame)
+                if kept is not None:
+                    kept.append(frame)
+                n += 1
+            t1 = time.perf_counter()
+            encode_s += t1 - t2
+        timings["render"], timings["paste_encode"] = render_s, encode_s
+        return n
+
+
+@contextmanager
+def _timed(timings: dict[str, float], key: str):
+    t = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[key] = timings.get(key, 0.0) + time.perf_counter() - t
 
 
 def _load_enhancer(name: str | None):

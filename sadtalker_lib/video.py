@@ -4,12 +4,15 @@
   track in at the end. Frames go straight to ffmpeg's stdin, so memory stays flat however long the
   video is. The file is written under a temporary name and renamed only when complete: a failure never
   leaves a half-written video at the requested path.
-* :func:`read_video` decodes frames (resampled to a given fps) and :func:`read_video_audio` the audio
-  track (16 kHz mono float32), for reference videos and evaluation.
+* :func:`read_video` decodes frames (resampled to a given fps, optionally centre-cropped to a square and
+  resized) and :func:`decode_audio` any file's first audio stream (mono s16 at a given rate -> float32);
+  :func:`read_video_audio` is the audio track of a video (16 kHz), for reference videos and evaluation.
+
+This is the project's one ffmpeg reader: ``audio.load_audio`` (compressed audio), ``metrics.video_io`` and the
+corpus builders decode through it.
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
@@ -18,18 +21,42 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["VideoError", "ffmpeg_exe", "VideoWriter", "write_video", "read_video", "read_video_audio", "probe_video"]
+__all__ = ["VideoError", "FFmpegError", "VIDEO_SUFFIXES", "ffmpeg_exe", "VideoWriter", "write_video", "read_video",
+           "decode_audio", "read_video_audio", "probe_video"]
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")  # what a "folder of videos" holds
 
 
 class VideoError(RuntimeError):
     """A video cannot be read or written."""
 
 
-def ffmpeg_exe() -> str:
-    """Path of the ffmpeg binary bundled with imageio-ffmpeg."""
-    import imageio_ffmpeg
+class FFmpegError(VideoError):
+    """ffmpeg could not decode a file; ``detail`` is its last message line."""
 
-    return imageio_ffmpeg.get_ffmpeg_exe()
+    def __init__(self, what: str, detail: str):
+        super().__init__(f"cannot decode {what}: ffmpeg says '{detail}'")
+        self.detail = detail
+
+
+def ffmpeg_exe() -> str:
+    """Path of the ffmpeg binary bundled with imageio-ffmpeg (:class:`VideoError` with the install hint if absent)."""
+    try:
+        import imageio_ffmpeg
+
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except Exception as e:  # noqa: BLE001 - any failure to find the binary is reported the same way
+        raise VideoError(f"the ffmpeg binary of the 'imageio-ffmpeg' package is needed ({e}). "
+                         "Install it (pip install imageio-ffmpeg)") from e
+
+
+def _decode(args: list[str], what: str) -> bytes:
+    """Run ``ffmpeg -nostdin -v error <args>`` writing raw data to stdout; :class:`VideoError` on failure."""
+    r = subprocess.run([ffmpeg_exe(), "-nostdin", "-v", "error", *args], capture_output=True)
+    if r.returncode != 0:
+        lines = r.stderr.decode(errors="replace").strip().splitlines()
+        raise FFmpegError(what, lines[-1] if lines else f"exit status {r.returncode}")
+    return r.stdout
 
 
 def _check_writable(path: Path) -> None:
@@ -99,7 +126,8 @@ class VideoWriter:
         try:
             self._proc.stdin.write(np.ascontiguousarray(frame).tobytes())
         except BrokenPipeError as e:
-            raise VideoError(f"ffmpeg stopped while encoding: {self._proc.stderr.read().decode(errors='replace')}") from e
+            err = self._proc.stderr.read().decode(errors="replace")
+            raise VideoError(f"ffmpeg stopped while encoding: {err}") from e
         self.frames_written += 1
 
     def close(self) -> Path:
@@ -182,32 +210,45 @@ def probe_video(path: str | os.PathLike) -> dict:
 
 
 def read_video(path: str | os.PathLike, fps: float | None = 25.0, max_frames: int | None = None,
-               size: tuple[int, int] | None = None) -> np.ndarray:
+               size: tuple[int, int] | None = None, *, crop_square: bool = False,
+               scale_flags: str | None = None) -> np.ndarray:
     """Decode a video into uint8 frames [T, H, W, 3] (RGB), resampled to ``fps`` (None: native rate).
 
-    ``size`` = (width, height) rescales while decoding.
+    ``size`` = (width, height) rescales while decoding (``scale_flags``: ffmpeg's scaler, e.g. "area"; None: its
+    default, bicubic). ``crop_square`` first centre-crops a non-square frame to a square (with ``size``).
     """
     info = probe_video(path)
-    w, h = (info["width"], info["height"]) if size is None else size
-    cmd = [ffmpeg_exe(), "-loglevel", "error", "-i", str(path)]
+    w, h = info["width"], info["height"]
     vf = []
     if fps is not None:
         vf.append(f"fps={fps}")
+    if crop_square and size is not None and w != h:
+        w = h = min(w, h)
+        vf.append(f"crop={w}:{h}")
     if size is not None:
-        vf.append(f"scale={w}:{h}")
+        w, h = size
+        vf.append(f"scale={w}:{h}" + (f":flags={scale_flags}" if scale_flags else ""))
+    args = ["-i", str(path)]
     if vf:
-        cmd += ["-vf", ",".join(vf)]
+        args += ["-vf", ",".join(vf)]
     if max_frames is not None:
-        cmd += ["-frames:v", str(int(max_frames))]
-    cmd += ["-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
-    r = subprocess.run(cmd, capture_output=True)
-    if r.returncode != 0:
-        raise VideoError(f"cannot decode {path}: {r.stderr.decode(errors='replace')}")
-    frames = np.frombuffer(r.stdout, np.uint8)
+        args += ["-frames:v", str(int(max_frames))]
+    frames = np.frombuffer(_decode(args + ["-f", "rawvideo", "-pix_fmt", "rgb24", "-"], str(path)), np.uint8)
     n = frames.size // (w * h * 3)
     if n == 0:
         raise VideoError(f"{path} decoded to no frames")
     return frames[: n * w * h * 3].reshape(n, h, w, 3)
+
+
+def decode_audio(path: str | os.PathLike, sample_rate: int = 16000) -> np.ndarray:
+    """The first audio stream of any ffmpeg-readable file as mono float32 [N] at ``sample_rate`` (s16 / 32768).
+
+    :class:`FFmpegError` when ffmpeg cannot decode it; an empty array when it decodes to no samples.
+    """
+    args = ["-i", str(path), "-vn", "-map", "0:a:0", "-f", "s16le", "-acodec", "pcm_s16le", "-ac", "1",
+            "-ar", str(int(sample_rate)), "-"]
+    data = _decode(args, f"the audio of {path}")
+    return np.frombuffer(data[: len(data) // 2 * 2], "<i2").astype(np.float32) / 32768.0
 
 
 def read_video_audio(path: str | os.PathLike, sample_rate: int = 16000) -> np.ndarray:
@@ -215,9 +256,4 @@ def read_video_audio(path: str | os.PathLike, sample_rate: int = 16000) -> np.nd
     info = probe_video(path)
     if not info["has_audio"]:
         raise VideoError(f"{path} has no audio track; lip-sync metrics and audio-driven steps need one.")
-    cmd = [ffmpeg_exe(), "-loglevel", "error", "-i", str(path), "-vn", "-ac", "1", "-ar", str(sample_rate),
-           "-f", "s16le", "-"]
-    r = subprocess.run(cmd, capture_output=True)
-    if r.returncode != 0:
-        raise VideoError(f"cannot decode the audio of {path}: {r.stderr.decode(errors='replace')}")
-    return np.frombuffer(r.stdout, np.int16).astype(np.float32) / 32768.0
+    return decode_audio(path, sample_rate)

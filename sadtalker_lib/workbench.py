@@ -95,13 +95,14 @@ def _train_models(run: _Run, cfg: MainConfig, corpus: Path, train_ids, held_ids)
 
     from .data.corpus import CorpusDataset
     from .official.registry import save_networks
-    from .train.expnet_trainer import ExpNetTrainConfig, train_expnet
-    from .train.facerender_trainer import (FaceRenderClips, FaceVid2VidTrainConfig, MappingTrainConfig,
-                                           train_facevid2vid, train_mapping)
-    from .train.posevae_trainer import PoseVAETrainConfig, train_posevae
-    from .train.regressor_trainer import (RegressorTrainConfig, build_regressor_data, save_regressor,
-                                          split_regressor_data, train_regressor)
-    from .train.windows import exp_windows_from_dataset, pose_windows_from_dataset
+    from .train.expnet import ExpNetTrainConfig, train_expnet
+    from .data.frames import FaceRenderClips
+    from .data.portraits import build_regressor_data, split_regressor_data
+    from .train.facevid2vid import FaceVid2VidTrainConfig, train_facevid2vid
+    from .train.mapping import MappingTrainConfig, train_mapping
+    from .train.posevae import PoseVAETrainConfig, train_posevae
+    from .train.regressor import RegressorTrainConfig, save_regressor, train_regressor
+    from .data.windows import exp_windows_from_dataset, pose_windows_from_dataset
 
     models = run.folder / "models"
     train_dir = run.folder / "training"
@@ -143,7 +144,7 @@ def _train_models(run: _Run, cfg: MainConfig, corpus: Path, train_ids, held_ids)
         run.histories["MappingNet"] = (mp.history, ["keypoint_l1", "image_l1"])
         run.summary["MappingNet held-out keypoint L1 (Eq. 14)"] = (mp.history.first("keypoint_l1"),
                                                                      mp.history.last("keypoint_l1"))
-    nets = {"audio2exp": exp.model, "audio2pose": pose.model, "kp_extractor": fv.renderer.kp_detector,
+    nets = {"audio2exp": exp.model, "audio2pose": pose.model, "kp_extractor": fv.renderer.kp_extractor,
             "generator": fv.renderer.generator, "mapping_crop": mp.mapping}
     configs = {n: m.config for n, m in nets.items()}
     torch.manual_seed(cfg.seed)
@@ -172,7 +173,7 @@ def _generate(run: _Run, cfg: MainConfig, models: Path, size: int):
 def _evaluate(run: _Run, cfg: MainConfig, corpus: Path, held_ids, video: Path):
     import skimage.data
 
-    from sadtalker_lib.metrics.syncnet_train import train_syncnet_on_corpus
+    from sadtalker_lib.train.syncnet import train_syncnet_on_corpus
     from sadtalker_lib.metrics.tables import evaluate
 
     from .data.corpus import load_clip
@@ -241,7 +242,7 @@ def run_main(out_dir: str | os.PathLike = "runs", checkpoints: str | os.PathLike
     import torch
 
     from .report import Report
-    from .train.common import seed_everything
+    from .train.loop import seed_everything
 
     cfg = config or (MainConfig.quick() if quick else MainConfig())
     seed_everything(cfg.seed)

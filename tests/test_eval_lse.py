@@ -12,7 +12,7 @@ from sadtalker_lib.metrics.lse import (VSHIFT, SyncNetScorer, face_crops, lse, l
                       syncnet_mfcc)
 from sadtalker_lib.metrics.mfcc import mfcc
 from sadtalker_lib.metrics.syncnet import OFFICIAL_KEY_PREFIXES, SyncNet
-from sadtalker_lib.metrics.syncnet_train import SyncTrainConfig, make_pairs, save_trained_syncnet, train_syncnet
+from sadtalker_lib.train.syncnet import SyncTrainConfig, make_pairs, save_trained_syncnet, train_syncnet
 from sadtalker_lib.metrics.video_io import Clip, NoAudioTrackError
 from sadtalker_lib.metrics.weights import WeightsMissingError
 

@@ -1,4 +1,4 @@
-"""The trained-here SyncNet on the project's default corpus (eval.syncnet_train.train_syncnet_on_corpus):
+"""The trained-here SyncNet on the project's default corpus (train.syncnet.train_syncnet_on_corpus):
 crops + MFCC + mouth targets from corpus clips, the loss falls, the file lands where eval.lse looks for it, and
 the held-out before / after report has the protocol's numbers."""
 from __future__ import annotations
@@ -10,7 +10,7 @@ import torch
 from conftest import espeak_available, needs_espeak
 from sadtalker_lib.metrics.lse import SAMPLES_PER_FRAME, VSHIFT, load_syncnet
 from sadtalker_lib.metrics.syncnet import SyncNet
-from sadtalker_lib.metrics.syncnet_train import (CORPUS_TRAIN_DEFAULTS, SyncPair, SyncTrainConfig, corpus_sync_pairs,
+from sadtalker_lib.train.syncnet import (CORPUS_TRAIN_DEFAULTS, SyncPair, SyncTrainConfig, corpus_sync_pairs,
                                 multi_negative_loss, multiway_loss, recalibrate_batchnorm, sync_report,
                                 train_syncnet_on_corpus)
 

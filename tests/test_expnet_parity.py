@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from sadtalker_lib.audio2coeff import predict_expression
+from sadtalker_lib.audio2coeff import EXPNET_CHUNK_FRAMES, predict_expression
 from sadtalker_lib.official.io import load_official, official_state_dict, save_official_pth
 from sadtalker_lib.models.expnet import ExpNet, ExpNetConfig
-from sadtalker_lib.official import EXPNET_CHUNK_FRAMES, to_our_key
+from sadtalker_lib.official import to_our_key
 
 ROUTES = {
     "safetensors": "SadTalker_V0.0.2_256.safetensors",

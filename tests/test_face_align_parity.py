@@ -43,7 +43,8 @@ def test_standard_landmarks_constant_matches_mat_file():
 def test_extract_5p_and_y_flip(fixture):
     f = fixture("align")
     assert _maxdiff(flip_y(f["lm68_image_coords"], 256), f["lm68_yflipped"]) == 0.0
-    assert _maxdiff(flip_y(flip_y(f["lm68_image_coords"], 256), 256), f["lm68_image_coords"]) <= 1e-4  # float32 rounding
+    # float32 rounding
+    assert _maxdiff(flip_y(flip_y(f["lm68_image_coords"], 256), 256), f["lm68_image_coords"]) <= 1e-4
     lm5 = extract_5p(f["lm68_yflipped"])
     assert lm5.dtype == np.float32 and _maxdiff(lm5, f["lm5_from_68"]) == 0.0
 
@@ -52,7 +53,8 @@ def test_extract_5p_and_y_flip(fixture):
 def test_align_img_parity(fixture, suffix):
     f = fixture("align")
     lm = f["lm68_yflipped"] if suffix == "" else f["lm5_from_68"]
-    out = align_img(f["image_256_rgb"], lm, target_size=int(f["target_size"]), rescale_factor=float(f["rescale_factor"]))
+    out = align_img(f["image_256_rgb"], lm, target_size=int(f["target_size"]),
+                    rescale_factor=float(f["rescale_factor"]))
     d_params = _maxdiff(out.trans_params, f["trans_params" + suffix])
     d_img = _maxdiff(out.image, f["cropped_224" + suffix])
     d_lm = _maxdiff(out.landmarks, f["lm_new" + suffix])
@@ -90,7 +92,8 @@ def test_standard_landmarks_fallback_shape():
 
 @pytest.mark.parametrize(
     "lm, match",
-    [(np.zeros((10, 2)), "landmarks"), (np.zeros((68, 3)), "landmarks"), (np.full((5, 2), np.nan), "NaN"), (np.zeros((5, 2)), "degenerate")],
+    [(np.zeros((10, 2)), "landmarks"), (np.zeros((68, 3)), "landmarks"), (np.full((5, 2), np.nan), "NaN"),
+     (np.zeros((5, 2)), "degenerate")],
 )
 def test_align_img_bad_landmarks(lm, match):
     with pytest.raises(ValueError, match=match):

@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from sadtalker_lib import official
-from sadtalker_lib.face.align import CropInfo, align_face, crop, resize_square
-from sadtalker_lib.face.paste import paste_box, paste_frame, paste_frames, paste_location, render_frame_size, resize_patch
+from sadtalker_lib.face.align import CropInfo, align_face, crop, quad_ry_limit, resize_square
+from sadtalker_lib.face.paste import (paste_box, paste_frame, paste_frames, paste_location, render_frame_size,
+                                      resize_patch)
 
 pytestmark = pytest.mark.parity
 
@@ -33,7 +33,8 @@ def test_align_face_geometry(fixture):
     assert d_quad <= 1e-9
 
 
-@pytest.mark.parametrize("mode, key", [("crop", "crop_face"), ("full", "crop_face"), ("extcrop", "crop_extcrop_still"), ("extfull", "crop_extcrop_still")])
+@pytest.mark.parametrize("mode, key", [("crop", "crop_face"), ("full", "crop_face"), ("extcrop", "crop_extcrop_still"),
+                                       ("extfull", "crop_extcrop_still")])
 def test_crop_modes(fixture, mode, key):
     f = fixture("crop_geometry")
     img = f["input_image_rgb"]
@@ -72,9 +73,9 @@ def test_crop_bad_inputs(fixture):
 
 
 def test_quad_bottom_is_clamped_with_the_width(fixture):
-    """Quirk (official.quad_ry_limit): ry is bounded by the image width, not its height."""
+    """Quirk (align.quad_ry_limit): ry is bounded by the image width, not its height."""
     f = fixture("crop_geometry")
-    assert official.quad_ry_limit(800, 1200) == 800
+    assert quad_ry_limit(800, 1200) == 800
     lm = f["lm68"].copy()
     lm[:, 1] += 150.0 - lm[36:48, 1].mean()  # eyes at y = 150: the ~360 px face square passes a 300 px strip
     img = np.zeros((300, 2000, 3), np.uint8)

@@ -1,8 +1,11 @@
 """face-vid2vid renderer (KPDetector, OcclusionAwareSPADEGenerator), keypoint motion and the render loop.
 
 Parity against the official run (fixtures facerender.npz, facerender_512.npz, animation_steps.npz) on the
-seeded official-format checkpoints. Each heavy forward runs once per session (module-scoped fixtures):
-generator at 256 on 2 frames, at 512 on 1 frame, and the 6-frame animation.
+seeded official-format checkpoints. The render loop is checked as users run it: TalkingHeadPipeline.render_batches
+(the one streaming loop, batch_size 2 consecutive frames) on the mapping.npz clip, against the official
+make_animation frames 0..5 (animation_steps.npz) and frames 0, 38 (facerender.npz). Each heavy forward runs
+once per session (module-scoped fixtures): generator at 256 on 2 frames, at 512 on 1 frame, and 4 streamed
+batches of 2 frames.
 """
 from __future__ import annotations
 
@@ -12,7 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from sadtalker_lib.animate import make_animation
+from _official_batch import make_animation
+
 from sadtalker_lib.official.io import CheckpointError, load_official
 from sadtalker_lib.models.facevid2vid import (
     FaceVid2VidConfig,
@@ -22,12 +26,15 @@ from sadtalker_lib.models.facevid2vid import (
     make_coordinate_grid,
 )
 from sadtalker_lib.models.mapping import MappingNet, MappingNetConfig
-from sadtalker_lib.motion import (
+from sadtalker_lib.pipeline import GenerationOptions, Models, TalkingHeadPipeline
+from sadtalker_lib.steps.keypoints import (
+    OFFICIAL_PI,
     get_rotation_matrix,
     headpose_pred_to_degree,
     keypoint_transformation,
 )
-from sadtalker_lib.official import OFFICIAL_PI, spectral_norm_eval_weight
+from sadtalker_lib.steps.render import render_stream
+from sadtalker_lib.steps.windows import driving_windows
 
 KP_ATOL = 1e-5  # keypoints (official rerun noise ~1e-6)
 PIXEL_ATOL = 5e-4  # rendered frames in [0, 1] (official 1- vs 2-thread noise up to 1.4e-4)
@@ -45,6 +52,18 @@ def _t(a) -> torch.Tensor:
 
 def _load(module, network, source, size=256):
     return load_official(module, network, source, size=size).eval()
+
+
+def spectral_norm_eval_weight(weight_orig, weight_u, weight_v):
+    """The conv weight that ``torch.nn.utils.spectral_norm`` uses in EVAL mode: W / (u . (W_mat v)).
+
+    Official quirk (src/facerender/modules/util.py SPADEResnetBlock, norm_G 'spadespectralinstance'): the SPADE
+    decoder's convs are spectral-normed, so the checkpoints hold ``weight_orig``, ``weight_u``, ``weight_v``. In
+    eval mode torch runs NO power iteration: sigma = u . (W_mat v) from the STORED u, v. A module left in train
+    mode would update u, v on every forward and drift from the official output.
+    """
+    w_mat = weight_orig.reshape(weight_orig.shape[0], -1)
+    return weight_orig / torch.dot(weight_u, torch.mv(w_mat, weight_v))
 
 
 def _he(f, prefix, step=None):
@@ -173,16 +192,7 @@ def test_spectral_norm_uses_stored_vectors_in_eval():
     assert torch.allclose(conv.weight, spectral_norm_eval_weight(conv.weight_orig, u, v))
 
 
-def test_make_animation_tiny_encodes_source_once_and_applies_overrides():
-    kp_det, gen = _tiny()
-    calls = {"encode": 0, "mapping": 0}
-    encode = gen.encode_source
-
-    def counting_encode(x):
-        calls["encode"] += 1
-        return encode(x)
-
-    gen.encode_source = counting_encode
+def _tiny_mapping(calls):
     g = torch.Generator().manual_seed(2)
     head = {k: torch.randn(1, n, generator=g) * 0.3 for k, n in (("yaw", 66), ("pitch", 66), ("roll", 66),
                                                                   ("t", 3), ("exp", 45))}
@@ -192,26 +202,67 @@ def test_make_animation_tiny_encodes_source_once_and_applies_overrides():
         s = sem.mean(dim=(1, 2))[:, None]
         return {k: v.expand(sem.shape[0], -1) * (1 + s) for k, v in head.items()}
 
-    src = torch.rand(2, 3, 64, 64)
-    sem_src, sem_tgt = torch.rand(2, 70, 27), torch.rand(2, 3, 70, 27)
-    anim = make_animation(src, sem_src, sem_tgt, kp_detector=kp_det, generator=gen, mapping=mapping)
-    assert calls == {"encode": 1, "mapping": 4}
-    assert anim.frames.shape == (2, 3, 3, 64, 64) and anim.kp_driving.shape == (2, 3, 15, 3)
-    with torch.no_grad():  # frame 1 equals a direct generator call
-        direct = gen(src, kp_source=anim.kp_source, kp_driving=anim.kp_driving[:, 1])["prediction"]
-    assert _maxdiff(anim.frames[:, 1], direct.numpy()) <= 1e-6
-    yaw = torch.tensor([0.0, 20.0, -10.0])
-    turned = make_animation(src, sem_src, sem_tgt, kp_detector=kp_det, generator=gen, mapping=mapping, yaw=yaw)
-    he1 = mapping(sem_tgt[:, 1])
-    expected = keypoint_transformation(anim.kp_canonical, he1, yaw=yaw[1].expand(2))
-    assert _maxdiff(turned.kp_driving[:, 1], expected.numpy()) <= 1e-6
-    assert torch.equal(turned.kp_source, anim.kp_source)  # the override drives only the target frames
-    with pytest.raises(ValueError, match="yaw"):
-        make_animation(src, sem_src, sem_tgt, kp_detector=kp_det, generator=gen, mapping=mapping, yaw=torch.zeros(4))
-    with pytest.raises(ValueError, match="target_semantics"):
-        make_animation(src, sem_src, sem_tgt[:, :, :60], kp_detector=kp_det, generator=gen, mapping=mapping)
+    return mapping
+
+
+def test_render_stream_tiny_encodes_source_once_and_applies_overrides():
+    kp_det, gen = _tiny()
+    calls = {"encode": 0, "mapping": 0}
+    encode = gen.encode_source
+
+    def counting_encode(x):
+        calls["encode"] += 1
+        return encode(x)
+
+    gen.encode_source = counting_encode
+    models = Models(kp_detector=kp_det, generator=gen, mapping_crop=_tiny_mapping(calls))
+    g = torch.Generator().manual_seed(4)
+    coeffs, src_coeffs, src = torch.randn(5, 70, generator=g), torch.randn(73, generator=g), torch.rand(1, 3, 64, 64)
+    windows = driving_windows(coeffs, src_coeffs)
+    out = list(render_stream(models, src, windows, batch_size=2, progress=False))
+    assert calls == {"encode": 1, "mapping": 1 + 3}  # the source once, then 3 batches (2, 2, 1 frames)
+    assert [b.start for b in out] == [0, 2, 4] and [b.frames.shape[0] for b in out] == [2, 2, 1]
+    assert out[0].frames.shape == (2, 3, 64, 64) and out[0].kp_driving.shape == (2, 15, 3)
+    enc = models.encode_source(src, windows.source)
+    with torch.no_grad():  # frames 2, 3 equal a direct generator call (source encoded again, with B = 2)
+        direct = gen(src.expand(2, -1, -1, -1), kp_source=enc.kp_source.expand(2, -1, -1),
+                     kp_driving=out[1].kp_driving)["prediction"]
+        cached = gen.render(enc.feature_3d.expand(2, -1, -1, -1, -1), kp_source=enc.kp_source.expand(2, -1, -1),
+                            kp_driving=out[1].kp_driving)["prediction"]
+    assert _maxdiff(out[1].frames, cached.numpy()) == 0
+    assert _maxdiff(out[1].frames, direct.numpy()) <= PIXEL_ATOL  # encoder batch size: float order (1.6e-4)
+    yaw = [0.0, 20.0]
+    turned = list(render_stream(models, src, driving_windows(coeffs, src_coeffs, input_yaw=yaw), batch_size=2,
+                                progress=False))
+    he = models.map_motion(next(windows.batches(2)).windows)
+    expected = keypoint_transformation(enc.kp_canonical.expand(2, -1, -1), he, yaw=torch.tensor([0.0, 5.0]))
+    assert _maxdiff(turned[0].kp_driving, expected.numpy()) <= 1e-6
+    assert _maxdiff(turned[2].kp_driving, out[2].kp_driving.numpy()) > 1e-3  # the head turned by frame 4
+    assert not Models(kp_detector=kp_det.train(), generator=gen).kp_detector.training  # the wrapper sets eval
+    kp_det.train()  # switched back behind the wrapper's back: refused, batch norm would use batch statistics
     with pytest.raises(ValueError, match="eval"):
-        make_animation(src, sem_src, sem_tgt, kp_detector=kp_det.train(), generator=gen, mapping=mapping)
+        next(render_stream(models, src, windows, progress=False))
+
+
+def test_streamed_frames_equal_the_official_batch_layout():
+    """The one render loop (B consecutive frames per call, source encoded once) gives the official
+    make_animation's frames (time split across the B rows, source re-encoded per call; tests/_official_batch.py)."""
+    kp_det, gen = _tiny()
+    models = Models(kp_detector=kp_det, generator=gen, mapping_crop=_tiny_mapping({"mapping": 0}))
+    g = torch.Generator().manual_seed(5)
+    coeffs, src_coeffs, src = torch.randn(6, 70, generator=g), torch.randn(73, generator=g), torch.rand(1, 3, 64, 64)
+    windows = driving_windows(coeffs, src_coeffs)
+    streamed = torch.cat([b.frames for b in render_stream(models, src, windows, batch_size=2, progress=False)])
+    from _official_batch import get_facerender_semantics
+
+    sem = get_facerender_semantics(coeffs, src_coeffs, batch_size=2)
+    anim = make_animation(src.expand(2, -1, -1, -1), sem.source_semantics, sem.target_semantics,
+                          kp_detector=kp_det, generator=gen, mapping=models.mapping_crop)
+    streamed_kp = torch.cat([b.kp_driving for b in render_stream(models, src, windows, batch_size=2, progress=False)])
+    assert _maxdiff(streamed_kp, sem.frames(anim.kp_driving).numpy()) <= 1e-6
+    # other batch partners change the generator's float summation order only (measured 2.0e-4 on these random
+    # tiny networks); the official-size comparison is test_animation_frames
+    assert _maxdiff(streamed, sem.frames(anim.frames).numpy()) <= PIXEL_ATOL
 
 
 # ---------------------------------------------------------------------------------------------
@@ -306,32 +357,63 @@ def test_prediction_512(facerender_512):
 
 
 # ---------------------------------------------------------------------------------------------
-# The render loop over 3 steps x batch 2 with the MappingNet on mapping_00229
+# The users' render path: TalkingHeadPipeline.render_batches, batch_size 2, mapping_00229
 # ---------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def animation_steps(renderer_256, reference_checkpoints, fixture):
-    mapping = _load(MappingNet(MappingNetConfig.crop()), "mapping_crop", reference_checkpoints)
+def pipeline_256(renderer_256, reference_checkpoints):
     kp_det, gen = renderer_256
-    f = fixture("animation_steps")
-    src = fixture("facerender")["source_image"]
-    sem = fixture("mapping")["source_semantics"]
-    anim = make_animation(_t(src), _t(sem), _t(f["target_semantics"]), kp_detector=kp_det, generator=gen,
-                          mapping=mapping)
-    return f, anim
+    mapping = _load(MappingNet(MappingNetConfig.crop()), "mapping_crop", reference_checkpoints)
+    return TalkingHeadPipeline(models=Models(kp_detector=kp_det, generator=gen, mapping_crop=mapping))
+
+
+def _stream(pipe, fixture, start, stop):
+    """Frames start .. stop-1 of the mapping.npz clip through the users' render loop: frames [N, 3, 256, 256],
+    driven kp [N, 15, 3], and the source encoding (the same call the loop makes once)."""
+    m = fixture("mapping")
+    source = _t(fixture("facerender")["source_image"][:1])  # [1, 3, 256, 256], get_facerender_data's image
+    opts = GenerationOptions(batch_size=2)
+    batches = list(pipe.render_batches(source, m["coeff_70"], opts, source_coeffs=m["first_coeff_73"][0],
+                                       start=start, stop=stop, progress=False))
+    assert [b.start for b in batches] == list(range(start, stop, 2))
+    enc = pipe.models.encode_source(source, pipe.driving_windows(m["first_coeff_73"][0], m["coeff_70"], opts).source)
+    return torch.cat([b.frames for b in batches]), torch.cat([b.kp_driving for b in batches]), enc
+
+
+@pytest.fixture(scope="module")
+def animation_steps(pipeline_256, fixture):
+    return fixture("animation_steps"), *_stream(pipeline_256, fixture, 0, 6)
 
 
 @pytest.mark.parity
 @pytest.mark.slow
 def test_animation_keypoints(animation_steps):
-    f, anim = animation_steps
-    assert _maxdiff(anim.kp_source, f["kp_source"]) <= KP_ATOL  # measured 1.2e-6
-    assert _maxdiff(anim.kp_driving, f["kp_driving"]) <= KP_ATOL  # measured 1.4e-6
+    f, _, kp_driving, enc = animation_steps
+    assert np.array_equal(f["target_semantics"].reshape(6, 70, 27),
+                          f["target_semantics"][[0, 0, 0, 1, 1, 1], [0, 1, 2, 0, 1, 2]])  # row b = frames 3b..
+    assert _maxdiff(enc.kp_source[0], f["kp_source"][0]) <= KP_ATOL  # measured 1.4e-6
+    assert _maxdiff(kp_driving, f["kp_driving"].reshape(6, 15, 3)) <= KP_ATOL  # measured 1.5e-6
 
 
 @pytest.mark.parity
 @pytest.mark.slow
 def test_animation_frames(animation_steps):
-    f, anim = animation_steps
-    assert anim.frames.shape == f["prediction_float16"].shape
-    # the reference frames are float16 (quantisation <= 2.4e-4); measured 3.5e-4 = that + our 1e-4
-    assert _maxdiff(anim.frames, f["prediction_float16"].astype(np.float32)) <= PIXEL_ATOL
+    f, frames, _, _ = animation_steps
+    ref = f["prediction_float16"].reshape(6, 3, 256, 256).astype(np.float32)  # time order 0..5
+    assert frames.shape == ref.shape
+    # the reference frames are float16 (quantisation <= 2.4e-4); measured 3.7e-4 = that + our 1e-4
+    assert _maxdiff(frames, ref) <= PIXEL_ATOL
+
+
+@pytest.mark.parity
+@pytest.mark.slow
+def test_streamed_frames_0_and_38_match_facerender(pipeline_256, animation_steps, fixture):
+    """facerender.npz: the official first batch step drove frames 0 and 38 (rows 0 and 1), in float32."""
+    f = fixture("facerender")
+    assert f["driving_frame_indices"].ravel().tolist() == [0, 38]
+    frames_38, kp_38, enc = _stream(pipeline_256, fixture, 38, 40)
+    _, frames_0, kp_0, _ = animation_steps
+    assert _maxdiff(enc.kp_canonical[0], f["kp_canonical"][0]) <= KP_ATOL  # measured 1.5e-6
+    assert _maxdiff(enc.kp_source[0], f["kp_source"][0]) <= KP_ATOL  # measured 1.4e-6
+    for row, (frames, kp) in enumerate(((frames_0, kp_0), (frames_38, kp_38))):
+        assert _maxdiff(kp[0], f["kp_driving"][row, 0]) <= KP_ATOL  # measured 1.5e-6 / 1.4e-6
+        assert _maxdiff(frames[0], f["prediction"][row, 0]) <= PIXEL_ATOL  # measured 1.07e-4 / 9.2e-5

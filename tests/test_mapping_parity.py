@@ -1,5 +1,6 @@
 """MappingNet (official mapping_00229 / mapping_00109) and HEEstimator parity with fixtures/mapping.npz and
-fixtures/he_estimator.npz. The MappingNet inputs are built by our own glue (sadtalker_lib.semantics)."""
+fixtures/he_estimator.npz. The MappingNet runs as users run it: TalkingHeadPipeline.driving_windows, then
+Models.map_motion on batch_size 2 consecutive frames (the streaming render path)."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,9 +10,9 @@ import torch
 from sadtalker_lib.official.io import load_official, official_state_dict, save_official_pth
 from sadtalker_lib.models.facevid2vid.head_pose import HEEstimator, HEEstimatorConfig
 from sadtalker_lib.models.mapping import MappingNet, MappingNetConfig
-from sadtalker_lib.motion import headpose_pred_to_degree
 from sadtalker_lib.official import HE_ESTIMATOR_SWAPPED_HEADS, to_our_key
-from sadtalker_lib.semantics import get_facerender_semantics
+from sadtalker_lib.pipeline import GenerationOptions, Models, TalkingHeadPipeline
+from sadtalker_lib.steps.keypoints import headpose_pred_to_degree
 
 HEADS = ("yaw", "pitch", "roll", "t", "exp")
 
@@ -49,25 +50,26 @@ def test_mapping_official_keys():
     assert len(keys) == 18
 
 
+def _streamed_mapping(fx, opts: GenerationOptions, models: Models):
+    """MappingNet outputs of the source window and of every frame, as the render loop computes them."""
+    w = TalkingHeadPipeline.driving_windows(fx["first_coeff_73"][0], fx["coeff_70"], opts)
+    full = opts.preprocess == "full"
+    src = models.map_motion(w.source[None], full=full)
+    steps = [models.map_motion(b.windows, full=full) for b in w.batches(opts.batch_size)]  # [2, ...] each
+    return src, {k: torch.cat([s[k] for s in steps]) for k in HEADS}, len(w)
+
+
 @pytest.mark.parity
 def test_mapping_crop_matches_official(reference_checkpoints, fixture):
     fx = fixture("mapping")
-    sem = get_facerender_semantics(fx["coeff_70"], fx["first_coeff_73"], batch_size=int(fx["batch_size"]))
-    assert np.array_equal(sem.source_semantics.numpy(), fx["source_semantics"])
-    assert np.array_equal(sem.target_semantics.numpy(), fx["target_semantics_list"])
-
-    net = load_official(MappingNet(MappingNetConfig.crop()), "mapping_crop", reference_checkpoints).eval()
-    with torch.no_grad():
-        src = net(sem.source_semantics)
-        # as make_animation: one call per batch step with the B rows of that step; flatten in (b, step) order
-        steps = [net(sem.target_semantics[:, i]) for i in range(sem.target_semantics.shape[1])]
-    tgt = {k: torch.stack([s[k] for s in steps], 1).flatten(0, 1) for k in HEADS}
+    net = load_official(MappingNet(MappingNetConfig.crop()), "mapping_crop", reference_checkpoints)
+    src, tgt, t = _streamed_mapping(fx, GenerationOptions(batch_size=int(fx["batch_size"])), Models(mapping_crop=net))
     diffs = {}
-    for k in HEADS:
-        diffs[f"src_{k}"] = _max_diff(src[k], fx[f"src_{k}"])
-        diffs[f"tgt_{k}"] = _max_diff(tgt[k], fx[f"tgt_{k}"])
+    for k in HEADS:  # the official source rows are identical; its 76th target frame is padding
+        diffs[f"src_{k}"] = _max_diff(src[k], fx[f"src_{k}"][:1])
+        diffs[f"tgt_{k}"] = _max_diff(tgt[k], fx[f"tgt_{k}"][:t])
     for k in ("yaw", "pitch", "roll"):
-        diffs[f"tgt_{k}_deg"] = _max_diff(headpose_pred_to_degree(tgt[k]), fx[f"tgt_{k}_deg"])
+        diffs[f"tgt_{k}_deg"] = _max_diff(headpose_pred_to_degree(tgt[k]), fx[f"tgt_{k}_deg"][:t])
     print("mapping_crop max abs diffs:", {k: f"{v:.2g}" for k, v in diffs.items()})
     for k, v in diffs.items():
         assert v <= (1e-4 if k.endswith("_deg") else 1e-5), (k, v)
@@ -76,16 +78,11 @@ def test_mapping_crop_matches_official(reference_checkpoints, fixture):
 @pytest.mark.parity
 def test_mapping_full_matches_official(reference_checkpoints, fixture):
     fx = fixture("mapping")
-    sem = get_facerender_semantics(fx["coeff_70"], fx["first_coeff_73"], batch_size=2, preprocess="full", still=True)
-    assert np.array_equal(sem.source_semantics.numpy(), fx["full_source_semantics"])
-    assert np.array_equal(sem.target_semantics.numpy(), fx["full_target_semantics_list"])
-
-    net = load_official(MappingNet(MappingNetConfig.full()), "mapping_full", reference_checkpoints).eval()
-    with torch.no_grad():
-        src = net(sem.source_semantics)
-        tgt = net(sem.target_semantics.flatten(0, 1))  # frames are independent: one batch of 76 windows
-    diffs = {f"full_src_{k}": _max_diff(src[k], fx[f"full_src_{k}"]) for k in ("yaw", "t", "exp")}
-    diffs.update({f"full_tgt_{k}": _max_diff(tgt[k], fx[f"full_tgt_{k}"]) for k in HEADS})
+    net = load_official(MappingNet(MappingNetConfig.full()), "mapping_full", reference_checkpoints)
+    src, tgt, t = _streamed_mapping(fx, GenerationOptions(batch_size=2, preprocess="full", still=True),
+                                    Models(mapping_full=net))
+    diffs = {f"full_src_{k}": _max_diff(src[k], fx[f"full_src_{k}"][:1]) for k in ("yaw", "t", "exp")}
+    diffs.update({f"full_tgt_{k}": _max_diff(tgt[k], fx[f"full_tgt_{k}"][:t]) for k in HEADS})
     print("mapping_full max abs diffs:", {k: f"{v:.2g}" for k, v in diffs.items()})
     # The crop params (tx, ty ~ 128) make these logits large (|bins| up to 80): the official float32 run is
     # itself 4e-5 away from a float64 evaluation, so bins get 1e-4 (~1e-6 relative); t / exp keep 1e-5.
@@ -135,7 +132,8 @@ def test_he_estimator_matches_official(reference_checkpoints, fixture):
     with torch.no_grad():
         out = net(torch.from_numpy(fx["source_image"]))
     diffs = {k: _max_diff(out[k], fx[k]) for k in HEADS}
-    diffs.update({f"{k}_deg": _max_diff(headpose_pred_to_degree(out[k]), fx[f"{k}_deg"]) for k in ("yaw", "pitch", "roll")})
+    diffs.update({f"{k}_deg": _max_diff(headpose_pred_to_degree(out[k]), fx[f"{k}_deg"])
+                  for k in ("yaw", "pitch", "roll")})
     print("he_estimator max abs diffs:", {k: f"{v:.2g}" for k, v in diffs.items()})
     for k, v in diffs.items():
         assert v <= (1e-4 if k.endswith("_deg") else 1e-5), (k, v)

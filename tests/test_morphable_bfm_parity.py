@@ -13,9 +13,8 @@ import pytest
 import scipy.io
 import torch
 
-from sadtalker_lib import official
 from sadtalker_lib.morphable.bfm import BFM_FILE_NAME, BFMFormatError, load_bfm, read_bfm_mat, save_bfm_mat
-from sadtalker_lib.morphable.model import PerspectiveCamera, split_coeff
+from sadtalker_lib.morphable.model import SH_INIT_LIT, PerspectiveCamera, split_coeff
 
 pytestmark = pytest.mark.parity
 TOL = 1e-5
@@ -102,7 +101,7 @@ def test_loader_reads_layout_and_quirks(face_model, bfm_dir):
     assert model.extras["front_faces"].shape == (254, 3)
     # official camera
     assert model.camera == PerspectiveCamera(1015.0, 112.0, 10.0, 224)
-    assert tuple(model.init_lit.reshape(-1).tolist()) == pytest.approx(official.SH_INIT_LIT)
+    assert tuple(model.init_lit.reshape(-1).tolist()) == pytest.approx(SH_INIT_LIT)
 
 
 def test_without_recentering_the_mean_is_the_file_mean(face_model, bfm_dir):

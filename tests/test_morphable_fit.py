@@ -13,6 +13,8 @@ import pytest
 import torch
 
 from conftest import SHARED
+from sadtalker_lib.coeffs import COEFF_257_SLICES as C257
+from sadtalker_lib.coeffs import CROP, MOTION_DIM, POSE
 from sadtalker_lib.morphable import fit
 from sadtalker_lib.morphable.bfm import load_bfm, save_bfm_mat
 from sadtalker_lib.morphable.default import DefaultMorphableModel
@@ -30,7 +32,8 @@ def _dlib_models():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # face_recognition_models imports pkg_resources
         import face_recognition_models
-    return dlib.get_frontal_face_detector(), dlib.shape_predictor(face_recognition_models.pose_predictor_model_location())
+    predictor = dlib.shape_predictor(face_recognition_models.pose_predictor_model_location())
+    return dlib.get_frontal_face_detector(), predictor
 
 
 def _dlib_landmarks(image: np.ndarray) -> np.ndarray:
@@ -68,12 +71,12 @@ def test_astronaut_fit_under_3px(astronaut, model):
     # the official layouts
     assert r.coeffs_257.shape == (1, 257) and r.coeffs_70.shape == (1, 70) and r.coeffs_73.shape == (1, 73)
     c = r.coeffs_257[0]
-    assert np.array_equal(r.coeffs_70[0], np.concatenate([c[80:144], c[224:227], c[254:257]]))
-    assert np.array_equal(r.coeffs_73[0, :70], r.coeffs_70[0])
-    assert np.allclose(r.coeffs_73[0, 70:], r.trans_params[0, 2:5].astype(np.float32))
-    assert not c[144:224].any() and not c[227:254].any()  # texture and light untouched
+    assert np.array_equal(r.coeffs_70[0], np.concatenate([c[C257["exp"]], c[C257["angle"]], c[C257["trans"]]]))
+    assert np.array_equal(r.coeffs_73[0, :MOTION_DIM], r.coeffs_70[0])
+    assert np.allclose(r.coeffs_73[0, CROP], r.trans_params[0, 2:5].astype(np.float32))
+    assert not c[C257["tex"]].any() and not c[C257["gamma"]].any()  # texture and light untouched
     # a near-frontal portrait: small angles; she smiles: the lip corners go up
-    assert np.abs(c[224:227]).max() < 0.2
+    assert np.abs(c[C257["angle"]]).max() < 0.2
     assert r.expression[0, DefaultMorphableModel.expression_index("lip_corners_up")] > 0.3
     # the fitted 257 vector reproduces the reported landmarks through the full model
     with torch.no_grad():
@@ -121,7 +124,7 @@ def test_synthetic_fixture_bfm_recovers_pose(fixture, tmp_path):
     print(f"synthetic BFM: mean landmark error {r.error_px.round(3)} px")
     assert r.error_px.max() < 0.5
     # landmarks on a sphere leave rotation and translation nearly interchangeable: loose angle check
-    assert np.abs(r.coeffs_257[:, 224:227] - truth["angle"].numpy()).max() < 0.06
+    assert np.abs(r.coeffs_257[:, C257["angle"]] - truth["angle"].numpy()).max() < 0.06
 
 
 def test_default_model_recovers_designed_expressions(model):
@@ -142,7 +145,7 @@ def test_default_model_recovers_designed_expressions(model):
     target = project_landmarks(model, coeffs_257(exp=exp, angle=angle, trans=trans, id=ident), image_rows=True).numpy()
     r = fit_landmarks(target, model)
     assert r.error_px.max() < 0.3
-    assert np.abs(r.coeffs_257[:, 224:227] - angle.numpy()).max() < 0.05
+    assert np.abs(r.coeffs_257[:, C257["angle"]] - angle.numpy()).max() < 0.05
     jaw, blink = r.expression[:, idx("jaw_open")], r.expression[:, idx("blink_left")]
     assert np.all(np.diff(jaw) > 0.05) and jaw[-1] > 0.8
     assert blink[[2, 3]].min() > 0.7 and np.delete(blink, [2, 3]).max() < 0.2
@@ -165,7 +168,7 @@ def test_batched_fit_is_per_image_independent(model):
 def test_video_fit_under_4px_with_shared_identity(model):
     from sadtalker_lib.video import read_video
 
-    clip = sorted(CLIPS.glob("sadtalker_*.mp4"))[0] if any(CLIPS.glob("sadtalker_*.mp4")) else sorted(CLIPS.glob("*.mp4"))[0]
+    clip = (sorted(CLIPS.glob("sadtalker_*.mp4")) or sorted(CLIPS.glob("*.mp4")))[0]
     frames = read_video(clip, fps=25, max_frames=25)  # 1 s, decoded by imageio-ffmpeg's binary
     landmarks = [_dlib_landmarks(f) for f in frames]
     r = fit_video(frames, model, landmarks=landmarks)
@@ -178,7 +181,7 @@ def test_video_fit_under_4px_with_shared_identity(model):
     cfg = dict(iterations=150, rigid_iterations=30)
     rough = fit_landmarks(r.target, model, FitConfig(smooth_weight=0.0, **cfg), video=True)
     smooth = fit_landmarks(r.target, model, FitConfig(smooth_weight=1.0, **cfg), video=True)
-    jitter = lambda res: np.abs(np.diff(res.coeffs_70[:, 64:70], axis=0)).mean()  # noqa: E731
+    jitter = lambda res: np.abs(np.diff(res.coeffs_70[:, POSE], axis=0)).mean()  # noqa: E731
     assert jitter(smooth) < jitter(rough)
 
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from conftest import SHARED
+from sadtalker_lib.coeffs import COEFF_257_SLICES
 from sadtalker_lib.morphable.default import (
     EXPRESSION_NAMES,
     IDENTITY_NAMES,
@@ -19,6 +20,7 @@ from sadtalker_lib.morphable.render import (
     draw_landmarks,
     draw_wireframe,
     eye_aspect_ratio,
+    mouth_opening,
     project_landmarks,
     rasterize,
     render_mesh,
@@ -145,7 +147,7 @@ def test_each_eye_blinks_on_its_own(model):
 def test_project_landmarks_layouts_and_gradient(model):
     g = torch.Generator().manual_seed(0)
     c = torch.randn(3, 257, generator=g) * 0.3
-    c[:, 224:227] *= 0.3
+    c[:, COEFF_257_SLICES["angle"]] *= 0.3
     with torch.no_grad():
         full = model.compute_for_render(c)[3]
     assert torch.allclose(project_landmarks(model, c), full, atol=1e-3)
@@ -163,6 +165,15 @@ def test_project_landmarks_layouts_and_gradient(model):
     assert seq.grad[..., blink_cols].abs().min() > 0
     with pytest.raises(ValueError, match="70, 73 or 257"):
         project_landmarks(model, torch.zeros(1, 71))
+
+
+def test_mouth_opening_grows_with_jaw_and_ignores_scale(model):
+    base, jaw = _lm(model), _lm(model, _exp(model, jaw_open=1.0))
+    closed, opened = float(mouth_opening(base)), float(mouth_opening(jaw))
+    assert opened > closed + 0.05  # ~1 cm of gap over ~9 cm between the outer eye corners
+    assert mouth_opening(3.0 * jaw + 7.0) == pytest.approx(opened, rel=1e-6)  # scale- and shift-free
+    both = torch.tensor(np.stack([base, jaw]))  # torch and numpy agree, batched
+    assert torch.allclose(mouth_opening(both), torch.tensor([closed, opened], dtype=both.dtype))
 
 
 def test_eye_aspect_ratio_by_hand():

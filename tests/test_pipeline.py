@@ -2,7 +2,6 @@
 camera overrides, streaming, and the bad inputs of the pipeline issue."""
 from __future__ import annotations
 
-import warnings
 
 import numpy as np
 import pytest
@@ -65,7 +64,7 @@ def test_every_preprocess_mode_writes_a_video_with_audio(pipe, files, tmp_path, 
     if mode.startswith("full") or mode == "extfull":
         assert r.frames.shape[1:3] == (512, 512)  # pasted back into the 512 x 512 original
     if still:  # the pose follows the source: every target frame's pose columns equal the source's
-        from sadtalker_lib.semantics import target_coefficients
+        from sadtalker_lib.steps.windows import target_coefficients
 
         tgt = target_coefficients(r.coeffs, r.source.coeffs, full=mode.endswith("full"), still=True)
         np.testing.assert_allclose(tgt[:, 64:70].numpy(), np.repeat(r.source.coeffs[None, 64:70], 10, 0), atol=1e-6)
@@ -210,3 +209,44 @@ def test_cli_generate(tiny_dir, files, tmp_path):
     assert rc == 0 and probe_video(out)["has_audio"]
     assert main(["generate", "--image", str(files / "portrait.png"), "--audio", str(files / "speech.wav"),
                  "--checkpoints", str(tmp_path / "nothing"), "--out", str(out)]) == 2
+
+
+def test_models_wrapper_steps_and_a_frame_range(pipe, files):
+    """generate's steps are methods; the networks live in one Models; a frame range renders the same frames."""
+    from sadtalker_lib.pipeline import Models
+
+    assert isinstance(pipe.models, Models) and pipe.generator is pipe.models.generator
+    assert pipe.device == torch.device("cpu") and pipe.models.dtype == torch.float32
+    opts = GenerationOptions(seed=0, batch_size=2)
+    aud = pipe.load_speech(files / "speech.wav")
+    source = pipe.prepare_source(files / "portrait.png", "crop")
+    pred = pipe.audio_to_coefficients(source, aud, opts)
+    windows = pipe.driving_windows(source, pred.coeffs, opts)
+    assert len(windows) == aud.num_frames == 10 and windows.source.shape == (70, 27)
+    every = list(pipe.render_batches(source, pred.coeffs, opts, progress=False))
+    part = list(pipe.render_batches(source, pred.coeffs, opts, start=3, stop=8, progress=False))
+    assert [b.start for b in every] == [0, 2, 4, 6, 8] and [b.start for b in part] == [3, 5, 7]
+    frames = torch.cat([b.frames for b in every])
+    assert frames.shape == (10, 3, 256, 256)
+    # other batch partners change only the float summation order (measured 3.1e-5 on frames)
+    torch.testing.assert_close(torch.cat([b.frames for b in part]), frames[3:8], rtol=0, atol=1e-4)
+    kp = torch.cat([b.kp_driving for b in every])
+    torch.testing.assert_close(torch.cat([b.kp_driving for b in part]), kp[3:8], rtol=0, atol=1e-5)
+    assert (frames[1:] - frames[:1]).abs().amax() > 1e-4  # the frames move
+
+
+def test_models_precision_is_the_wrappers(tiny_dir, files):
+    """dtype changes the renderer's arithmetic, not the interface: float32 frames back, close to float32's."""
+    from sadtalker_lib.pipeline import Models
+
+    f32 = TalkingHeadPipeline.from_checkpoints(tiny_dir, progress=False)
+    f64 = TalkingHeadPipeline(models=Models.from_checkpoints(tiny_dir, dtype=torch.float64, progress=False))
+    assert next(f64.generator.parameters()).dtype == torch.float64
+    assert next(f64.regressor.parameters()).dtype == torch.float32  # the coefficient networks stay float32
+    source = f32.prepare_source(files / "portrait.png", "crop")
+    coeffs = np.random.default_rng(0).normal(size=(4, 70)).astype(np.float32) * 0.1
+    opts = GenerationOptions(batch_size=4)
+    a = next(f32.render_batches(source, coeffs, opts, progress=False)).frames
+    b = next(f64.render_batches(source, coeffs, opts, progress=False)).frames
+    assert a.dtype == b.dtype == torch.float32
+    assert 0 < (a - b).abs().max() < 1e-3

@@ -13,10 +13,12 @@ import pytest
 import torch
 
 from sadtalker_lib import audio2coeff as a2c
+from sadtalker_lib.coeffs import EXP, MOTION_DIM, PITCH, POSE
+from sadtalker_lib.audio2coeff import pose_chunk_plan, pose_savgol_window
 from sadtalker_lib.official.io import load_official, official_state_dict
 from sadtalker_lib.models.expnet import ExpNet
 from sadtalker_lib.models.posevae import PoseVAE, PoseVAEConfig
-from sadtalker_lib.official import pose_chunk_plan, pose_savgol_window, to_our_key
+from sadtalker_lib.official import to_our_key
 
 ROUTES = {
     "safetensors": ("SadTalker_V0.0.2_256.safetensors", "SadTalker_V0.0.2_256.safetensors"),
@@ -40,7 +42,8 @@ def test_posevae_shapes_and_short_clips():
         mel = torch.randn(2, 32, 1, 80, 16)
         out = net(mel, torch.randn(2, 6), torch.tensor([0, 45]), torch.randn(2, 64))
         assert out.shape == (2, 32, 6)
-        mu, logvar = net.encoder(torch.randn(2, 32, 6), torch.randn(2, 6), torch.randn(2, 32, 512), torch.tensor([1, 2]))
+        mu, logvar = net.encoder(torch.randn(2, 32, 6), torch.randn(2, 6), torch.randn(2, 32, 512),
+                                 torch.tensor([1, 2]))
         assert mu.shape == logvar.shape == (2, 64)
         assert torch.equal(mu, logvar)  # official quirk: logvar comes from the means layer
         assert net.discriminator(torch.randn(2, 32, 6)).shape == (2, 8)
@@ -114,13 +117,13 @@ def test_audio_to_coefficients_with_seeded_noise(nets, fixture):
 def test_reference_helpers():
     ref = torch.arange(73, dtype=torch.float32)
     r = a2c.reference_coefficients(ref, 5)
-    assert r.shape == (1, 5, 70) and torch.equal(r[0, 4], ref[:70])  # crop params dropped, repeated over time
+    assert r.shape == (1, 5, MOTION_DIM) and torch.equal(r[0, 4], ref[:MOTION_DIM])  # crop params dropped, repeated
     with pytest.raises(ValueError, match="frames"):
         a2c.reference_coefficients(torch.zeros(1, 4, 70), 5)
     seq = np.arange(3)[:, None] * np.ones((1, 6))
     assert a2c.tile_sequence(seq, 7)[:, 0].tolist() == [0, 1, 2, 0, 1, 2, 0]  # official: whole copies, then the start
     coeffs = np.zeros((4, 70), dtype=np.float32)
     ref_video = np.zeros((2, 73))
-    ref_video[:, 64:70] = [[1.0] * 6, [3.0] * 6]
+    ref_video[:, POSE] = [[1.0] * 6, [3.0] * 6]
     out = a2c.add_reference_pose(coeffs, ref_video)  # adds ref_pose[t] - ref_pose[0] to the pose columns
-    assert out[:, 64].tolist() == [0, 2, 0, 2] and not out[:, :64].any()
+    assert out[:, PITCH].tolist() == [0, 2, 0, 2] and not out[:, EXP].any()

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from sadtalker_lib.coeffs import CROP
 from sadtalker_lib.official.io import load_official, official_state_dict
 from sadtalker_lib.models.regressor import (HEAD_SIZES, CoefficientRegressor, FaceCoefficients, RegressorConfig,
                                             split_coeffs)
@@ -70,6 +71,6 @@ def test_regressor_matches_official(reference_checkpoints, fixture, route):
     diffs["coeff_3dmm_73"] = float(np.abs(c73.numpy() - fx["coeff_3dmm_73"]).max())
     print(f"[{route}] face_3drecon max abs diffs:", {k: f"{v:.2g}" for k, v in diffs.items()})
     assert np.array_equal(fx["full_3dmm_saved"], fx["coeffs_257"])  # full_3dmm is the raw 257 output
-    assert np.array_equal(c73[:, 70:].numpy(), fx["coeff_3dmm_73"][:, 70:])
+    assert np.array_equal(c73[:, CROP].numpy(), fx["coeff_3dmm_73"][:, CROP])
     for k, v in diffs.items():
         assert v <= 1e-5, (k, v)

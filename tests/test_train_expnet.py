@@ -14,8 +14,9 @@ from sadtalker_lib.audio2coeff import audio_to_coefficients, predict_expression
 from sadtalker_lib.official.io import find_official_file, load_official, read_checkpoint
 from sadtalker_lib.models.expnet import ExpNet
 from sadtalker_lib.models.posevae import PoseVAE
-from sadtalker_lib.train import common, losses
-from sadtalker_lib.train.expnet_trainer import (
+from sadtalker_lib.data.windows import split_by_clip, synthetic_exp_windows
+from sadtalker_lib.train import loop, losses
+from sadtalker_lib.train.expnet import (
     EXPNET_ABLATIONS,
     LIPREADER_FILE,
     ExpNetTrainConfig,
@@ -36,7 +37,6 @@ from sadtalker_lib.train.lipreader import (
     train_lipreader,
     viseme_class_of,
 )
-from sadtalker_lib.train.windows import split_by_clip, synthetic_exp_windows
 
 FAST = dict(progress=False, num_threads=1, precise_bn_windows=16, lipreader_steps=150)
 
@@ -147,11 +147,11 @@ def test_resume_equals_uninterrupted(windows, tmp_path):
     full = train_expnet(train, held, cfg, tmp_path / "full")
     part = train_expnet(train, held, cfg, tmp_path / "cut", stop_after=5)  # "killed" after step 5
     assert part.checkpoint is None and part.step == 5
-    common.set_rng_state(common.rng_state())  # nothing carries over in-process: perturb the global RNG
+    loop.set_rng_state(loop.rng_state())  # nothing carries over in-process: perturb the global RNG
     torch.rand(7)
     resumed = train_expnet(train, held, cfg, tmp_path / "cut")  # continues from the step-4 checkpoint
     assert_same_run(full, resumed)
-    ckpt = read_checkpoint(common.latest_checkpoint(tmp_path / "cut", "auido2exp"))
+    ckpt = read_checkpoint(loop.latest_checkpoint(tmp_path / "cut", "auido2exp"))
     assert {"model", "epoch", "optimizer", "rng", "step", "config"} <= set(ckpt)
 
 
@@ -244,11 +244,11 @@ def test_bad_window_length(windows, tmp_path):
 
 
 def test_csv_logger_resume_drops_later_rows(tmp_path):
-    log = common.CSVLogger(tmp_path, tensorboard=False)
+    log = loop.CSVLogger(tmp_path)
     for s in range(1, 5):
         log.log(s, "train", {"loss": s})
     log.log(4, "heldout", {"loss": 0.5, "extra": 1.0})  # a new column rewrites the header
-    again = common.CSVLogger(tmp_path, resume_step=2, tensorboard=False)
+    again = loop.CSVLogger(tmp_path, resume_step=2)
     assert [r["step"] for r in again.history.rows] == [1, 2]
     with open(tmp_path / "log.csv") as f:
         assert len(list(csv.DictReader(f))) == 2

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from sadtalker_lib.coeffs import ANGLE, PITCH, YAW
 from sadtalker_lib.official.io import CheckpointError, load_official
 from sadtalker_lib.models.mapping import MappingNetConfig
 from sadtalker_lib.official.registry import CONFIG_FILE, build_network, read_configs
@@ -22,18 +23,15 @@ from sadtalker_lib.train.facerender_losses import (
     keypoint_l1,
     keypoint_prior_loss,
 )
-from sadtalker_lib.train.facerender_trainer import (
-    FaceRenderClips,
+from sadtalker_lib.data.frames import FaceRenderClips
+from sadtalker_lib.train.facevid2vid import (
     FaceVid2VidTrainConfig,
-    MappingTrainConfig,
-    Renderer,
-    evaluate_mapping,
-    load_mapping,
+    build_facevid2vid,
     load_renderer,
     render_pairs,
     train_facevid2vid,
-    train_mapping,
 )
+from sadtalker_lib.train.mapping import MappingTrainConfig, evaluate_mapping, load_mapping, train_mapping
 
 SIZE = 32
 
@@ -47,12 +45,12 @@ def synthetic_clips(n_clips: int = 3, frames: int = 24, size: int = SIZE, seed: 
         t = np.arange(frames)
         coeffs = np.zeros((frames, 70), np.float32)
         coeffs[:, 0] = 0.5 + 0.5 * np.sin(t * rng.uniform(0.3, 0.6) + rng.uniform(0, 6))  # mouth opening
-        coeffs[:, 64] = 0.15 * np.sin(t * 0.2 + rng.uniform(0, 6))  # pitch (rad)
-        coeffs[:, 65] = 0.2 * np.sin(t * 0.15 + rng.uniform(0, 6))  # yaw (rad)
+        coeffs[:, PITCH] = 0.15 * np.sin(t * 0.2 + rng.uniform(0, 6))  # pitch (rad)
+        coeffs[:, YAW] = 0.2 * np.sin(t * 0.15 + rng.uniform(0, 6))  # yaw (rad)
         color = rng.uniform(0.4, 0.9, size=3)
         clip = np.empty((frames, size, size, 3), np.uint8)
         for i in range(frames):
-            cx, cy = -coeffs[i, 65] * 1.5, coeffs[i, 64] * 1.5
+            cx, cy = -coeffs[i, YAW] * 1.5, coeffs[i, PITCH] * 1.5
             head = ((xx - cx) ** 2 + (yy - cy) ** 2) < 0.45
             mouth = (np.abs(xx - cx) < 0.25) & (np.abs(yy - cy - 0.3) < 0.05 + 0.12 * coeffs[i, 0])
             img = np.full((size, size, 3), 0.15) + head[..., None] * color - mouth[..., None] * 0.5
@@ -68,15 +66,11 @@ def clips():
 
 
 def fv_config(**kw) -> FaceVid2VidTrainConfig:
-    base = dict(image_size=SIZE, steps=4, batch_size=2, checkpoint_every=2, eval_every=2, eval_pairs=4,
-                progress=False, num_threads=1)  # one thread: tiny tensors, and robust on shared cores
-    return FaceVid2VidTrainConfig.cpu(**{**base, **kw})
+    return FaceVid2VidTrainConfig.tiny(**kw)  # 32 px, 4 steps of 2 pairs; one thread (tiny tensors, shared cores)
 
 
 def map_config(**kw) -> MappingTrainConfig:
-    base = dict(steps=4, batch_size=2, checkpoint_every=2, eval_every=2, eval_pairs=4, progress=False,
-                num_threads=1)
-    return MappingTrainConfig.cpu(**{**base, **kw})
+    return MappingTrainConfig.tiny(**kw)
 
 
 def _same_state(a: torch.nn.Module, b: torch.nn.Module) -> None:
@@ -114,7 +108,7 @@ def test_keypoint_losses_values():
 
 def test_coeff_pose_degrees_signs():
     c = torch.zeros(1, 70)
-    c[0, 64:67] = torch.tensor([0.1, 0.2, 0.3])  # pitch, yaw, roll (radians)
+    c[0, ANGLE] = torch.tensor([0.1, 0.2, 0.3])  # pitch, yaw, roll (radians)
     yaw, pitch, roll = coeff_pose_degrees(c)
     deg = 180 / math.pi
     assert pitch.item() == pytest.approx(FV2V_POSE_SIGNS[0] * 0.1 * deg, rel=1e-5)
@@ -138,7 +132,7 @@ def test_facevid2vid_loss_falls(clips, tmp_path):
 
 def test_mapping_loss_falls(clips, tmp_path):
     train, held = clips
-    renderer = Renderer.build(fv_config())  # a fixed (random) face-vid2vid: its HEEstimator defines the targets
+    renderer = build_facevid2vid(fv_config())  # a fixed (random) face-vid2vid: its HEEstimator defines the targets
     cfg = map_config(steps=20, lr=3e-3, eval_every=20, checkpoint_every=0, perceptual_weights=(0, 0, 0, 0))
     run = train_mapping(train, held, renderer, cfg, tmp_path / "map", resume=False)
     before, after = run.history.first("keypoint_l1"), run.history.last("keypoint_l1")
@@ -161,14 +155,13 @@ def test_facevid2vid_resume_is_exact(clips, tmp_path):
     assert part.step == 2 and part.checkpoint is None
     resumed = train_facevid2vid(train, held, cfg, tmp_path / "b", resume=True)
     assert resumed.step == 4
-    for name, m in full.renderer.modules().items():
-        _same_state(m, resumed.renderer.modules()[name])
+    _same_state(full.renderer, resumed.renderer)
     assert (tmp_path / "a" / "log.csv").read_text() == (tmp_path / "b" / "log.csv").read_text()
 
 
 def test_mapping_resume_is_exact(clips, tmp_path):
     train, held = clips
-    renderer = Renderer.build(fv_config())
+    renderer = build_facevid2vid(fv_config())
     cfg = map_config()
     full = train_mapping(train, held, renderer, cfg, tmp_path / "a", resume=False)
     train_mapping(train, held, renderer, cfg, tmp_path / "b", resume=False, stop_after=2)
@@ -189,7 +182,7 @@ def test_saved_folder_loads_in_official_layout(clips, tmp_path):
         assert (folder / f).is_file(), f
     configs = read_configs(folder)
     assert set(configs) >= {"kp_extractor", "generator", "he_estimator", "mapping_crop"}
-    trained = {**fv.renderer.modules(), "mapping_crop": run.mapping}
+    trained = {**fv.renderer, "mapping_crop": run.mapping}
     for name in ("kp_extractor", "generator", "mapping_crop", "he_estimator"):
         net = load_official(build_network(name, configs[name]), name, folder)  # what from_checkpoints does
         _same_state(net, trained[name])
@@ -206,6 +199,46 @@ def test_saved_folder_loads_in_official_layout(clips, tmp_path):
     assert torch.equal(a, b)
 
 
+def write_corpus(root, clips: FaceRenderClips) -> None:
+    """The synthetic clips as a corpus folder (``data.corpus.format``; audio fields are silent placeholders)."""
+    from sadtalker_lib.data.corpus.format import make_index, save_clip, write_index
+
+    root.mkdir(parents=True)
+    entries = []
+    for k, (frames, coeffs) in enumerate(zip(clips.frames, clips.coeffs)):
+        t = len(coeffs)
+        arrays = dict(frames=frames.permute(0, 2, 3, 1).numpy(), audio=np.zeros(t * 640, np.float32),
+                      mel=np.zeros((t, 1, 80, 16), np.float32), landmarks=np.zeros((t, 68, 2), np.float32),
+                      coeffs=coeffs.numpy(), exp_lip=np.zeros((t, 64), np.float32), blink=np.zeros(t, np.float32),
+                      phonemes=np.zeros(0, "<U1"), phoneme_ms=np.zeros((0, 2), np.float32))
+        entries.append(dict(id=f"clip_{k:04d}", file=save_clip(root, f"clip_{k:04d}", arrays), n_frames=t))
+    write_index(root, make_index("synthetic", SIZE, clips=entries))
+
+
+def test_cli_trains_facevid2vid_then_mapping(tmp_path):
+    """``sadtalker-lab train facevid2vid`` (tiny preset) writes an official-layout folder, which the mapping stage
+    of the CLI registry then trains against."""
+    from sadtalker_lib.cli import main
+    from sadtalker_lib.train.loop import build_cli_stage, run
+
+    corpus = tmp_path / "corpus"
+    write_corpus(corpus, synthetic_clips(3, frames=12, seed=2))
+    fv_dir = tmp_path / "fv"
+    assert main(["train", "facevid2vid", "--corpus", str(corpus), "--preset", "tiny", "--out", str(fv_dir),
+                 "--steps", "2"]) == 0
+    for f in (SAFETENSORS_FILE.format(size=256), "facevid2vid_00189-model.pth.tar", CONFIG_FILE, "log.csv"):
+        assert (fv_dir / f).is_file(), f
+    nets = load_renderer(fv_dir)
+    assert nets.image_size == SIZE and nets.generator.config == FaceVid2VidTrainConfig.tiny().generator
+    with pytest.raises(ValueError, match="train it first"):
+        build_cli_stage("mapping", corpus, "tiny")
+    stage = build_cli_stage("mapping", corpus, "tiny", renderer=fv_dir, steps=2)
+    assert len(stage.train) == 2 and len(stage.heldout) == 1  # the last clip held out
+    res = run(stage, tmp_path / "map", resume=False)
+    assert res.step == 2 and res.final is not None
+    _same_state(load_mapping(res.final), stage.mapping)
+
+
 def test_load_renderer_reads_official_checkpoints(reference_checkpoints):
     r = load_renderer(reference_checkpoints)  # no sadtalker_lab.json: official sizes
     assert r.image_size == 256 and r.generator.config.block_expansion == 64
@@ -220,7 +253,7 @@ def test_bad_inputs(clips, tmp_path):
     with pytest.raises(ValueError, match="px"):
         train_facevid2vid(train, held, FaceVid2VidTrainConfig.cpu(steps=1, progress=False), tmp_path / "x")
     with pytest.raises(ValueError, match="coefficient channels"):
-        train_mapping(train, held, Renderer.build(fv_config()),
+        train_mapping(train, held, build_facevid2vid(fv_config()),
                       map_config(mapping=MappingNetConfig.tiny(73)), tmp_path / "y")
     with pytest.raises(ValueError, match="coefficients"):
         FaceRenderClips([np.zeros((3, SIZE, SIZE, 3), np.uint8)], [np.zeros((2, 70))], image_size=SIZE)

@@ -14,8 +14,9 @@ from sadtalker_lib.audio2coeff import predict_pose
 from sadtalker_lib.official.io import load_official, read_checkpoint, save_official_pth
 from sadtalker_lib.models.expnet import ExpNet
 from sadtalker_lib.models.posevae import PoseVAE, PoseVAEConfig
-from sadtalker_lib.train import common, losses
-from sadtalker_lib.train.posevae_trainer import (
+from sadtalker_lib.data.windows import PoseWindows, split_by_clip, synthetic_pose_windows
+from sadtalker_lib.train import loop, losses
+from sadtalker_lib.train.posevae import (
     POSEVAE_ABLATIONS,
     PoseVAETrainConfig,
     audio_embeddings,
@@ -27,7 +28,6 @@ from sadtalker_lib.train.posevae_trainer import (
     residual_rms,
     train_posevae,
 )
-from sadtalker_lib.train.windows import PoseWindows, split_by_clip, synthetic_pose_windows
 
 FAST = dict(progress=False, num_threads=1)
 
@@ -74,7 +74,7 @@ def test_resume_equals_uninterrupted(windows, tmp_path):
     torch.rand(11)  # disturb the global RNG: the resumed run must not depend on it
     resumed = train_posevae(train, held, cfg, tmp_path / "cut")
     assert_same_run(full, resumed)
-    ckpt = read_checkpoint(common.latest_checkpoint(tmp_path / "cut", "auido2pose"))
+    ckpt = read_checkpoint(loop.latest_checkpoint(tmp_path / "cut", "auido2pose"))
     assert {"model", "epoch", "optimizer", "optimizer_discriminator", "rng", "extra"} <= set(ckpt)
 
 

@@ -1,4 +1,4 @@
-"""Regressor training (sadtalker_lib.train.regressor_trainer) on augmentations of skimage's astronaut.
+"""Regressor training (train.regressor; data: data.portraits) on augmentations of skimage's astronaut.
 
 A short run (ResNet-18 at width 8, 80 steps of 16 crops, ~10 s on 2 cores) must bring the held-out landmark
 error clearly below that of predicting the training mean (what the untrained network predicts: its heads start
@@ -12,24 +12,27 @@ import numpy as np
 import pytest
 import torch
 
+from sadtalker_lib.coeffs import COEFF_257_SLICES as C257
 from sadtalker_lib.face.detect import NoFaceError
-from sadtalker_lib.train import regressor_trainer as rt
-from sadtalker_lib.train.regressor_trainer import (
+from sadtalker_lib.data.portraits import (
     LANDMARK_MIRROR,
     RegressorData,
-    RegressorTrainConfig,
     build_regressor_data,
-    load_regressor,
     mirror_landmarks,
     mirror_pose,
-    predict,
     regressor_data_from_images,
-    save_regressor,
     split_regressor_data,
+)
+from sadtalker_lib.train import regressor as rt
+from sadtalker_lib.train.regressor import (
+    RegressorTrainConfig,
+    load_regressor,
+    predict,
+    save_regressor,
     train_regressor,
 )
 
-TEST_CONFIG = dict(steps=80, width=8, eval_every=40, checkpoint_every=0, progress=False, seed=0)
+TEST_CONFIG = dict(checkpoint_every=0, seed=0)  # on the tiny preset: width 8, 80 steps, held-out every 40
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +48,7 @@ def split(data):
 @pytest.fixture(scope="module")
 def run(split, tmp_path_factory):
     train, heldout = split
-    return train_regressor(train, heldout, RegressorTrainConfig.cpu(**TEST_CONFIG),
+    return train_regressor(train, heldout, RegressorTrainConfig.tiny(**TEST_CONFIG),
                            tmp_path_factory.mktemp("regressor"), resume=False)
 
 
@@ -53,7 +56,7 @@ def test_dataset_layout(data, split):
     assert len(data) == 41 and data.images.shape == (41, 224, 224, 3) and data.images.dtype == np.uint8
     assert data.coeffs.shape == (41, 257) and data.landmarks.shape == (41, 68, 2)
     assert data.fit_error_px.mean() < 1.5  # the targets match the detected landmarks
-    assert np.all(data.coeffs[:, 144:224] == 0) and np.all(data.coeffs[:, 227:254] == 0)  # no tex / gamma fitted
+    assert np.all(data.coeffs[:, C257["tex"]] == 0) and np.all(data.coeffs[:, C257["gamma"]] == 0)  # not fitted
     train, heldout = split
     assert len(train) + len(heldout) == len(data) and len(heldout) == 10
     roll = np.degrees(data.coeffs[:, 226])
@@ -109,7 +112,7 @@ def test_save_keeps_other_networks_in_the_file(run, tmp_path):
 
 def test_resume_gives_the_same_weights(split, tmp_path):
     train, heldout = split
-    cfg = RegressorTrainConfig.cpu(steps=6, batch_size=4, width=8, eval_every=3, checkpoint_every=3, progress=False)
+    cfg = RegressorTrainConfig.tiny(steps=6, batch_size=4, eval_every=3, checkpoint_every=3)
     small = train.subset(np.arange(8))
     full = train_regressor(small, heldout.subset([0, 1]), cfg, tmp_path / "full", resume=False)
     train_regressor(small, heldout.subset([0, 1]), cfg, tmp_path / "cut", resume=False, stop_after=3)
@@ -129,7 +132,7 @@ def test_mirror_helpers_and_flipped_fit(data):
     flipped = regressor_data_from_images([img[:, ::-1].copy()], augment=0)
     assert flipped.fit_error_px[0] < 1.5
     mirrored = mirror_pose(data.coeffs[:1])[0]
-    angles = np.degrees(flipped.coeffs[0, 224:227] - mirrored[224:227])
+    angles = np.degrees(flipped.coeffs[0, C257["angle"]] - mirrored[C257["angle"]])
     assert np.abs(angles).max() < 1.5, angles
     assert abs(flipped.coeffs[0, 254] - mirrored[254]) < 0.03  # tx
 
@@ -147,7 +150,7 @@ def test_dataset_without_faces_is_a_clear_error(tmp_path):
 
 def test_bad_inputs(data):
     with pytest.raises(ValueError, match="training set is empty"):
-        train_regressor(data.subset([]), None, RegressorTrainConfig.cpu(steps=1, progress=False))
+        train_regressor(data.subset([]), None, RegressorTrainConfig.tiny(steps=1))
     with pytest.raises(ValueError, match="images must be uint8"):
         RegressorData(data.images[:, :100], data.coeffs, data.landmarks, data.fit_error_px, data.groups)
     with pytest.raises(ValueError, match="unknown backbone"):

@@ -6,7 +6,8 @@ import os
 import numpy as np
 import pytest
 
-from sadtalker_lib.video import VideoError, VideoWriter, probe_video, read_video, read_video_audio, write_video
+from sadtalker_lib.video import (VideoError, VideoWriter, decode_audio, probe_video, read_video, read_video_audio,
+                                 write_video)
 
 
 def _frames(n, h=64, w=48):
@@ -60,3 +61,26 @@ def test_video_without_audio_is_reported(tmp_path):
     assert not probe_video(out)["has_audio"]
     with pytest.raises(VideoError, match="no audio track"):
         read_video_audio(out)
+
+
+def test_crop_square_and_resize_while_decoding(tmp_path):
+    frames = np.zeros((3, 40, 80, 3), np.uint8)
+    frames[:, :, 20:60] = 255  # a white centre square 40 x 40 between black side bands
+    out = write_video(tmp_path / "wide.mp4", frames, fps=25)
+    square = read_video(out, fps=None, size=(20, 20), crop_square=True, scale_flags="area")
+    assert square.shape == (3, 20, 20, 3) and square[:, 2:-2, 2:-2].min() > 200  # only the centre is left
+    squashed = read_video(out, fps=None, size=(20, 20))
+    assert squashed.shape == (3, 20, 20, 3) and squashed[:, :, :3].max() < 60  # the black bands are still there
+
+
+def test_decode_audio_of_any_file(tmp_path):
+    import soundfile as sf
+
+    sr = 8000
+    tone = (0.25 * np.sin(2 * np.pi * 200 * np.arange(sr) / sr)).astype(np.float32)
+    sf.write(tmp_path / "tone.wav", tone, sr, subtype="PCM_16")
+    wav = decode_audio(tmp_path / "tone.wav", 16000)  # resampled by ffmpeg
+    assert wav.dtype == np.float32 and abs(len(wav) - 16000) < 50 and 0.2 < np.abs(wav).max() < 0.3
+    (tmp_path / "bad.mp3").write_text("not audio")
+    with pytest.raises(VideoError, match="bad.mp3"):
+        decode_audio(tmp_path / "bad.mp3")

@@ -4,7 +4,8 @@
     visemes.py   the viseme teacher: phonemes -> lip-only expression coefficients (stand-in for paper Eq. 3)
     motion.py    head motion in distinct styles, coupled to speech energy; eye blinks
     render.py    a real portrait animated by coefficients (piecewise-affine warp, no neural network)
-    corpus.py    build_default_corpus / build_video_corpus (one cached format), CorpusDataset (windows)
+    corpus/      the corpus format (format.py, the only reader / writer), build_default_corpus, build_video_corpus,
+                 CorpusDataset (windows)
 """
 from .corpus import CorpusDataset, build_default_corpus, build_video_corpus, load_clip, load_index
 from .motion import MOTION_STYLES, STYLE_IDS, generate_motion

@@ -21,7 +21,8 @@ import numpy as np
 
 from ..blink import BLINK_SHAPE
 from ..audio import DEFAULT_CONFIG
-from .visemes import BLINK_DIMS, EXPRESSION_DIMS, FPS, N_EXP
+from ..coeffs import EXP_DIM
+from .visemes import BLINK_DIMS, EXPRESSION_DIMS, FPS
 
 __all__ = [
     "POSE_NAMES", "MotionStyle", "MOTION_STYLES", "STYLE_IDS", "style_id", "speech_energy", "head_motion",
@@ -193,7 +194,7 @@ def blink_ratio(n_frames: int, seed: int = 0, blinks_per_min: float = 15.0, fps:
     return ratio
 
 
-def blink_expression(ratio: np.ndarray, n_exp: int = N_EXP) -> np.ndarray:
+def blink_expression(ratio: np.ndarray, n_exp: int = EXP_DIM) -> np.ndarray:
     """Blink ratio [T] -> expression coefficients ``float32 [T, 64]`` with only the two blink directions set."""
     ratio = np.asarray(ratio, np.float32)
     exp = np.zeros(ratio.shape + (n_exp,), np.float32)

@@ -23,18 +23,19 @@ import cv2
 import numpy as np
 from scipy.spatial import Delaunay
 
+from ..coeffs import ANGLE, EXP, MOTION_DIM, POSE, TRANS
+from ..morphable.render import to_image_rows
+
 __all__ = ["Portrait", "load_portrait", "default_portrait", "PortraitAnimator", "model_landmarks"]
 
-MODEL_IMAGE_SIZE = 224  # the official camera renders 224 px crops (morphable.model.PerspectiveCamera)
 # landmarks that move rigidly with the head (jaw line, nose, eye corners): they define the ring's similarity
 RIGID = np.r_[np.arange(0, 17), np.arange(27, 36), [36, 39, 42, 45]]
 
 
-@functools.lru_cache(maxsize=1)
 def _default_model():
-    from ..morphable.default import DefaultMorphableModel
+    from ..morphable.fit import default_model  # the shared stand-in, built once per process
 
-    return DefaultMorphableModel().eval()
+    return default_model()
 
 
 def model_landmarks(coeffs: np.ndarray, model=None) -> np.ndarray:
@@ -42,12 +43,10 @@ def model_landmarks(coeffs: np.ndarray, model=None) -> np.ndarray:
     import torch
 
     model = model or _default_model()
-    c = torch.as_tensor(np.asarray(coeffs, np.float32).reshape(-1, 70))
+    c = torch.as_tensor(np.asarray(coeffs, np.float32).reshape(-1, MOTION_DIM))
     with torch.no_grad():
-        lm = model.project_landmarks(torch.zeros(len(c), model.id_base.shape[1]), c[:, :64], c[:, 64:67], c[:, 67:70])
-    lm = lm.numpy().astype(np.float32)
-    lm[..., 1] = MODEL_IMAGE_SIZE - 1 - lm[..., 1]  # v points up in the model's image; rows point down
-    return lm
+        lm = model.project_landmarks(torch.zeros(len(c), model.id_base.shape[1]), c[:, EXP], c[:, ANGLE], c[:, TRANS])
+    return to_image_rows(lm.numpy(), model.camera.image_size).astype(np.float32)  # v points up; rows point down
 
 
 def _similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -163,7 +162,7 @@ class PortraitAnimator:
 
     @staticmethod
     def _check(coeffs: np.ndarray) -> None:
-        if coeffs.shape[-1] != 70:
+        if coeffs.shape[-1] != MOTION_DIM:
             raise ValueError(f"coefficients must be [70] = [exp 64, angle 3, trans 3], got shape {coeffs.shape}")
         if not np.isfinite(coeffs).all():
             raise ValueError("coefficients contain NaN or inf")
@@ -186,8 +185,8 @@ class PortraitAnimator:
 
     def mouth_opening(self, coeffs: np.ndarray) -> np.ndarray:
         """Inner-lip gap in portrait pixels, ``float32 [T]``, from the expression alone (pose does not open it)."""
-        c = np.array(coeffs, np.float64).reshape(-1, 70)
-        c[:, 64:] = 0.0
+        c = np.array(coeffs, np.float64).reshape(-1, MOTION_DIM)
+        c[:, POSE] = 0.0
         lm = model_landmarks(c, self.model)
         gap = (lm[:, LOWER_INNER[::-1], 1] - lm[:, UPPER_INNER, 1]).mean(1)
         neutral = (self.neutral_model[LOWER_INNER[::-1], 1] - self.neutral_model[UPPER_INNER, 1]).mean()

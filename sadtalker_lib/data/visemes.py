@@ -26,15 +26,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..audio import DEFAULT_CONFIG
+from ..coeffs import EXP_DIM
 from ..morphable.default import EXPRESSION_NAMES
 
 __all__ = [
-    "EXPRESSION_DIMS", "LIP_PARAMS", "LIP_TO_EXPRESSION", "BLINK_DIMS", "N_EXP", "FPS", "Viseme", "viseme",
+    "EXPRESSION_DIMS", "LIP_PARAMS", "LIP_TO_EXPRESSION", "BLINK_DIMS", "FPS", "Viseme", "viseme",
     "is_vowel", "split_phoneme", "lip_params", "params_to_expression", "teacher_expression",
 ]
 
 FPS = DEFAULT_CONFIG.fps  # 25: the official frame rate
-N_EXP = 64  # expression coefficients (official coefficient layout [exp 64, angle 3, trans 3])
 
 # Index of each named direction of the 64-d expression space: the DefaultMorphableModel's designed ones.
 EXPRESSION_DIMS: dict[str, int] = {name: i for i, name in enumerate(EXPRESSION_NAMES)}
@@ -172,7 +172,7 @@ def lip_params(phonemes, n_frames: int, fps: float = FPS, scale: float = 1.0, st
     return (scale * out / np.maximum(counts, 1)).astype(np.float32)
 
 
-def params_to_expression(params: np.ndarray, n_exp: int = N_EXP) -> np.ndarray:
+def params_to_expression(params: np.ndarray, n_exp: int = EXP_DIM) -> np.ndarray:
     """Lip parameters [..., 5] -> lip-only expression coefficients ``float32 [..., 64]`` (other entries zero)."""
     params = np.asarray(params, np.float32)
     exp = np.zeros(params.shape[:-1] + (n_exp,), np.float32)

@@ -23,7 +23,6 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from .. import official
 
 # The five standard 3-D landmarks (x, y, z; y up) the 224 crop is aligned to: the 5-point reduction
 # (``extract_5p``) of the 68 mean 3-D landmarks in Deep3DFaceRecon's ``BFM/similarity_Lm3D_all.mat``
@@ -209,6 +208,18 @@ class CropInfo:
         return (self.size, self.crop, self.quad)
 
 
+
+def quad_ry_limit(width: int, height: int) -> int:
+    """Upper bound for the face square's bottom edge ``ry`` in ``Preprocesser.align_face``: the image WIDTH.
+
+    # OFFICIAL QUIRK: src/utils/croper.py clamps ``ry = min(max(quad[3], quad[5]), img.size[0])`` -- ``img.size[0]``
+    is the width (the x bound ``rx`` uses the same). On landscape images ``ry`` can pass the height, and numpy
+    slicing then silently makes the crop shorter than ``crop_info`` says; on tall images it can clip the square
+    early. Reproduced for parity (``height`` unused).
+    """
+    del height
+    return width
+
 def align_face(img, lm: np.ndarray, output_size: int = CROP_OUTPUT_SIZE) -> FaceQuad:
     """FFHQ-style oriented square from eyes and mouth, and the crop box around it (``Preprocesser.align_face``).
 
@@ -267,7 +278,7 @@ def align_face(img, lm: np.ndarray, output_size: int = CROP_OUTPUT_SIZE) -> Face
     lx = max(min(q[0], q[2]), 0)
     ly = max(min(q[1], q[7]), 0)
     rx = min(max(q[4], q[6]), width)
-    ry = min(max(q[3], q[5]), official.quad_ry_limit(width, height))
+    ry = min(max(q[3], q[5]), quad_ry_limit(width, height))
     return FaceQuad(rsize=rsize, crop=box, quad=(float(lx), float(ly), float(rx), float(ry)))
 
 

@@ -7,7 +7,7 @@ module             what it computes (reference implementation)
 ``cpbd``           CPBD sharpness (Narvekar & Karam; equal to the ``cpbd`` package)
 ``csim``           identity cosine similarity (ArcFace when present; offline dlib ResNet, "CSIM [dlib]")
 ``lse``            LSE-D / LSE-C with SyncNet (joonson/syncnet_python protocol; ``syncnet``, ``mfcc``,
-                   ``syncnet_train`` for the "trained-here" stand-in)
+                   ``train.syncnet`` trains the "trained-here" stand-in)
 ``diversity``      std of head-motion features (``head_pose``: Hopenet when present; offline solvePnP)
 ``beat_align``     Bailando's Beat Align Score (audio onset beats vs head-motion velocity minima)
 ``tables``         ``evaluate(...)`` -> Table-1-shaped DataFrame, ``paper_table1()``, plots

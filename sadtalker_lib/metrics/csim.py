@@ -92,12 +92,13 @@ class ArcFaceEmbedder:
     label = "ArcFace"
 
     def __init__(self, weights: str | Path | None = None, *, device: str = "cpu"):
-        import torch
 
         from .arcface import IResNet, IResNetConfig
 
         path = find_weights("arcface", weights)
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        from ..official.io import read_checkpoint  # the package's one torch.load (weights only)
+
+        state = read_checkpoint(path)
         if isinstance(state, dict) and "state_dict" in state:
             state = state["state_dict"]
         layers = _iresnet_layers(state)

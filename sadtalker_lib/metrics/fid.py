@@ -37,7 +37,6 @@ def fid_weights_path() -> Path:
 
 def load_inception(weights: str | Path | None = None, *, device: str = "cpu"):
     """pytorch-fid's ``InceptionV3([3])`` (pool3, 2048-d) in eval mode, weights read locally (never downloaded)."""
-    import torch
     from pytorch_fid import inception as fid_inception
 
     path = Path(weights) if weights is not None else fid_weights_path()
@@ -48,8 +47,10 @@ def load_inception(weights: str | Path | None = None, *, device: str = "cpu"):
             "or pass its path."
         )
 
+    from ..official.io import read_checkpoint  # the package's one torch.load (weights only)
+
     def local_state_dict(url, *args, **kwargs):  # replaces pytorch-fid's downloader: local file, weights_only
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return read_checkpoint(path)
 
     with _patched(fid_inception, "load_state_dict_from_url", local_state_dict):
         model = fid_inception.InceptionV3([fid_inception.InceptionV3.BLOCK_INDEX_BY_DIM[2048]])

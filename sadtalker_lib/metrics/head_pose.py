@@ -101,14 +101,15 @@ class HopenetHeadPose:
     label = "Hopenet"
 
     def __init__(self, weights: str | Path | None = None, *, kind: str = "embedding", device: str = "cpu"):
-        import torch
 
         from .hopenet import Hopenet
 
         if kind not in ("embedding", "angles"):
             raise ValueError(f"kind must be 'embedding' or 'angles', got {kind!r}")
         path = find_weights("hopenet", weights)
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        from ..official.io import read_checkpoint  # the package's one torch.load (weights only)
+
+        state = read_checkpoint(path)
         self.model = Hopenet()
         load_state(self.model, state, path)
         self.model.to(device).eval()

@@ -83,7 +83,7 @@ def load_syncnet(path: str | Path | None = None, *, device: str = "cpu") -> tupl
     """SyncNet in eval mode and its label: ``"syncnet_v2"`` (official file) or ``"trained-here"``.
 
     ``path`` may be the official ``syncnet_v2.model`` (a state dict of ``SyncNetModel.S``) or a file written
-    by ``metrics.syncnet_train.save_trained_syncnet``. Without ``path`` the official file is looked up at its
+    by ``train.syncnet.save_trained_syncnet``. Without ``path`` the official file is looked up at its
     default location first, then the trained-here one; :class:`WeightsMissingError` names both.
     """
     if path is None:
@@ -94,13 +94,15 @@ def load_syncnet(path: str | Path | None = None, *, device: str = "cpu") -> tupl
         else:
             raise WeightsMissingError(
                 f"no SyncNet weights: put the official syncnet_v2.model (joonson/syncnet_python download_model.sh) "
-                f"at {default_weight_path('syncnet')}, or train one with metrics.syncnet_train.train_syncnet and save it "
+                f"at {default_weight_path('syncnet')}, or train one with train.syncnet.train_syncnet and save it "
                 f"to {default_weight_path('syncnet_trained_here')} (labelled 'trained-here')"
             )
     path = Path(path)
     if not path.is_file():
         find_weights("syncnet", path)  # raises with the download hint
-    blob = torch.load(path, map_location="cpu", weights_only=True)
+    from ..official.io import read_checkpoint  # the package's one torch.load (weights only)
+
+    blob = read_checkpoint(path)
     if isinstance(blob, dict) and blob.get("format") == TRAINED_HERE_FORMAT:
         model = SyncNet(SyncNetConfig(**blob.get("config", {})))
         state, label = blob["state_dict"], str(blob.get("label", TRAINED_HERE_LABEL))

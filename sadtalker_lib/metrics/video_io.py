@@ -9,13 +9,12 @@ non-square frames are centre-cropped to a square before resizing (so faces are n
 from __future__ import annotations
 
 import os
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ..video import VideoError, ffmpeg_exe, probe_video
+from ..video import VideoError, decode_audio, probe_video, read_video
 
 __all__ = ["Clip", "NoAudioTrackError", "VideoError", "load_clip", "as_clip", "check_same_timing", "EVAL_FPS",
            "EVAL_SIZE", "AUDIO_RATE"]
@@ -69,43 +68,6 @@ class Clip:
         return self.audio
 
 
-def _decode_frames(path: Path, fps: float | None, size: int | None, max_frames: int | None) -> np.ndarray:
-    info = probe_video(path)
-    w, h = info["width"], info["height"]
-    vf = []
-    if fps is not None:
-        vf.append(f"fps={fps}")
-    if w != h and size is not None:
-        side = min(w, h)
-        vf.append(f"crop={side}:{side}")
-        w = h = side
-    if size is not None:
-        vf.append(f"scale={size}:{size}:flags=area")
-        w = h = size
-    cmd = [ffmpeg_exe(), "-loglevel", "error", "-i", str(path)]
-    if vf:
-        cmd += ["-vf", ",".join(vf)]
-    if max_frames is not None:
-        cmd += ["-frames:v", str(int(max_frames))]
-    cmd += ["-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
-    r = subprocess.run(cmd, capture_output=True)
-    if r.returncode != 0:
-        raise VideoError(f"cannot decode {path}: {r.stderr.decode(errors='replace')}")
-    n = len(r.stdout) // (w * h * 3)
-    if n == 0:
-        raise VideoError(f"{path} decoded to no frames")
-    return np.frombuffer(r.stdout, np.uint8)[: n * w * h * 3].reshape(n, h, w, 3)
-
-
-def _decode_audio(path: Path, sample_rate: int) -> np.ndarray:
-    cmd = [ffmpeg_exe(), "-loglevel", "error", "-i", str(path), "-vn", "-ac", "1", "-ar", str(sample_rate),
-           "-f", "s16le", "-"]
-    r = subprocess.run(cmd, capture_output=True)
-    if r.returncode != 0:
-        raise VideoError(f"cannot decode the audio of {path}: {r.stderr.decode(errors='replace')}")
-    return np.frombuffer(r.stdout, np.int16).astype(np.float32) / 32768.0
-
-
 def load_clip(path: str | os.PathLike, *, fps: float | None = EVAL_FPS, size: int | None = EVAL_SIZE,
               max_frames: int | None = None, require_audio: bool = False,
               sample_rate: int = AUDIO_RATE) -> Clip:
@@ -117,14 +79,15 @@ def load_clip(path: str | os.PathLike, *, fps: float | None = EVAL_FPS, size: in
     """
     path = Path(path)
     info = probe_video(path)  # VideoError for a missing / unreadable file
-    frames = _decode_frames(path, fps, size, max_frames)
+    frames = read_video(path, fps, max_frames, None if size is None else (size, size), crop_square=True,
+                        scale_flags="area")
     clip_fps = float(fps) if fps is not None else float(info["fps"])
     notes = []
     if info["width"] != info["height"] and size is not None:
         notes.append(f"{path.name}: {info['width']}x{info['height']} centre-cropped to a square before resizing")
     audio = None
     if info["has_audio"]:
-        audio = _decode_audio(path, sample_rate)
+        audio = decode_audio(path, sample_rate)
         audio = audio[: int(round(len(frames) / clip_fps * sample_rate))]
     elif require_audio:
         raise NoAudioTrackError(f"{path} has no audio track; LSE and Beat Align need one.")

@@ -12,7 +12,7 @@ FID             ``<torch hub>/checkpoints/pt_inception-2015-12-05-      pytorch-
                 ``~/.cache/torch/hub``)                                 releases, ``fid_weights``)
 LSE-C / LSE-D   ``<cache>/syncnet/syncnet_v2.model``                     joonson/syncnet_python
                                                                         ``download_model.sh``
-LSE (offline)   ``<cache>/syncnet/syncnet_trained_here.pt``              ``metrics.syncnet_train.train_syncnet``
+LSE (offline)   ``<cache>/syncnet/syncnet_trained_here.pt``              ``train.syncnet.train_syncnet``
 CSIM            ``<cache>/arcface/backbone.pth``                         insightface ``arcface_torch`` (IResNet)
 Diversity       ``<cache>/hopenet/hopenet_robust_alpha1.pkl``            natanielruiz/deep-head-pose
 ==============  ======================================================  =======================================
@@ -35,7 +35,7 @@ class WeightsMissingError(FileNotFoundError):
 WEIGHT_FILES = {
     "syncnet": ("syncnet", "syncnet_v2.model", "joonson/syncnet_python: sh download_model.sh (data/syncnet_v2.model)"),
     "syncnet_trained_here": ("syncnet", "syncnet_trained_here.pt",
-                             "eval.syncnet_train.train_syncnet(...) on the project's corpus"),
+                             "train.syncnet.train_syncnet(...) on the project's corpus"),
     "arcface": ("arcface", "backbone.pth",
                 "insightface recognition/arcface_torch model zoo (an IResNet backbone.pth, e.g. ms1mv3_arcface_r100)"),
     "hopenet": ("hopenet", "hopenet_robust_alpha1.pkl", "natanielruiz/deep-head-pose README (Hopenet robust, alpha 1)"),

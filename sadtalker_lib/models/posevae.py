@@ -24,7 +24,6 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..official import POSEVAE_LOGVAR_FROM_MEANS_LAYER
 from .expnet import AudioEncoder
 
 __all__ = [
@@ -55,8 +54,9 @@ class PoseVAEConfig:
     unet_filters: tuple[int, int, int, int] = (32, 64, 128, 256)  # ResUnet default filters
     disc_channels: tuple[int, int, int] = (256, 512, 1024)  # PoseSequenceDiscriminator widths
     disc_leaky_relu: bool = False  # MODEL.DISCRIMINATOR.LEAKY_RELU
-    # Official quirk (see official.py): the encoder computes logvar with the *means* layer.
-    logvar_from_means_layer: bool = POSEVAE_LOGVAR_FROM_MEANS_LAYER
+    # OFFICIAL QUIRK: src/audio2pose_models/cvae.py ENCODER.forward computes ``logvar = self.linear_means(x_out)``;
+    # ``linear_logvar`` is built and saved in the checkpoint but never used. Only training (the KL term) sees it.
+    logvar_from_means_layer: bool = True
 
     @property
     def decoder_in(self) -> int:

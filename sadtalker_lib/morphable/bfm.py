@@ -10,7 +10,7 @@ shipped or downloaded here. Its keys (N vertices, F triangles; MATLAB, so indice
     tri [F, 3]      point_buf [N, 8] (faces around each vertex, 0 = empty)     keypoints [1, 68]
     frontmask2_idx [M, 1], tri_mask2 [F2, 3], skinmask [1, N]   (read only in training; kept in ``extras``)
 
-Quirks reproduced (named in ``official.py``): 1-based indices, ``point_buf`` padding, recentring of the
+Quirks reproduced (tagged as official quirks below): 1-based indices, ``point_buf`` padding, recentring of the
 mean shape only. Every key is checked: a missing key or a wrong shape raises :class:`BFMFormatError` naming
 the key and the shape expected.
 """
@@ -20,13 +20,37 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import official
-from .model import EXP_DIM, ID_DIM, NUM_LANDMARKS, TEX_DIM, MorphableModel, PerspectiveCamera
+from .model import EXP_DIM, ID_DIM, NUM_LANDMARKS, SH_INIT_LIT, TEX_DIM, MorphableModel, PerspectiveCamera
 
 __all__ = ["BFM_FILE_NAME", "BFMFormatError", "read_bfm_mat", "load_bfm", "save_bfm_mat", "BFMModel"]
 
 BFM_FILE_NAME = "BFM_model_front.mat"  # ParametricFaceModel(default_name=...)
 _TRAIN_KEYS = ("frontmask2_idx", "tri_mask2", "skinmask")
+
+# OFFICIAL QUIRK: BFM_model_front.mat stores every index array (tri, keypoints, point_buf, frontmask2_idx,
+# tri_mask2) 1-based (MATLAB); bfm.py ParametricFaceModel.__init__ subtracts 1 from each.
+BFM_INDEX_BASE = 1
+
+
+def bfm_point_buf_to_zero_based(point_buf_1based, num_faces: int):
+    """``point_buf`` [N, K] from the file (1-based face ids, 0 = empty slot) -> 0-based ids, empty -> ``num_faces``.
+
+    # OFFICIAL QUIRK: bfm.py subtracts 1, so an empty slot becomes -1; compute_norm appends one zero normal after
+    the F face normals and torch's negative indexing makes -1 pick exactly that zero row: empty slots add nothing.
+    Here the slot points at that zero row (index F) explicitly. Vertices with more than K incident faces keep
+    only the K listed (the official file lists at most 8), so their normal averages those faces only.
+    """
+    pb = np.asarray(point_buf_1based).astype(np.int64) - BFM_INDEX_BASE
+    return np.where(pb < 0, num_faces, pb)
+
+
+def recenter_mean_shape(mean_shape):
+    """``recenter=True`` (bfm.py __init__): subtract the per-axis mean vertex from the MEAN SHAPE only.
+
+    # OFFICIAL QUIRK: the identity / expression bases are not touched, so a face with alpha, beta != 0 is not
+    centred; the official file's mean is not centred either, which is why the shift matters. mean_shape: [N, 3].
+    """
+    return mean_shape - mean_shape.mean(axis=0, keepdims=True)
 
 
 class BFMFormatError(ValueError):
@@ -127,18 +151,18 @@ def load_bfm(
     *,
     recenter: bool = True,
     camera: PerspectiveCamera = PerspectiveCamera(),
-    init_lit=official.SH_INIT_LIT,
+    init_lit=SH_INIT_LIT,
 ) -> BFMModel:
     """``BFM_model_front.mat`` (file or folder) -> :class:`BFMModel`, as ParametricFaceModel builds it.
 
-    Floats are cast to float32 and indices made 0-based (official.BFM_INDEX_BASE); with ``recenter`` the
-    mean shape (only) is moved to zero mean (official.recenter_mean_shape).
+    Floats are cast to float32 and indices made 0-based (BFM_INDEX_BASE); with ``recenter`` the
+    mean shape (only) is moved to zero mean (recenter_mean_shape).
     """
     m = read_bfm_mat(path)
     mean = m["meanshape"].astype(np.float32).reshape(-1, 3)
     if recenter:
-        mean = official.recenter_mean_shape(mean)
-    faces = m["tri"].astype(np.int64) - official.BFM_INDEX_BASE
+        mean = recenter_mean_shape(mean)
+    faces = m["tri"].astype(np.int64) - BFM_INDEX_BASE
     model = BFMModel(
         mean_shape=mean,
         id_base=m["idBase"].astype(np.float32),
@@ -146,17 +170,17 @@ def load_bfm(
         mean_tex=m["meantex"].astype(np.float32),
         tex_base=m["texBase"].astype(np.float32),
         faces=faces,
-        keypoints=m["keypoints"].astype(np.int64) - official.BFM_INDEX_BASE,
-        point_buf=official.bfm_point_buf_to_zero_based(m["point_buf"], len(faces)),
+        keypoints=m["keypoints"].astype(np.int64) - BFM_INDEX_BASE,
+        point_buf=bfm_point_buf_to_zero_based(m["point_buf"], len(faces)),
         camera=camera,
         init_lit=init_lit,
         name=f"BFM ({Path(path).name})",
     )
     model.extras = {}
     if "frontmask2_idx" in m:
-        model.extras["front_mask"] = m["frontmask2_idx"].reshape(-1).astype(np.int64) - official.BFM_INDEX_BASE
+        model.extras["front_mask"] = m["frontmask2_idx"].reshape(-1).astype(np.int64) - BFM_INDEX_BASE
     if "tri_mask2" in m:
-        model.extras["front_faces"] = m["tri_mask2"].astype(np.int64) - official.BFM_INDEX_BASE
+        model.extras["front_faces"] = m["tri_mask2"].astype(np.int64) - BFM_INDEX_BASE
     if "skinmask" in m:
         model.extras["skin_mask"] = m["skinmask"].reshape(-1)
     return model
@@ -176,7 +200,7 @@ def save_bfm_mat(model: MorphableModel, path: str | Path, point_buf_size: int = 
         path = path / BFM_FILE_NAME
     f = model.num_faces
     pb = model.point_buf.cpu().numpy()[:, :point_buf_size]
-    pb = np.where(pb >= f, -1, pb) + official.BFM_INDEX_BASE  # empty slot -> 0
+    pb = np.where(pb >= f, -1, pb) + BFM_INDEX_BASE  # empty slot -> 0
     if pb.shape[1] < point_buf_size:
         pb = np.pad(pb, ((0, 0), (0, point_buf_size - pb.shape[1])))
     arrays = {
@@ -186,8 +210,8 @@ def save_bfm_mat(model: MorphableModel, path: str | Path, point_buf_size: int = 
         "meantex": model.mean_tex.cpu().numpy().reshape(1, -1),
         "texBase": model.tex_base.cpu().numpy(),
         "point_buf": pb.astype(np.int32),
-        "tri": (model.faces.cpu().numpy() + official.BFM_INDEX_BASE).astype(np.int32),
-        "keypoints": (model.keypoints.cpu().numpy() + official.BFM_INDEX_BASE).astype(np.int32).reshape(1, -1),
+        "tri": (model.faces.cpu().numpy() + BFM_INDEX_BASE).astype(np.int32),
+        "keypoints": (model.keypoints.cpu().numpy() + BFM_INDEX_BASE).astype(np.int32).reshape(1, -1),
     }
     savemat(str(path), arrays)
     return path

@@ -9,6 +9,8 @@ with one model must not be fed to networks trained on the other.
 
 How it is made (all numbers below are written here, from public facts; nothing is learned or copied):
 
+Steps 1-2 (the landmark template and the depth surface) are in ``template.py``.
+
 1. **A 68-landmark template** (iBUG-300W / dlib order) in the BFM's units (1 unit = 10 cm; x right, y up,
    z toward the camera). Eye centres, nose tip and mouth corners are the five standard 3-D points the
    official 224-px alignment uses (``face.align.LM3D_5_STANDARD``); the rest follows average adult
@@ -35,8 +37,23 @@ import functools
 
 import numpy as np
 
-from ..face.align import LM3D_5_STANDARD
 from .model import EXP_DIM, ID_DIM, TEX_DIM, MorphableModel, PerspectiveCamera
+from .template import (
+    BROW_L,
+    BROW_R,
+    EYE_L,
+    EYE_R,
+    JAW_HALF_WIDTH,
+    JAW_TOP_Y,
+    LIP_INNER,
+    LIP_OUTER,
+    NOSE_KNOTS,
+    face_depth,
+    gauss,
+    jaw_curve,
+    landmark_template,
+    spline,
+)
 
 __all__ = [
     "EXPRESSION_NAMES",
@@ -47,10 +64,6 @@ __all__ = [
     "build_default_arrays",
     "DefaultMorphableModel",
 ]
-
-# Landmark groups (0-based iBUG-68 indices)
-JAW, BROW_R, BROW_L, NOSE_BRIDGE, NOSTRILS = range(0, 17), range(17, 22), range(22, 27), range(27, 31), range(31, 36)
-EYE_R, EYE_L, LIP_OUTER, LIP_INNER = range(36, 42), range(42, 48), range(48, 60), range(60, 68)
 
 EXPRESSION_NAMES: tuple[str, ...] = (
     "jaw_open",  # lower jaw rotates about the ear axis; ~1 cm mouth opening per unit
@@ -99,126 +112,6 @@ GENERIC_TEX_AMPLITUDE = 12.0  # 0-255 units
 
 
 # ---------------------------------------------------------------------------------------------
-# 1. The 68-landmark template (x, y)
-# ---------------------------------------------------------------------------------------------
-def _mirror(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    return [(-x, y) for x, y in points]
-
-
-# Jaw contour: a superellipse |x/a|^p + |(y0 - y)/b|^p = 1 (lower half), 17 points equally spaced by arc length.
-JAW_HALF_WIDTH, JAW_TOP_Y, JAW_DEPTH, JAW_EXPONENT = 0.73, 0.24, 1.06, 2.4
-
-
-def _jaw_curve(num: int, a: float = JAW_HALF_WIDTH) -> np.ndarray:
-    t = np.linspace(np.pi, 2 * np.pi, 4001)  # from the image-left end, under the chin, to the right end
-    c, s = np.cos(t), np.sin(t)
-    x = a * np.sign(c) * np.abs(c) ** (2 / JAW_EXPONENT)
-    y = JAW_TOP_Y - JAW_DEPTH * np.abs(s) ** (2 / JAW_EXPONENT)
-    seg = np.hypot(np.diff(x), np.diff(y))
-    arc = np.concatenate([[0.0], np.cumsum(seg)])
-    targets = np.linspace(0, arc[-1], num)
-    return np.stack([np.interp(targets, arc, x), np.interp(targets, arc, y)], 1)
-
-
-def _jaw_half_width(y: np.ndarray) -> np.ndarray:
-    """Half width of the jaw superellipse at height y (JAW_HALF_WIDTH above its top, 0 below the chin)."""
-    r = np.clip((JAW_TOP_Y - np.asarray(y, np.float64)) / JAW_DEPTH, 0.0, 1.0)
-    return JAW_HALF_WIDTH * (1.0 - r**JAW_EXPONENT) ** (1 / JAW_EXPONENT)
-
-
-def _template_xy() -> np.ndarray:
-    (ex_r, ey_r, _), (ex_l, ey_l, _), (nx, ny, _), (mx_r, my_r, _), (mx_l, my_l, _) = LM3D_5_STANDARD.astype(np.float64)
-    eye_x, eye_y = (ex_l - ex_r) / 2, (ey_r + ey_l) / 2  # symmetrised: 0.310, 0.290
-    mouth_x, mouth_y = (mx_l - mx_r) / 2, (my_r + my_l) / 2  # 0.250, -0.381
-    nose_y = ny  # -0.046
-    pts: list[tuple[float, float]] = [tuple(p) for p in _jaw_curve(17)]  # 0-16
-    brow = [(-0.62, 0.41), (-0.53, 0.47), (-0.42, 0.50), (-0.30, 0.50), (-0.17, 0.475)]  # 17-21, outer -> inner
-    pts += brow + _mirror(brow)[::-1]  # 22-26, inner -> outer
-    bridge_top = eye_y + 0.01
-    pts += [(0.0, bridge_top + (nose_y - bridge_top) * k / 3) for k in range(4)]  # 27-30, 30 = nose tip
-    pts += [(-0.13, -0.10), (-0.065, -0.12), (0.0, -0.13), (0.065, -0.12), (0.13, -0.10)]  # 31-35
-    # eyes: corners at +-0.1475 around the centre (fissure 2.95 cm), outer corner 1 mm higher (canthal tilt),
-    # upper lid points 4.5 mm above and lower lid points 3.5 mm below the corner line, at 1/3 and 2/3
-    hw, up, lo, lid = 0.1475, 0.045, 0.035, 0.055
-
-    def eye(cx: float, outer_sign: float) -> list[tuple[float, float]]:
-        outer = (cx + outer_sign * hw, eye_y + 0.005)
-        inner = (cx - outer_sign * hw, eye_y - 0.005)
-
-        def line(x: float) -> float:  # corner line
-            return outer[1] + (inner[1] - outer[1]) * (x - outer[0]) / (inner[0] - outer[0])
-
-        u1, u2 = cx + outer_sign * lid, cx - outer_sign * lid
-        return [outer, (u1, line(u1) + up), (u2, line(u2) + up), inner, (u2, line(u2) - lo), (u1, line(u1) - lo)]
-
-    right = eye(-eye_x, -1.0)  # 36 outer, 37, 38 upper, 39 inner, 40, 41 lower
-    left = eye(eye_x, +1.0)  # 45 outer ... reorder to 42 inner, 43, 44 upper, 45 outer, 46, 47 lower
-    pts += right + [left[3], left[2], left[1], left[0], left[5], left[4]]
-    sto = -0.356  # stomion (the mouth line at the centre)
-    outer = [(-mouth_x, mouth_y), (-0.16, -0.31), (-0.065, -0.275), (0.0, -0.285), (0.065, -0.275), (0.16, -0.31),
-             (mouth_x, mouth_y), (0.165, -0.445), (0.08, -0.468), (0.0, -0.472), (-0.08, -0.468), (-0.165, -0.445)]
-    inner = [(-0.22, -0.375), (-0.09, sto - 0.002), (0.0, sto), (0.09, sto - 0.002),
-             (0.22, -0.375), (0.09, sto - 0.008), (0.0, sto - 0.006), (-0.09, sto - 0.008)]
-    pts += outer + inner
-    out = np.array(pts, np.float64)
-    assert out.shape == (68, 2)
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
-# 2. The depth surface
-# ---------------------------------------------------------------------------------------------
-HEAD_DEPTH = 1.8  # z drop from the face front to the side of the head ellipse
-_FRONT_KNOTS = (  # midline "face plane" depth without nose / lips / chin features: (y, z)
-    (-1.10, -0.25), (-0.90, 0.05), (-0.75, 0.22), (-0.50, 0.29), (-0.30, 0.31), (0.00, 0.31),
-    (0.30, 0.30), (0.45, 0.33), (0.70, 0.28), (1.00, 0.12), (1.20, -0.05),
-)
-_NOSE_KNOTS = (  # nose ridge height above the face plane along y: (y, h)
-    (0.40, 0.0), (0.30, 0.01), (0.185, 0.06), (0.07, 0.12), (-0.01, 0.20), (-0.046, 0.23),
-    (-0.09, 0.17), (-0.13, 0.04), (-0.17, 0.0),
-)
-
-
-def _spline(knots, y):
-    from scipy.interpolate import PchipInterpolator
-
-    k = np.asarray(sorted(knots), np.float64)
-    return PchipInterpolator(k[:, 0], k[:, 1], extrapolate=True)(np.clip(y, k[0, 0], k[-1, 0]))
-
-
-def _gauss(x, y, cx, cy, sx, sy):
-    return np.exp(-0.5 * (((x - cx) / sx) ** 2 + ((y - cy) / sy) ** 2))
-
-
-def face_depth(x, y) -> np.ndarray:
-    """z of the stand-in face surface at (x, y) (units; larger = closer to the camera)."""
-    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-    # the head section: narrows along the jaw (rounder toward the chin), broadens over the forehead
-    hw = _jaw_half_width(y)
-    ax = hw + 0.13 + 0.25 * (1 - hw / JAW_HALF_WIDTH) + 0.2 * np.clip((y - 0.25) / 0.3, 0, 1) ** 2
-    r = np.clip(x / ax, -0.995, 0.995)
-    z = _spline(_FRONT_KNOTS, y) - HEAD_DEPTH * (1.0 - np.sqrt(1.0 - r**2))
-    ax_abs = np.abs(x)
-    sigma_nose = np.interp(y, [-0.1, 0.3], [0.085, 0.045])
-    z = z + _spline(_NOSE_KNOTS, y) * np.exp(-0.5 * (x / sigma_nose) ** 2)
-    z = z + 0.07 * _gauss(ax_abs, y, 0.11, -0.08, 0.04, 0.04)  # nostril wings
-    z = z - 0.05 * _gauss(ax_abs, y, 0.30, 0.29, 0.09, 0.06)  # eye sockets
-    z = z + 0.03 * _gauss(ax_abs, y, 0.31, 0.29, 0.07, 0.035)  # eyeballs
-    z = z + 0.03 * np.exp(-0.5 * ((y - 0.45) / 0.05) ** 2) * _gauss(ax_abs, 0, 0.25, 0, 0.3, 1)  # brow ridge
-    z = z + 0.07 * _gauss(x, y, 0.0, -0.37, 0.17, 0.07)  # lips
-    z = z - 0.03 * _gauss(x, y, 0.0, -0.55, 0.15, 0.04)  # groove under the lower lip
-    z = z + 0.05 * _gauss(x, y, 0.0, -0.68, 0.15, 0.08)  # chin
-    z = z + 0.04 * _gauss(ax_abs, y, 0.45, 0.05, 0.10, 0.10)  # cheekbones
-    return z
-
-
-def landmark_template() -> np.ndarray:
-    """The stand-in's 68 landmarks [68, 3] (x right, y up, z toward the camera; 1 unit = 10 cm)."""
-    xy = _template_xy()
-    return np.concatenate([xy, face_depth(xy[:, 0], xy[:, 1])[:, None]], 1)
-
-
-# ---------------------------------------------------------------------------------------------
 # 3. The mesh
 # ---------------------------------------------------------------------------------------------
 def _point_in_polygon(points: np.ndarray, poly: np.ndarray) -> np.ndarray:
@@ -254,7 +147,7 @@ def _build_mesh() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     eye_centres[:, 2] = face_depth(eye_centres[:, 0], eye_centres[:, 1])
     feature_xy = np.concatenate([lm[:, :2], eye_centres[:, :2]])
     # the outline: the jaw contour pushed out by OUTLINE_MARGIN, closed by an elliptic forehead arc
-    jaw = _jaw_curve(400, JAW_HALF_WIDTH + OUTLINE_MARGIN)
+    jaw = jaw_curve(400, JAW_HALF_WIDTH + OUTLINE_MARGIN)
     jaw[:, 1] -= OUTLINE_MARGIN * np.sin(np.linspace(0, np.pi, len(jaw)))
     top_a = JAW_HALF_WIDTH + OUTLINE_MARGIN
     phi = np.linspace(0, np.pi, 300)
@@ -269,8 +162,8 @@ def _build_mesh() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     # a staggered grid inside the outline, away from the features and the ring
     h = MESH_SPACING
     ys = np.arange(-1.0, FOREHEAD_TOP, h * np.sqrt(3) / 2)
-    grid = np.concatenate([np.stack([np.arange(-1.0, 1.0, h) + (i % 2) * h / 2, np.full(len(np.arange(-1.0, 1.0, h)), yv)], 1)
-                           for i, yv in enumerate(ys)])
+    xs = np.arange(-1.0, 1.0, h)
+    grid = np.concatenate([np.stack([xs + (i % 2) * h / 2, np.full(len(xs), yv)], 1) for i, yv in enumerate(ys)])
     grid = grid[_point_in_polygon(grid, outline)]
     keep = np.ones(len(grid), bool)
     for pts, radius in ((feature_xy, 0.6 * h), (ring, 0.7 * h)):
@@ -343,26 +236,26 @@ def _designed_expressions(v: np.ndarray, lm: np.ndarray, jaw_w: np.ndarray) -> l
     theta, hinge_y, hinge_z = 0.07, 0.20, -0.75
     fields.append(field(0 * x, -theta * (z - hinge_z) * jaw_w, theta * (y - hinge_y) * jaw_w))
     corners = lm[[48, 54]]
-    cw = _gauss(ax, y, np.abs(corners[0, 0]), corners[0, 1], 0.09, 0.07)
-    fields.append(field(0.05 * sx * cw, 0.04 * cw + 0.015 * _gauss(ax, y, 0.32, -0.15, 0.15, 0.15), -0.01 * cw))
+    cw = gauss(ax, y, np.abs(corners[0, 0]), corners[0, 1], 0.09, 0.07)
+    fields.append(field(0.05 * sx * cw, 0.04 * cw + 0.015 * gauss(ax, y, 0.32, -0.15, 0.15, 0.15), -0.01 * cw))
     fields.append(field(0.01 * sx * cw, -0.045 * cw, 0 * x))
     fields.append(field(0.06 * sx * cw, 0 * x, -0.01 * cw))
     mouth_c = lm[list(LIP_OUTER)].mean(0)
-    mw = _gauss(x, y, 0, mouth_c[1], 0.2, 0.12)
+    mw = gauss(x, y, 0, mouth_c[1], 0.2, 0.12)
     fields.append(field(-0.35 * x * mw, -0.25 * (y - mouth_c[1]) * mw, 0.06 * mw))
-    fields.append(field(0 * x, 0.04 * (1 - jaw_w) * _gauss(x, y, 0, -0.31, 0.2, 0.06), 0 * x))
-    fields.append(field(0 * x, -0.04 * jaw_w * _gauss(x, y, 0, -0.45, 0.2, 0.07), 0 * x))
-    part = _gauss(x, y, 0, -0.36, 0.16, 0.04)
+    fields.append(field(0 * x, 0.04 * (1 - jaw_w) * gauss(x, y, 0, -0.31, 0.2, 0.06), 0 * x))
+    fields.append(field(0 * x, -0.04 * jaw_w * gauss(x, y, 0, -0.45, 0.2, 0.07), 0 * x))
+    part = gauss(x, y, 0, -0.36, 0.16, 0.04)
     fields.append(field(0 * x, 0.025 * part * (1 - 2 * jaw_w), 0 * x))
-    fields.append(field(0.04 * _gauss(x, y, 0, -0.38, 0.3, 0.15), 0 * x, 0 * x))
+    fields.append(field(0.04 * gauss(x, y, 0, -0.38, 0.3, 0.15), 0 * x, 0 * x))
     fields.append(_eye_close_field(v, lm, EYE_R))
     fields.append(_eye_close_field(v, lm, EYE_L))
     brow_w = np.clip((y - 0.36) / 0.08, 0, 1) * np.exp(-0.5 * (np.clip(y - 0.55, 0, None) / 0.2) ** 2)
     fields.append(field(0 * x, 0.04 * brow_w, 0 * x))
-    inner_brow = _gauss(ax, y, 0.2, 0.47, 0.1, 0.07)
+    inner_brow = gauss(ax, y, 0.2, 0.47, 0.1, 0.07)
     fields.append(field(-0.02 * sx * inner_brow, -0.03 * inner_brow, -0.005 * inner_brow))
-    fields.append(field(0 * x, 0 * x, 0.05 * _gauss(ax, y, 0.40, -0.20, 0.12, 0.12)))
-    nw = _gauss(ax, y, 0.10, -0.08, 0.08, 0.07)
+    fields.append(field(0 * x, 0 * x, 0.05 * gauss(ax, y, 0.40, -0.20, 0.12, 0.12)))
+    nw = gauss(ax, y, 0.10, -0.08, 0.08, 0.07)
     fields.append(field(0 * x, 0.025 * nw, 0 * x))
     sq = np.zeros_like(v)
     for eye in (EYE_R, EYE_L):
@@ -378,7 +271,7 @@ def _mouth_eye_generic(v: np.ndarray, jaw_w: np.ndarray) -> list[np.ndarray]:
     x, y = v[:, 0], v[:, 1]
     out = []
     xr, yr = x / 0.3, (y + 0.4) / 0.25
-    mw = _gauss(x, y, 0, -0.4, 0.3, 0.25)
+    mw = gauss(x, y, 0, -0.4, 0.3, 0.25)
     for part in (1 - jaw_w, jaw_w):
         for i, j in ((0, 0), (1, 0), (0, 1), (2, 0), (1, 1), (0, 2)):
             for axis in range(3):
@@ -386,7 +279,7 @@ def _mouth_eye_generic(v: np.ndarray, jaw_w: np.ndarray) -> list[np.ndarray]:
                 f[:, axis] = part * mw * xr**i * yr**j
                 out.append(f)
     for cx in (-0.31, 0.31):
-        ew = _gauss(x, y, cx, 0.32, 0.18, 0.12)
+        ew = gauss(x, y, cx, 0.32, 0.18, 0.12)
         for i, j in ((0, 0), (1, 0), (0, 1)):
             for axis in range(2):
                 f = np.zeros_like(v)
@@ -443,11 +336,11 @@ def _designed_identity(v: np.ndarray, lm: np.ndarray) -> list[np.ndarray]:
 
     lower = 1 / (1 + np.exp(y / 0.15))
     chin = np.clip((-0.45 - y) / 0.25, 0, 1)
-    nose_region = _gauss(x, y, 0, 0.05, 0.12, 0.2) * (y < 0.3)
-    nose_profile = _spline(_NOSE_KNOTS, y) * np.exp(-0.5 * (x / np.interp(y, [-0.1, 0.3], [0.085, 0.045])) ** 2) / 0.23
-    eyes = _gauss(ax, y, 0.31, eye_y, 0.15, 0.1)
-    eye_local = _gauss(ax, y, 0.31, eye_y, 0.1, 0.07)
-    mouth = _gauss(x, y, 0, -0.38, 0.3, 0.1)
+    nose_region = gauss(x, y, 0, 0.05, 0.12, 0.2) * (y < 0.3)
+    nose_profile = spline(NOSE_KNOTS, y) * np.exp(-0.5 * (x / np.interp(y, [-0.1, 0.3], [0.085, 0.045])) ** 2) / 0.23
+    eyes = gauss(ax, y, 0.31, eye_y, 0.15, 0.1)
+    eye_local = gauss(ax, y, 0.31, eye_y, 0.1, 0.07)
+    mouth = gauss(x, y, 0, -0.38, 0.3, 0.1)
     line = _mouth_line(x, lm)
     return [
         f(0.04 * x, zero, zero),  # face_width
@@ -456,23 +349,24 @@ def _designed_identity(v: np.ndarray, lm: np.ndarray) -> list[np.ndarray]:
         f(0.05 * x * lower, zero, zero),  # jaw_width
         f(zero, -0.04 * chin, zero),  # chin_length
         f(zero, -0.03 * nose_region * np.clip((0.3 - y) / 0.3, 0, 1), zero),  # nose_length
-        f(0.25 * x * _gauss(x, y, 0, -0.08, 0.15, 0.07), zero, zero),  # nose_width
+        f(0.25 * x * gauss(x, y, 0, -0.08, 0.15, 0.07), zero, zero),  # nose_width
         f(zero, zero, 0.04 * nose_profile),  # nose_height
         f(0.02 * sx * eyes, zero, zero),  # eye_spacing
         f(0.1 * (ax - 0.31) * sx * eye_local, 0.1 * (y - eye_y) * eye_local, zero),  # eye_size
         f(zero, 0.015 * (ax - 0.31) / 0.15 * eye_local, zero),  # eye_tilt
         f(0.1 * x * mouth, zero, zero),  # mouth_width
-        f(zero, 0.15 * (y - line) * _gauss(x, y, 0, -0.37, 0.2, 0.1), zero),  # lip_thickness
+        f(zero, 0.15 * (y - line) * gauss(x, y, 0, -0.37, 0.2, 0.1), zero),  # lip_thickness
         f(zero, 0.03 * np.clip((y - 0.38) / 0.08, 0, 1), zero),  # brow_height
         f(zero, 0.05 * np.clip(y - 0.5, 0, None), zero),  # forehead_height
-        f(zero, zero, 0.04 * _gauss(ax, y, 0.45, -0.1, 0.15, 0.15)),  # cheek_fullness
+        f(zero, zero, 0.04 * gauss(ax, y, 0.45, -0.1, 0.15, 0.15)),  # cheek_fullness
     ]
 
 
 # ---------------------------------------------------------------------------------------------
 # 6. Texture
 # ---------------------------------------------------------------------------------------------
-SKIN_RGB, LIP_RGB, BROW_RGB, EYE_WHITE_RGB, IRIS_RGB = (200, 158, 135), (170, 92, 92), (95, 72, 60), (225, 215, 210), (70, 50, 40)
+SKIN_RGB, LIP_RGB, BROW_RGB = (200, 158, 135), (170, 92, 92), (95, 72, 60)
+EYE_WHITE_RGB, IRIS_RGB = (225, 215, 210), (70, 50, 40)
 
 
 def _texture(v: np.ndarray, lm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -491,7 +385,6 @@ def _texture(v: np.ndarray, lm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     tex = tex * (1 - brow_w[:, None]) + np.asarray(BROW_RGB) * brow_w[:, None]
     tex[68:70] = IRIS_RGB  # the two eye-centre vertices
     lip_w = lips.astype(np.float64)
-    x, y = v[:, 0], v[:, 1]
     one = np.ones(n)
     designed = [
         np.stack([one, one, one], 1) * 25,  # brightness

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .. import official
-from .model import ANGLE_DIM, EXP_DIM, ID_DIM, TRANS_DIM, MorphableModel, coeffs_70, coeffs_73, coeffs_257
+from .model import (ANGLE_DIM, EXP_DIM, ID_DIM, TRANS_DIM, MorphableModel, coeffs_70, coeffs_73, coeffs_257,
+                    official_image_rows)
 
 __all__ = [
     "FitConfig",
@@ -134,7 +134,7 @@ def align_for_fit(image, landmarks: np.ndarray | None = None, detector=None):
         raise ValueError(f"landmarks must be [68, 2] (x, row), got {lm.shape}")
     aligned = align_img(img, flip_y(lm, img.shape[0]))  # the official y-up convention
     size = aligned.image.shape[0]
-    target = np.stack([aligned.landmarks[:, 0], official.official_image_rows(aligned.landmarks[:, 1], size)], 1)
+    target = np.stack([aligned.landmarks[:, 0], official_image_rows(aligned.landmarks[:, 1], size)], 1)
     return target.astype(np.float32), aligned.trans_params, aligned.image
 
 
@@ -147,7 +147,7 @@ def crop_to_image(points: np.ndarray, trans_params: np.ndarray, crop_size: int =
     w0, h0, s, tx, ty = (float(v) for v in trans_params)
     w, h = int(w0 * s), int(h0 * s)
     p = np.asarray(points, np.float64)
-    x_c, y_c = p[..., 0], official.official_image_rows(p[..., 1], crop_size)  # y up in the crop
+    x_c, y_c = p[..., 0], official_image_rows(p[..., 1], crop_size)  # y up in the crop
     x = (x_c + (w / 2 - crop_size / 2)) / s + tx - w0 / 2
     y_up = (y_c + (h / 2 - crop_size / 2)) / s + ty - h0 / 2
     return np.stack([x, h0 - 1 - y_up], -1)
@@ -196,7 +196,7 @@ def fit_landmarks(
     b = tgt.shape[0]
     dev = model.mean_shape.device
     size = model.camera.image_size
-    tgt_v = torch.stack([tgt[..., 0], official.official_image_rows(tgt[..., 1], size)], -1).to(dev)  # v up
+    tgt_v = torch.stack([tgt[..., 0], official_image_rows(tgt[..., 1], size)], -1).to(dev)  # v up
     w = torch.ones(68) if cfg.landmark_weights is None else torch.as_tensor(cfg.landmark_weights, dtype=torch.float32)
     if w.shape != (68,):
         raise ValueError(f"landmark_weights must have 68 values, got {tuple(w.shape)}")
@@ -216,8 +216,10 @@ def fit_landmarks(
     coeff_params = ([alpha] if cfg.fit_identity else []) + ([beta] if cfg.fit_expression else [])
     coeff_opt = torch.optim.Adam(coeff_params, lr=cfg.lr_coeff) if coeff_params else None
     n_free = max(cfg.iterations - cfg.rigid_iterations, 1)
-    sched = torch.optim.lr_scheduler.LambdaLR(coeff_opt, lambda i: 0.5 * (1 + np.cos(np.pi * min(i, n_free) / n_free)) * 0.95 + 0.05) \
-        if coeff_opt else None
+    def cosine(i: int) -> float:  # cosine decay from 1 to 0.05 over the free iterations
+        return 0.5 * (1 + np.cos(np.pi * min(i, n_free) / n_free)) * 0.95 + 0.05
+
+    sched = torch.optim.lr_scheduler.LambdaLR(coeff_opt, cosine) if coeff_opt else None
 
     def losses():
         lm = model.project_landmarks(alpha.expand(b, ID_DIM), beta, angle, trans)  # [B, 68, 2]
@@ -238,12 +240,13 @@ def fit_landmarks(
         _, lm, d2 = losses()
         err = d2.sqrt().mean(1)
         c257 = coeffs_257(exp=beta, angle=angle, trans=trans, id=alpha.expand(b, ID_DIM)).detach()
-        crop = torch.zeros(b, 3) if crop_params is None else torch.as_tensor(np.asarray(crop_params, np.float32)).reshape(b, 3)
+        crop = (torch.zeros(b, 3) if crop_params is None
+                else torch.as_tensor(np.asarray(crop_params, np.float32)).reshape(b, 3))
         result = FitResult(
             coeffs_257=c257.cpu().numpy(),
             coeffs_70=coeffs_70(c257).cpu().numpy(),
             coeffs_73=coeffs_73(c257, crop.to(c257)).cpu().numpy(),
-            landmarks=torch.stack([lm[..., 0], official.official_image_rows(lm[..., 1], size)], -1).cpu().numpy(),
+            landmarks=torch.stack([lm[..., 0], official_image_rows(lm[..., 1], size)], -1).cpu().numpy(),
             target=tgt.cpu().numpy(),
             error_px=err.cpu().numpy(),
             history_px=np.asarray(history_px, np.float32),
@@ -290,7 +293,8 @@ def _optimise(cfg, losses, pose_opt, coeff_opt, sched, history_px, history_loss,
 def fit_images(images, model: MorphableModel | None = None, config: FitConfig | None = None, *,
                landmarks=None, detector=None) -> FitResult:
     """Several photos (each aligned to its own 224 crop), fitted in one batch, each with its own identity."""
-    prepared = [align_for_fit(img, None if landmarks is None else landmarks[i], detector) for i, img in enumerate(images)]
+    prepared = [align_for_fit(img, None if landmarks is None else landmarks[i], detector)
+                for i, img in enumerate(images)]
     return _fit_prepared(prepared, model, config, video=False)
 
 

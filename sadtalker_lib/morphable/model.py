@@ -10,7 +10,7 @@
 the offline stand-in ``default.DefaultMorphableModel``) as buffers and implements every step as a method,
 mirroring ``src/face3d/models/bfm.py`` ``ParametricFaceModel`` so that ``compute_for_render`` reproduces the
 official outputs (tests/test_morphable_bfm_parity.py). The official code's odd conventions (the transposed
-rotation, the in-place camera flip, the SH signs) are named in ``sadtalker_lib/official.py``.
+rotation, the in-place camera flip, the SH signs) are tagged as official quirks below.
 
 Coefficient layouts (official): 257 = id 80 | exp 64 | tex 80 | angle 3 | gamma 27 | trans 3 (net_recon
 output, ``split_coeff``); 70 = exp 64 | angle 3 | trans 3 (what SadTalker animates); 73 = 70 | s, tx, ty (the
@@ -18,6 +18,7 @@ source ``.mat`` adds the crop parameters ``trans_params[2:]`` of ``align_img``).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,7 +26,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import official
 
 __all__ = [
     "ID_DIM",
@@ -43,6 +43,11 @@ __all__ = [
     "coeffs_73",
     "compute_point_buf",
     "MorphableModel",
+    "SH_INIT_LIT",
+    "official_image_rows",
+    "official_rotation",
+    "official_sh_basis",
+    "official_to_camera",
 ]
 
 # ---------------------------------------------------------------------------------------------
@@ -51,6 +56,87 @@ __all__ = [
 from ..coeffs import (  # noqa: E402  (the layouts live in coeffs.py; re-exported here)
     ANGLE_DIM, COEFF_257_SLICES, EXP_DIM, GAMMA_DIM, ID_DIM, NUM_LANDMARKS, TEX_DIM, TRANS_DIM,
 )
+
+
+# ---------------------------------------------------------------------------------------------
+# Official conventions of src/face3d/models/bfm.py ParametricFaceModel (checked against fixtures/face_model.npz)
+# ---------------------------------------------------------------------------------------------
+# OFFICIAL QUIRK: bfm.py ParametricFaceModel(init_lit=...), compute_color: 0.8 is added to the DC spherical-
+# harmonics coefficient of every colour channel, so gamma = 0 means "white ambient light 0.8". (bfm.py reads it too.)
+SH_INIT_LIT = (0.8, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+# class SH in bfm.py: band factors a_l and normalisation constants c_l of the 9-term real SH basis.
+SH_A = (math.pi, 2 * math.pi / math.sqrt(3.0), 2 * math.pi / math.sqrt(8.0))
+SH_C = (1 / math.sqrt(4 * math.pi), math.sqrt(3.0) / math.sqrt(4 * math.pi),
+        3 * math.sqrt(5.0) / math.sqrt(12 * math.pi))
+
+# OFFICIAL QUIRK: bfm.py compute_for_render_woRotation calls to_camera(face_shape) (in place) BEFORE
+# compute_norm(face_shape), so its normals are those of the z-flipped camera-space shape (x, y components negated
+# relative to the unflipped normals), and they are not rotated. Reproduced in compute_for_render_wo_rotation.
+WOROTATION_NORMALS_AFTER_TO_CAMERA = True
+
+
+def official_rotation(angles: torch.Tensor) -> torch.Tensor:
+    """bfm.py compute_rotation: angles [B, 3] (x, y, z; radians) -> rot [B, 3, 3] = (Rz @ Ry @ Rx)^T.
+
+    # OFFICIAL QUIRK: the TRANSPOSE is returned because the official code rotates row vectors, ``pts @ rot``
+    (transform): that is R @ p for each point p with R = Rz Ry Rx (x rotated first).
+    """
+    x, y, z = angles[:, 0], angles[:, 1], angles[:, 2]
+    one, zero = torch.ones_like(x), torch.zeros_like(x)
+
+    def mat(*rows):  # 9 tensors [B] -> [B, 3, 3], row-major
+        return torch.stack(rows, dim=1).reshape(-1, 3, 3)
+
+    rot_x = mat(one, zero, zero, zero, torch.cos(x), -torch.sin(x), zero, torch.sin(x), torch.cos(x))
+    rot_y = mat(torch.cos(y), zero, torch.sin(y), zero, one, zero, -torch.sin(y), zero, torch.cos(y))
+    rot_z = mat(torch.cos(z), -torch.sin(z), zero, torch.sin(z), torch.cos(z), zero, zero, zero, one)
+    return (rot_z @ rot_y @ rot_x).permute(0, 2, 1)
+
+
+def official_to_camera(vertices: torch.Tensor, camera_distance: float) -> torch.Tensor:
+    """bfm.py to_camera: z <- camera_distance - z (the camera sits at z = d looking down -z; x, y unchanged).
+
+    # OFFICIAL QUIRK: the official function does this IN PLACE on its argument (see
+    ``WOROTATION_NORMALS_AFTER_TO_CAMERA`` for where that leaks). Here a new tensor is returned and the caller
+    reproduces the leak where it matters.
+    """
+    out = vertices.clone()
+    out[..., -1] = camera_distance - vertices[..., -1]
+    return out
+
+
+def official_image_rows(v, image_size: int = 224):
+    """to_image gives v with y UP (no flip inside the model); image rows are ``image_size - 1 - v``. Its own inverse.
+
+    # OFFICIAL QUIRK: src/face3d/models/facerecon_model.py save_coeff does the flip, not the model. (Also used by
+    morphable/render.py and morphable/fit.py, which import it from here.)
+    """
+    return image_size - 1 - v
+
+
+def official_sh_basis(normals: torch.Tensor) -> torch.Tensor:
+    """The 9 SH terms exactly as bfm.py compute_color writes them: normals [..., 3] -> Y [..., 9].
+
+    # OFFICIAL QUIRK: order and signs: a0c0; -a1c1 ny; a1c1 nz; -a1c1 nx; a2c2 nx ny; -a2c2 ny nz;
+    a2c2/(2 sqrt 3) (3 nz^2 - 1); -a2c2 nx nz; a2c2/2 (nx^2 - ny^2). Colour = (Y . (gamma + init_lit)) * texture
+    per channel, with gamma read channel-major ([B, 3, 9]: coefficients 0-8 are red) and NO clamping.
+    """
+    a, c = SH_A, SH_C
+    nx, ny, nz = normals[..., 0:1], normals[..., 1:2], normals[..., 2:3]
+    return torch.cat(
+        [
+            a[0] * c[0] * torch.ones_like(nx),
+            -a[1] * c[1] * ny,
+            a[1] * c[1] * nz,
+            -a[1] * c[1] * nx,
+            a[2] * c[2] * nx * ny,
+            -a[2] * c[2] * ny * nz,
+            0.5 * a[2] * c[2] / math.sqrt(3.0) * (3 * nz**2 - 1),
+            -a[2] * c[2] * nx * nz,
+            0.5 * a[2] * c[2] * (nx**2 - ny**2),
+        ],
+        dim=-1,
+    )
 
 
 def split_coeff(coeffs: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -91,7 +177,7 @@ class PerspectiveCamera:
 
     The camera sits at z = ``distance`` looking down -z; ``to_camera`` maps z -> distance - z, so a vertex at
     the origin is 10 units in front of it. Pixels: u = focal x / z + center, v = focal y / z + center, with v
-    pointing UP (image rows are ``image_size - 1 - v``, official.official_image_rows).
+    pointing UP (image rows are ``image_size - 1 - v``, official_image_rows).
     """
 
     focal: float = 1015.0
@@ -150,7 +236,7 @@ class MorphableModel(nn.Module):
         keypoints,
         point_buf=None,
         camera: PerspectiveCamera = PerspectiveCamera(),
-        init_lit=official.SH_INIT_LIT,
+        init_lit=SH_INIT_LIT,
         name: str = "morphable model",
     ):
         super().__init__()
@@ -236,13 +322,13 @@ class MorphableModel(nn.Module):
         """SH lighting: albedo [B, N, 3], (rotated) normals [B, N, 3], gamma [B, 27] -> colour [B, N, 3], unclamped."""
         b = gamma.shape[0]
         g = (gamma.reshape(b, 3, 9) + self.init_lit).permute(0, 2, 1)  # [B, 9, 3], channel-major gamma
-        y = official.official_sh_basis(normals)  # [B, N, 9]
+        y = official_sh_basis(normals)  # [B, N, 9]
         r, gg, bb = (y @ g[..., i : i + 1] for i in range(3))
         return torch.cat([r, gg, bb], dim=-1) * texture
 
     def compute_rotation(self, angles: torch.Tensor) -> torch.Tensor:
         """angles [B, 3] (radians; x = pitch, y = yaw, z = roll) -> [B, 3, 3] applied as ``pts @ rot``."""
-        return official.official_rotation(angles)
+        return official_rotation(angles)
 
     def transform(self, shape: torch.Tensor, rot: torch.Tensor, trans: torch.Tensor) -> torch.Tensor:
         """[B, N, 3] @ rot [B, 3, 3] + trans [B, 3]."""
@@ -250,7 +336,7 @@ class MorphableModel(nn.Module):
 
     def to_camera(self, shape: torch.Tensor) -> torch.Tensor:
         """z <- camera distance - z (returns a new tensor; the official one edits in place)."""
-        return official.official_to_camera(shape, self.camera.distance)
+        return official_to_camera(shape, self.camera.distance)
 
     def to_image(self, vertices_cam: torch.Tensor) -> torch.Tensor:
         """Camera-space [B, N, 3] -> pixels [B, N, 2] (u right, v UP; rows = size - 1 - v)."""
@@ -291,14 +377,14 @@ class MorphableModel(nn.Module):
     def compute_for_render_wo_rotation(self, coeffs: torch.Tensor):
         """The official ``compute_for_render_woRotation``: no rotation or translation (angle and trans ignored).
 
-        Quirk (official.WOROTATION_NORMALS_AFTER_TO_CAMERA): normals come from the z-flipped camera-space shape.
+        Quirk (WOROTATION_NORMALS_AFTER_TO_CAMERA): normals come from the z-flipped camera-space shape.
         """
         c = split_coeff(coeffs)
         shape = self.compute_shape(c["id"], c["exp"])
         vertex = self.to_camera(shape)
         landmark = self.get_landmarks(self.to_image(vertex))
         texture = self.compute_texture(c["tex"])
-        normals = self.compute_norm(vertex if official.WOROTATION_NORMALS_AFTER_TO_CAMERA else shape)
+        normals = self.compute_norm(vertex if WOROTATION_NORMALS_AFTER_TO_CAMERA else shape)
         color = self.compute_color(texture, normals, c["gamma"])
         return vertex, texture, color, landmark
 

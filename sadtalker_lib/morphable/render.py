@@ -2,13 +2,13 @@
 
 * :func:`project_landmarks` -- differentiable: coefficients (70 / 73 / 257 layout) -> the 68 projected
   landmarks, what ExpNet's landmark and eye losses (supp. Eq. 4-8) look at.
-* :func:`eye_aspect_ratio` -- R_t = E^h / E^w of supp. Eq. 4-6.
+* :func:`eye_aspect_ratio` -- R_t = E^h / E^w of supp. Eq. 4-6; :func:`mouth_opening` -- the inner-lip gap.
 * :func:`rasterize` -- a z-buffer triangle rasteriser in numpy (vectorised, no GPU, no compiled extension),
   and on top of it :func:`render_mesh` (shaded / coloured face, optionally over a photo),
   :func:`draw_wireframe`, :func:`draw_landmarks` and :func:`fit_figure` (matplotlib).
 
 Pixel conventions: the model projects to (u, v) with v pointing UP in a ``camera.image_size`` square (224);
-pictures use (x, row) with rows pointing down, row = size - 1 - v (``official.official_image_rows``).
+pictures use (x, row) with rows pointing down, row = size - 1 - v (``official_image_rows``).
 """
 from __future__ import annotations
 
@@ -17,13 +17,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .. import official
-from .model import COEFF_257_SLICES, EXP_DIM, ID_DIM, MorphableModel
+from ..coeffs import ANGLE, COEFF_257_SLICES, EXP, EXP_DIM, FULL_DIM, ID_DIM, MOTION_DIM, TRANS
+from .model import MorphableModel, official_image_rows
 
 __all__ = [
     "project_landmarks",
     "to_image_rows",
     "eye_aspect_ratio",
+    "mouth_opening",
     "Raster",
     "rasterize",
     "vertex_pixels",
@@ -51,8 +52,8 @@ LANDMARK_GROUPS = (
 def _split_motion(coeffs: torch.Tensor):
     """exp, angle, trans, id (or None) from [..., 70 | 73 | 257]."""
     n = coeffs.shape[-1]
-    if n in (70, 73):
-        return coeffs[..., :EXP_DIM], coeffs[..., EXP_DIM : EXP_DIM + 3], coeffs[..., EXP_DIM + 3 : EXP_DIM + 6], None
+    if n in (MOTION_DIM, FULL_DIM):
+        return coeffs[..., EXP], coeffs[..., ANGLE], coeffs[..., TRANS], None
     if n == 257:
         s = COEFF_257_SLICES
         return coeffs[..., s["exp"]], coeffs[..., s["angle"]], coeffs[..., s["trans"]], coeffs[..., s["id"]]
@@ -83,9 +84,9 @@ def project_landmarks(
 def to_image_rows(points, image_size: int = 224):
     """(u, v-up) -> (x, row) for torch tensors or numpy arrays [..., 2] (its own inverse)."""
     if isinstance(points, torch.Tensor):
-        return torch.stack([points[..., 0], official.official_image_rows(points[..., 1], image_size)], -1)
+        return torch.stack([points[..., 0], official_image_rows(points[..., 1], image_size)], -1)
     points = np.asarray(points)
-    return np.stack([points[..., 0], official.official_image_rows(points[..., 1], image_size)], -1)
+    return np.stack([points[..., 0], official_image_rows(points[..., 1], image_size)], -1)
 
 
 def eye_aspect_ratio(landmarks):
@@ -101,6 +102,20 @@ def eye_aspect_ratio(landmarks):
     width = sum(norm(p[..., a, :] - p[..., b, :]) for a, b in EYE_WIDTH_PAIRS) / 2
     height = sum(norm(p[..., a, :] + p[..., b, :] - p[..., c, :] - p[..., d, :]) / 2 for a, b, c, d in EYE_HEIGHT_QUADS)
     return height / width
+
+
+MOUTH_GAP_PAIR = (62, 66)  # inner upper / lower lip midpoints (iBUG-68)
+EYE_CORNERS_PAIR = (36, 45)  # outer eye corners: the face-size scale
+
+
+def mouth_opening(landmarks):
+    """Inner-lip gap over the outer-eye-corner distance: ||P62 - P66|| / ||P45 - P36||, landmarks [..., 68, 2]
+    (torch or numpy) -> [...]. Scale-free (0 = closed lips; about 0.3 for a wide-open mouth)."""
+    lib = torch if isinstance(landmarks, torch.Tensor) else np
+    norm = (lambda t: torch.linalg.vector_norm(t, dim=-1)) if lib is torch else (lambda t: np.linalg.norm(t, axis=-1))
+    p = landmarks
+    return norm(p[..., MOUTH_GAP_PAIR[0], :] - p[..., MOUTH_GAP_PAIR[1], :]) / norm(
+        p[..., EYE_CORNERS_PAIR[1], :] - p[..., EYE_CORNERS_PAIR[0], :])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -176,7 +191,8 @@ def rasterize(points: np.ndarray, depth: np.ndarray, faces: np.ndarray, height: 
         closer = d < best_depth[pix]
         pix = pix[closer]
         best_depth[pix], best_face[pix], best_bary[pix] = d[closer], fid[closer], bary[closer]
-    return Raster(best_face.reshape(height, width), best_bary.reshape(height, width, 3), best_depth.reshape(height, width))
+    return Raster(best_face.reshape(height, width), best_bary.reshape(height, width, 3),
+                  best_depth.reshape(height, width))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -300,9 +316,11 @@ def fit_figure(result, index: int = 0, model: MorphableModel | None = None, figs
     from .fit import default_model
 
     model = model or default_model()
-    crop = result.crops[index] if result.crops is not None else np.zeros((model.camera.image_size,) * 2 + (3,), np.uint8)
+    side = model.camera.image_size
+    crop = result.crops[index] if result.crops is not None else np.zeros((side, side, 3), np.uint8)
     fig, ax = plt.subplots(1, 4, figsize=figsize)
-    lm_img = draw_landmarks(draw_landmarks(crop, result.target[index], (255, 60, 60)), result.landmarks[index], (60, 220, 60))
+    lm_img = draw_landmarks(draw_landmarks(crop, result.target[index], (255, 60, 60)), result.landmarks[index],
+                            (60, 220, 60))
     ax[0].imshow(lm_img)
     ax[0].set_title(f"landmarks: target (red) / fit (green)\nmean error {result.error_px[index]:.2f} px")
     ax[1].imshow(render_mesh(model, result.coeffs_257[index], crop, alpha=0.6))

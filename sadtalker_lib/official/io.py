@@ -77,7 +77,8 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     return obj
 
 
-def find_official_file(network: str, folder: str | os.PathLike, size: int = 256, prefer_safetensors: bool = True) -> Path:
+def find_official_file(network: str, folder: str | os.PathLike, size: int = 256,
+                       prefer_safetensors: bool = True) -> Path:
     """The file in ``folder`` that the official inference would read ``network`` from.
 
     Like the official ``init_path``: the safetensors file of the given size when present (and when it
@@ -222,7 +223,8 @@ def save_official_safetensors(modules: Mapping[str, nn.Module], path: str | os.P
     for name, m in modules.items():
         pre = _spec(name).safetensors_prefix
         if pre is None:
-            raise ValueError(f"'{name}' has no section in the official safetensors file; save it with save_official_pth")
+            raise ValueError(f"'{name}' has no section in the official safetensors file; "
+                             "save it with save_official_pth")
         for k, v in _official_tensors(name, m).items():
             flat[pre + k] = v
     path.parent.mkdir(parents=True, exist_ok=True)

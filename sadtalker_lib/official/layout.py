@@ -4,9 +4,8 @@
 * The explicit key maps between official state-dict keys and ours (``KEY_MAPS``): a list of
   ``(official_prefix, our_prefix)`` pairs per network; the first matching pair renames a key, in either
   direction, so every map is invertible and saving in the official layout uses the same table.
-* The official code's quirks that parity requires (odd constants, in-place edits, ...). Each quirk is a
-  named constant or function here, with a comment saying where the official code does it, so that a
-  reader sees in one file where the official behaviour is odd. Modules import them from here.
+* The one official quirk that lives in the key maps (``HE_ESTIMATOR_SWAPPED_HEADS``). Every other quirk
+  lives beside its single user, tagged (see ``official/__init__.py``).
 
 Facts from OpenTalker/SadTalker at commit cd4c0465 (see ../shared/reference/MANIFEST.md).
 """
@@ -49,6 +48,12 @@ OFFICIAL_NETWORKS: dict[str, OfficialNetwork] = {
 
 SAFETENSORS_FILE = "SadTalker_V0.0.2_{size}.safetensors"
 
+# OFFICIAL QUIRK: src/facerender/modules/keypoint_detector.py HEEstimator.forward returns ``yaw = self.fc_roll(out)``
+# and ``roll = self.fc_yaw(out)``: the layers named fc_yaw / fc_roll feed the opposite angles (fc_pitch is right).
+# Our HEEstimator names its heads after what they predict, so KEY_MAPS["he_estimator"] swaps the two names
+# (official fc_roll.* <-> our fc_yaw.*). The MappingNet (src/facerender/modules/mapping.py) has no such swap.
+HE_ESTIMATOR_SWAPPED_HEADS = {"yaw": "fc_roll", "roll": "fc_yaw"}  # output angle -> official layer name
+
 # ---------------------------------------------------------------------------------------------
 # Key maps: (official_prefix, our_prefix). Keys matching no pair keep their name (identity).
 # Each network's owner edits only its own list.
@@ -65,7 +70,8 @@ KEY_MAPS: dict[str, list[tuple[str, str]]] = {
     "generator": [("resblocks_3d.3dr", "resblocks_3d.")],  # official Sequential names "3dr0".. -> 0..
     "kp_extractor": [("predictor.down_blocks.down", "predictor.down_blocks."),  # "down0".. -> 0..
                      ("predictor.up_blocks.up", "predictor.up_blocks.")],  # "up0".. -> 0..
-    "he_estimator": [("fc_roll.", "fc_yaw."), ("fc_yaw.", "fc_roll.")],  # quirk: see HE_ESTIMATOR_SWAPPED_HEADS
+    "he_estimator": [(f"{HE_ESTIMATOR_SWAPPED_HEADS['yaw']}.", "fc_yaw."),  # the swapped heads (above)
+                     (f"{HE_ESTIMATOR_SWAPPED_HEADS['roll']}.", "fc_roll.")],
     "mapping_crop": [],
     "mapping_full": [],
 }

@@ -5,16 +5,16 @@ same windows, with the same seed and step budget, and scores it on the same held
 what a CPU can measure in minutes, in the paper's row layout:
 
 * Table 3 (paper: LSE-C / LSE-D of rendered videos): the held-out ExpNet numbers of
-  :class:`~sadtalker_lib.train.expnet_trainer.ExpNetMetrics`: lip-sync stand-ins (mouth opening vs audio energy
+  :class:`~sadtalker_lib.train.expnet.ExpNetMetrics`: lip-sync stand-ins (mouth opening vs audio energy
   correlation, the trained-here lip reader's accuracy on the generated mouths) and the errors against the
   lip-only teacher (coefficients, mouth landmarks in px). They are *not* LSE numbers; the paper's are given
   beside them by :data:`PAPER_TABLE3` for the ordering of rows.
 * Table 4 (paper: Diversity / Beat Align from Hopenet): the same two metrics on the generated head angles of
-  held-out clips (``eval.diversity`` on the 3 angles in radians, ``eval.beat_align``), plus the held-out
+  held-out clips (``metrics.diversity`` on the 3 angles in radians, ``metrics.beat_align``), plus the held-out
   reconstruction MSE; "Single Fixed Style" and "Mixed Style" are two ways of sampling the full model.
 
 A variant whose run folder already holds a finished run is loaded, not retrained (the trainers resume), so a
-widget can redraw and a larger run can be continued.
+widget can redraw and a larger run can be continued: :class:`AblationExplorer` is that widget (notebook 08).
 """
 from __future__ import annotations
 
@@ -27,13 +27,13 @@ import pandas as pd
 import torch
 
 from ..models.posevae import PoseVAE, PoseVAEConfig
-from .expnet_trainer import EXPNET_ABLATIONS, ExpNetTrainConfig, train_expnet, train_expnet_lipreader
-from .posevae_trainer import POSEVAE_ABLATIONS, PoseVAETrainConfig, evaluate_posevae_clips, train_posevae
-from .windows import ExpWindows, PoseWindows
+from ..data.windows import ExpWindows, PoseWindows
+from .expnet import EXPNET_ABLATIONS, ExpNetTrainConfig, train_expnet, train_expnet_lipreader
+from .posevae import POSEVAE_ABLATIONS, PoseVAETrainConfig, evaluate_posevae_clips, train_posevae
 
 __all__ = [
     "EXPNET_ROWS", "POSEVAE_ROWS", "PAPER_TABLE3", "PAPER_TABLE4", "AblationResult",
-    "run_expnet_ablations", "run_posevae_ablations",
+    "run_expnet_ablations", "run_posevae_ablations", "PAPER_COLUMN", "draw_ablation", "AblationExplorer",
 ]
 
 #: Table 3 row labels of the paper for the ExpNet switches ("no_ref" is an extra row: beta_0 alone).
@@ -174,3 +174,123 @@ def run_posevae_ablations(train: PoseWindows, heldout: PoseWindows, heldout_clip
                               f"{len(heldout_clips)} held-out clips; Diversity in radians (3 angles), "
                               "Beat Align as Bailando.")
     return AblationResult(table=table, runs=runs, before=before)
+
+
+# --- the notebook's explorer (notebook 08) -------------------------------------------------------------------------
+#: our column -> the paper's column it stands in for (ordering only: the numbers are not comparable)
+PAPER_COLUMN = {"Diversity ↑": "Diversity ↑", "Beat Align ↑": "Beat Align ↑", "mouth~energy r ↑": "LSE-C ↑",
+                "lip-reader acc. ↑": "LSE-C ↑", "exp. error vs teacher ↓": "LSE-D ↓",
+                "mouth landmark error (px) ↓": "LSE-D ↓"}
+
+
+def draw_ablation(ours: pd.DataFrame, paper: pd.DataFrame, rows: Sequence[str], metric: str):
+    """Bar charts of one metric for ``rows`` of our table (left) and the paper's stand-in column (right)."""
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in rows if r in ours.index] or list(ours.index)
+    if metric not in ours.columns:
+        metric = next(c for c in ours.columns if c not in ("variant", "style"))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 0.45 * len(rows) + 1.2))
+    axes[0].barh(rows, ours.loc[rows, metric].astype(float), color="C0")
+    axes[0].set_title(f"this run: {metric}")
+    axes[0].invert_yaxis()
+    col = PAPER_COLUMN.get(metric)
+    shared = [r for r in rows if r in paper.index]
+    if col in paper.columns and shared:
+        axes[1].barh(shared, paper.loc[shared, col], color="C1")
+        axes[1].invert_yaxis()
+        axes[1].set_title(f"paper: {col}")
+    else:
+        axes[1].axis("off")
+        axes[1].text(0, 0.5, "no paper value for these rows", fontsize=9)
+    plt.tight_layout()
+    plt.show()
+    return fig
+
+
+class AblationExplorer:
+    """ipywidgets controller over the Table 3 / Table 4 results: pick a table, rows and a metric to plot, or
+    continue training the selected variants for more steps (their run folders resume).
+
+    ``exp`` / ``pose``: the :class:`AblationResult` of :func:`run_expnet_ablations` / :func:`run_posevae_ablations`;
+    ``exp_args`` / ``pose_args``: the positional data those were called with ((train, heldout) and (train, heldout,
+    heldout_clips)); ``exp_config`` / ``pose_config`` and ``out_dir`` (with ``expnet`` / ``posevae`` inside) as used.
+    ``tables`` holds the current tables (with the untrained row); :meth:`widget` builds the controls.
+    """
+
+    def __init__(self, exp: AblationResult, pose: AblationResult, *, exp_args: tuple, pose_args: tuple,
+                 exp_config: ExpNetTrainConfig, pose_config: PoseVAETrainConfig, out_dir: str | os.PathLike,
+                 num_styles: int | None = None):
+        self.exp, self.pose, self.exp_args, self.pose_args = exp, pose, exp_args, pose_args
+        self.exp_config, self.pose_config = exp_config, pose_config
+        self.out_dir, self.num_styles = Path(out_dir), num_styles
+        self.tables = {"Table 3 (ExpNet)": _with_before(exp), "Table 4 (PoseVAE)": _with_before(pose)}
+        self.papers = {"Table 3 (ExpNet)": PAPER_TABLE3, "Table 4 (PoseVAE)": PAPER_TABLE4}
+
+    def draw(self, table: str, rows: Sequence[str], metric: str):
+        return draw_ablation(self.tables[table], self.papers[table], rows, metric)
+
+    def continue_training(self, table: str, variants: Sequence[str], more_steps: int) -> pd.DataFrame:
+        """Train ``variants`` of ``table`` for ``more_steps`` more steps (resuming) and update the table."""
+        variants = sorted(set(variants) - {"untrained", "real"})
+        if table.startswith("Table 3"):
+            self.exp_config = self.exp_config.replace(steps=self.exp_config.steps + more_steps)
+            more = run_expnet_ablations(*self.exp_args, variants, self.exp_config, self.out_dir / "expnet",
+                                        progress=False)
+            self.exp.runs.update(more.runs)
+        else:
+            self.pose_config = self.pose_config.replace(steps=self.pose_config.steps + more_steps)
+            more = run_posevae_ablations(*self.pose_args, variants, self.pose_config, self.out_dir / "posevae",
+                                         num_styles=self.num_styles, progress=False)
+            self.pose.runs.update(more.runs)
+        ours = self.tables[table]
+        self.tables[table] = pd.concat([ours.drop(index=[i for i in more.table.index if i in ours.index]),
+                                        more.table])
+        return self.tables[table]
+
+    def widget(self):
+        """The controls: table, metric, rows, "more steps" and a "Continue training" button, above the plot."""
+        import ipywidgets as widgets
+
+        table_w = widgets.Dropdown(options=list(self.tables), description="table")
+        rows_w = widgets.SelectMultiple(rows=7, description="rows")
+        metric_w = widgets.Dropdown(description="metric")
+        steps_w = widgets.IntSlider(value=40, min=10, max=400, step=10, description="more steps")
+        train_w = widgets.Button(description="Continue training", icon="play")
+        plot_w = widgets.Output()
+
+        def redraw(*_):
+            plot_w.clear_output(wait=True)
+            with plot_w:
+                self.draw(table_w.value, list(rows_w.value), metric_w.value)
+
+        def refresh(*_):
+            ours = self.tables[table_w.value]
+            rows_w.options = list(ours.index)
+            rows_w.value = tuple(ours.index)
+            metric_w.options = [c for c in ours.columns if c not in ("variant", "style")]
+            redraw()
+
+        def on_train(_):
+            ours = self.tables[table_w.value]
+            variants = {ours.loc[r, "variant"] for r in rows_w.value}
+            with plot_w:
+                print("training", sorted(variants), "for", steps_w.value, "more steps ...")
+            self.continue_training(table_w.value, variants, steps_w.value)
+            refresh()
+
+        table_w.observe(refresh, "value")
+        rows_w.observe(redraw, "value")
+        metric_w.observe(redraw, "value")
+        train_w.on_click(on_train)
+        box = widgets.VBox([widgets.HBox([table_w, metric_w]),
+                            widgets.HBox([rows_w, widgets.VBox([steps_w, train_w])]), plot_w])
+        refresh()
+        return box
+
+
+def _with_before(res: AblationResult) -> pd.DataFrame:
+    """The result table with the untrained model's row (variant "untrained")."""
+    if res.before is None:
+        return res.table
+    return pd.concat([res.table, res.before.to_frame().T.assign(variant="untrained")])

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..coeffs import ANGLE, MOTION_DIM
 from ..models.facevid2vid.blocks import AntiAliasDownsample2d, make_coordinate_grid
 
 __all__ = [
@@ -110,6 +111,13 @@ class RandomWarp:
         self.control_points = make_coordinate_grid((1, points_tps, points_tps))[0, ..., :2].reshape(1, -1, 2)
         self.control_params = sigma_tps * torch.randn(batch, 1, points_tps**2, generator=generator)
 
+    def select(self, rows: slice) -> "RandomWarp":
+        """The warps of some batch rows (a process's share of a warp drawn for the whole global batch)."""
+        out = object.__new__(RandomWarp)
+        out.theta, out.control_params = self.theta[rows], self.control_params[rows]
+        out.control_points, out.batch = self.control_points, out.theta.shape[0]
+        return out
+
     def warp_coordinates(self, coords: torch.Tensor) -> torch.Tensor:
         """(x, y) [B, N, 2] -> warped [B, N, 2]."""
         theta = self.theta.to(coords)
@@ -155,9 +163,9 @@ def keypoint_prior_loss(kp: torch.Tensor, distance_target: float = KEYPOINT_DIST
 def coeff_pose_degrees(coeffs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Coefficients [B, >= 70] (exp 64 | pitch, yaw, roll in radians | trans) -> face-vid2vid (yaw, pitch, roll)
     in degrees [B] each (signs: :data:`FV2V_POSE_SIGNS`). The head-pose targets that stand in for HopeNet."""
-    if coeffs.ndim != 2 or coeffs.shape[1] < 70:
+    if coeffs.ndim != 2 or coeffs.shape[1] < MOTION_DIM:
         raise ValueError(f"expected coefficients [B, 70] (exp 64 | angle 3 | trans 3), got {tuple(coeffs.shape)}")
-    deg = coeffs[:, 64:67] * (180.0 / math.pi)
+    deg = coeffs[:, ANGLE] * (180.0 / math.pi)
     pitch, yaw, roll = (deg[:, i] * FV2V_POSE_SIGNS[i] for i in range(3))
     return yaw, pitch, roll
 

@@ -11,7 +11,8 @@ ground-truth audio, C_gt. Neither network ships with SadTalker. This module is t
 * its "audio" side C_gt: the viseme classes of the phonemes in the speech (eSpeak NG timings in the default
   corpus), i.e. labels derived from the audio, as the audio recogniser's output is in the paper.
 
-It is trained by :func:`train_lipreader` on the teacher's lip-only coefficients and saved with
+It is trained by :func:`train_lipreader` (the :class:`LipReaderStage` on ``train/loop.py``; ``sadtalker-lab train
+lipreader`` from a corpus) on the teacher's lip-only coefficients and saved with
 ``source="trained-here"``; :func:`load_lipreader` reads a file in the same format, so weights trained
 elsewhere on a real corpus (``source`` set by whoever trained them) plug in unchanged. A real image-based
 lip-reading network (the paper's [24]) would need a mouth-crop renderer in the loop; that is not provided.
@@ -19,13 +20,15 @@ lip-reading network (the paper's [24]) would need a mouth-crop renderer in the l
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .loop import RunContext, Stage, StepContext, TrainConfig
 
 __all__ = [
     "VISEME_CLASSES",
@@ -35,12 +38,16 @@ __all__ = [
     "mouth_features",
     "LipReaderConfig",
     "LipReader",
+    "LipReaderTrainConfig",
+    "LipReaderStage",
     "train_lipreader",
+    "cli_stage",
     "lipreader_accuracy",
     "save_lipreader",
     "load_lipreader",
 ]
 
+LIPREADER_FILE = "lipreader_trained-here.pth"  # the file a run writes (and an ExpNet run reuses on resume)
 MOUTH_LANDMARKS = tuple(range(48, 68))  # iBUG-68 outer (48-59) and inner (60-67) lips
 EYE_CORNERS = (36, 45)  # outer eye corners: the face scale that normalises the mouth shape
 
@@ -120,38 +127,112 @@ class LipReader(nn.Module):
         return self.net(x).transpose(1, 2)  # [B, T, K]
 
 
-def train_lipreader(features: torch.Tensor, labels: torch.Tensor, *, steps: int = 400, batch_size: int = 64,
-                    lr: float = 3e-3, seed: int = 0, config: LipReaderConfig | None = None) -> LipReader:
-    """Fit a :class:`LipReader` on mouth shapes [N, T, 40] (from the teacher's lip-only coefficients) and their
-    audio-derived viseme labels [N, T]. Deterministic for a seed; a few seconds on a CPU."""
-    if features.ndim != 3 or labels.shape != features.shape[:2]:
-        raise ValueError(f"features must be [N, T, 40] and labels [N, T]; got {tuple(features.shape)}, "
-                         f"{tuple(labels.shape)}")
-    g = torch.Generator().manual_seed(seed)
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        model = LipReader(config)
-    flat = features.reshape(-1, features.shape[-1])
-    model.mean.copy_(flat.mean(0))
-    model.std.copy_((flat - flat.mean(0)).pow(2).mean().sqrt().clamp_min(1e-6))
-    # class weights: silence and "other" dominate speech; weight rarer lip shapes up (inverse sqrt frequency)
-    counts = torch.bincount(labels.reshape(-1), minlength=model.config.num_classes).float()
-    weight = (counts.sum() / counts.clamp_min(1)).sqrt()
-    weight = weight / weight.mean()
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    n = features.shape[0]
-    for _ in range(steps):
-        idx = torch.randint(0, n, (min(batch_size, n),), generator=g)
-        logits = model(features[idx])
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels[idx].reshape(-1), weight=weight)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+@dataclass
+class LipReaderTrainConfig(TrainConfig):
+    """Lip-reader training (a project stand-in, no paper values): Adam lr 3e-3, 64 windows per step, 400 steps.
+
+    The loss is the class-weighted cross-entropy averaged over frames (weights: inverse square-root class frequency,
+    mean 1; silence and "other" dominate speech). arch: the network sizes."""
+
+    steps: int = 400
+    batch_size: int = 64
+    lr: float = 3e-3
+    eval_every: int = 100
+    checkpoint_every: int = 0
+    arch: LipReaderConfig = field(default_factory=LipReaderConfig)
+
+    @classmethod
+    def cpu(cls, **changes) -> "LipReaderTrainConfig":
+        """The defaults (a few seconds on a CPU), with checkpoints every 100 steps."""
+        return cls(**{**dict(checkpoint_every=100), **changes})
+
+    @classmethod
+    def tiny(cls, **changes) -> "LipReaderTrainConfig":
+        """Smoke preset: 6 steps of 16 windows, checkpoints every 2 steps."""
+        base = dict(steps=6, batch_size=16, eval_every=3, checkpoint_every=2, progress=False)
+        return cls(**{**base, **changes})
+
+
+class LipReaderStage(Stage):
+    """The lip reader on mouth shapes [N, T, 40] and viseme labels [N, T] (held-out pair optional: accuracy)."""
+
+    name, stem = "lip reader", "lipreader"
+
+    def __init__(self, features: torch.Tensor, labels: torch.Tensor, config: LipReaderTrainConfig | None = None,
+                 heldout: tuple[torch.Tensor, torch.Tensor] | None = None):
+        if features.ndim != 3 or labels.shape != features.shape[:2]:
+            raise ValueError(f"features must be [N, T, 40] and labels [N, T]; got {tuple(features.shape)}, "
+                             f"{tuple(labels.shape)}")
+        self.features, self.labels, self.heldout = features, labels, heldout
+        self.config = config or LipReaderTrainConfig()
+
+    def build(self, ctx: RunContext) -> None:
+        with torch.random.fork_rng():
+            torch.manual_seed(self.config.seed)
+            model = LipReader(self.config.arch)
+        flat = self.features.reshape(-1, self.features.shape[-1])
+        model.mean.copy_(flat.mean(0))
+        model.std.copy_((flat - flat.mean(0)).pow(2).mean().sqrt().clamp_min(1e-6))
+        counts = torch.bincount(self.labels.reshape(-1), minlength=model.config.num_classes).float()
+        weight = (counts.sum() / counts.clamp_min(1)).sqrt()
+        self.weight = (weight / weight.mean()).to(ctx.device)
+        self.model = model
+        self.modules = {"lipreader": model}
+        self.train_modules = {"lipreader": model}
+        self.optimizers = {"main": torch.optim.Adam(model.parameters(), lr=self.config.lr,
+                                                    betas=tuple(self.config.adam_betas))}
+
+    def num_examples(self) -> int:
+        return len(self.features)
+
+    def _loss(self, model, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        logits = model(x)
+        ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="none")
+        return (self.weight[y.reshape(-1)] * ce).mean()  # a plain mean: equal over any split of the batch
+
+    def train_step(self, ctx: StepContext) -> dict[str, float]:
+        x, y = self.features[ctx.indices].to(ctx.device), self.labels[ctx.indices].to(ctx.device)
+        loss = self._loss(ctx.module("lipreader"), x, y)
+        ctx.update("main", loss)
+        return {"loss": loss.item()}
+
+    @torch.no_grad()
+    def evaluate(self, ctx: RunContext) -> dict[str, float] | None:
+        if self.heldout is None:
+            return None
+        x, y = (t.to(ctx.device) for t in self.heldout)
+        return {"loss": float(self._loss(self.model, x, y)), "accuracy": lipreader_accuracy(self.model, x, y)}
+
+    def export(self, ctx: RunContext, out_dir: Path | None) -> Path | None:
+        if out_dir is None or not ctx.is_main:
+            return None
+        return save_lipreader(self.model, out_dir / LIPREADER_FILE, source="trained-here")
+
+
+def _frozen(model: LipReader) -> LipReader:
     model.eval()
     model.source = "trained-here"
     for p in model.parameters():
         p.requires_grad_(False)
     return model
+
+
+def train_lipreader(features: torch.Tensor, labels: torch.Tensor, *, steps: int = 400, batch_size: int = 64,
+                    lr: float = 3e-3, seed: int = 0, config: LipReaderConfig | None = None,
+                    out_dir: str | os.PathLike | None = None) -> LipReader:
+    """Fit a :class:`LipReader` on mouth shapes [N, T, 40] (from the teacher's lip-only coefficients) and their
+    audio-derived viseme labels [N, T]. Deterministic for a seed; a few seconds on a CPU. ``out_dir``: also keep the
+    run's log / checkpoints / the exported reader there (default: nothing written)."""
+    from accelerate import PartialState
+
+    from .loop import run
+
+    world = PartialState().num_processes  # inside a multi-process run (an ExpNet stage): split evenly
+    cfg = LipReaderTrainConfig(steps=steps, batch_size=max(world, min(batch_size, len(features)) // world * world),
+                               lr=lr, seed=seed, progress=False, arch=config or LipReaderConfig(), mixed_precision="no")
+    stage = LipReaderStage(features, labels, cfg)
+    run(stage, out_dir)
+    return _frozen(stage.model.cpu())
 
 
 @torch.no_grad()
@@ -188,3 +269,22 @@ def load_lipreader(path: str | os.PathLike) -> LipReader:
     for p in model.parameters():
         p.requires_grad_(False)
     return model
+
+
+def cli_stage(corpus: Path, preset: str, heldout_clips: int = 1, **overrides) -> LipReaderStage:
+    """``sadtalker-lab train lipreader``: the teacher's mouths of a corpus folder's 5-frame windows and their
+    viseme labels (the last ``heldout_clips`` clips held out: accuracy)."""
+    from ..data.windows import corpus_windows, exp_windows_from_dataset
+    from .expnet import EXPNET_WINDOW, default_morphable_model, project_expression
+
+    config = getattr(LipReaderTrainConfig, preset)(**overrides)
+    mm = default_morphable_model()
+    train, held = corpus_windows(corpus, exp_windows_from_dataset, EXPNET_WINDOW, heldout_clips, (2, 3))
+
+    def pairs(w):
+        with torch.no_grad():
+            return mouth_features(project_expression(mm, w.exp_lip, w.id_coeff)), w.viseme
+
+    if train.viseme is None:
+        raise ValueError(f"{corpus} has no phoneme timings: the lip reader needs viseme labels")
+    return LipReaderStage(*pairs(train), config, heldout=pairs(held) if held is not None else None)

@@ -4,7 +4,7 @@ ExpNet (Eq. 10):  L_exp  = lambda_distill L_distill + lambda_read L_read + lambd
                   L_lks  = lambda_eye L_eye + mean over frames and non-eye landmarks of ||P - P'||^2     (Eq. 8)
 PoseVAE (Eq. 13): L_pose = lambda_MSE L_MSE + lambda_KL L_KL + lambda_GAN L_GAN
 
-The weights live in ``train/common.py`` / the stage configs; these functions only compute the terms.
+The weights live in the stage configs (``expnet.py``, ``posevae.py``); these functions only compute the terms.
 Landmarks come from the differentiable projection R_d (``morphable.render.project_landmarks``) and the eye
 aspect ratio R_t of Eq. 4-6 from ``morphable.render.eye_aspect_ratio``.
 

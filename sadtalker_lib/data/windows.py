@@ -1,4 +1,4 @@
-"""Training windows as plain tensors: what the ExpNet and PoseVAE loops read.
+"""Training windows as plain tensors: what the ExpNet and PoseVAE stages read.
 
 A corpus (``sadtalker_lib.data``) yields windows one at a time; the loops want them stacked, indexable by a
 seeded batch sampler, and (for PoseVAE, whose audio encoder is frozen) with audio embeddings computed once.
@@ -14,18 +14,20 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
+from ..coeffs import EXP, EXP_DIM, ID_DIM, POSE, POSE_DIM
+
 __all__ = [
     "ExpWindows",
     "PoseWindows",
     "exp_windows_from_dataset",
     "pose_windows_from_dataset",
     "split_by_clip",
+    "corpus_windows",
     "synthetic_exp_windows",
     "synthetic_pose_windows",
     "frame_energy",
 ]
 
-EXP_DIM, POSE_DIM, ID_DIM = 64, 6, 80
 
 
 def _index(obj, idx):
@@ -146,7 +148,7 @@ def _items(dataset, indices: Sequence[int] | None):
 
 def _clip_visemes(dataset, cache: dict, k: int):
     """Per-frame viseme classes of the k-th clip of a CorpusDataset-like dataset (None without phonemes)."""
-    from .lipreader import frame_viseme_labels
+    from ..train.lipreader import frame_viseme_labels
 
     if k not in cache:
         a = dataset.clip_arrays(k)
@@ -173,12 +175,12 @@ def exp_windows_from_dataset(dataset, indices: Sequence[int] | None = None, wind
             raise ValueError(f"item {k} has {mel.shape[0]} frames, the window needs {window}")
         coeffs = _t(_get(item, "coeffs", "coeff"))[:window]
         lip = _get(item, "exp_lip", "lip_exp")
-        lip = _t(lip)[:window] if lip is not None else coeffs[:, :EXP_DIM]
+        lip = _t(lip)[:window] if lip is not None else coeffs[:, EXP]
         ref = _get(item, "ref_coeffs", "ref_exp")
         cols["mel"].append(mel)
         cols["exp_lip"].append(lip)
-        cols["ref_exp"].append(_t(ref).reshape(-1)[:EXP_DIM] if ref is not None else coeffs[0, :EXP_DIM])
-        cols["exp_real"].append(coeffs[:, :EXP_DIM])
+        cols["ref_exp"].append(_t(ref).reshape(-1)[:EXP_DIM] if ref is not None else coeffs[0, EXP])
+        cols["exp_real"].append(coeffs[:, EXP])
         ident = _get(item, "id_coeff")
         cols["id_coeff"].append(_t(ident).reshape(-1)[:ID_DIM] if ident is not None else torch.zeros(ID_DIM))
         clip = int(_get(item, "clip", default=k))
@@ -208,7 +210,7 @@ def pose_windows_from_dataset(dataset, indices: Sequence[int] | None = None, win
         c = _t(_get(item, "coeffs", "coeff"))
         if c.shape[0] < window + 1:
             raise ValueError(f"item {k} has {c.shape[0]} frames, PoseVAE needs {window + 1} (reference + {window})")
-        pose.append(c[:window + 1, EXP_DIM:EXP_DIM + POSE_DIM])
+        pose.append(c[:window + 1, POSE])
         mel.append(_t(item["mel"])[:window + 1])
         style.append(int(_get(item, "style_id", "style", default=0)))
         clip.append(int(_get(item, "clip", default=k)))
@@ -226,6 +228,20 @@ def split_by_clip(windows, heldout_fraction: float = 0.2, seed: int = 0):
     held = set(clips[:n_held])
     mask = torch.tensor([int(c) in held for c in windows.clip])
     return windows[torch.nonzero(~mask).flatten()], windows[torch.nonzero(mask).flatten()]
+
+
+def corpus_windows(corpus, builder, window: int, heldout_clips: int = 1, strides: tuple[int, int] = (2, 3)):
+    """(train, held-out or None) windows of a corpus folder: ``builder`` (e.g. :func:`exp_windows_from_dataset`)
+    over ``CorpusDataset`` windows of ``window`` frames; the last ``heldout_clips`` clips held out (at least one
+    clip kept for training); ``strides``: frames between windows in training / held-out clips."""
+    from .corpus import CorpusDataset, load_index
+
+    n = len(load_index(corpus)["clips"])
+    held = max(0, min(heldout_clips, n - 1))
+    ids = list(range(n))
+    train = builder(CorpusDataset(corpus, window=window, stride=strides[0], clips=ids[:n - held]))
+    heldout = builder(CorpusDataset(corpus, window=window, stride=strides[1], clips=ids[n - held:])) if held else None
+    return train, heldout
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,21 +1,10 @@
-"""What every training loop shares: the paper's hyper-parameters, seeding, logging, checkpoint + resume.
+"""What a training run keeps besides its weights: the loop settings, seeds, the log, resumable checkpoints.
 
-Hyper-parameters (paper Sec. 4.1 "Implementation Details" and supp. B.3), each stated once here:
-
-* Adam for every stage; learning rates ExpNet 2e-5, PoseVAE 1e-4, FaceRender 2e-4 (Sec. 4.1).
-* ExpNet learns from windows of 5 consecutive frames, PoseVAE from 32 (Sec. 4.1).
-* ExpNet loss weights lambda_distill 2, lambda_read 0.01, lambda_lks 0.01 (Eq. 10), lambda_eye 200 (Eq. 8).
-* PoseVAE loss weights lambda_MSE 1, lambda_KL 1, lambda_GAN 0.7 (Eq. 13).
-
-The configs default to these numbers; ``.cpu()`` gives a small preset (fewer steps, a larger learning rate so
-that something is learned in a minute on 2 cores) for notebooks and CI, and says so in its docstring.
-
-Reproducibility. A run is a pure function of (config, data, step): the batch of step ``k`` and every random
-draw inside it (blink signal, VAE noise) come from generators seeded with ``(seed, k)``
-(:func:`step_generator`), so no sampler state has to survive a restart. A checkpoint stores the module
-(official layout), the optimizer state, the step, the global RNG states and the log position;
-:func:`restore_training_state` puts all of it back, and a run killed after step k and resumed ends with the
-same weights as one that never stopped (tests/test_train_*.py check this bit for bit).
+Used by ``train/loop.py`` (the one loop) and re-exported there. A checkpoint stores the modules (official layout
+for official networks, so ``load_official`` reads it like a released file; plain state dicts otherwise), the
+optimizer states, the step, the global RNG states and the config; :func:`restore_training_state` puts all of it
+back. The per-stage hyper-parameters of the paper (learning rates, window lengths, loss weights) live in the stage
+files (``expnet.py``, ``posevae.py``, ...), beside their configs.
 """
 from __future__ import annotations
 
@@ -25,40 +14,16 @@ import random
 import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Iterable, Mapping
 
 import numpy as np
 import torch
 
 __all__ = [
-    "LR_EXPNET",
-    "LR_POSEVAE",
-    "LR_FACERENDER",
-    "EXPNET_WINDOW",
-    "POSEVAE_WINDOW",
-    "TrainConfig",
-    "seed_everything",
-    "step_generator",
-    "step_rng",
-    "CSVLogger",
-    "TrainHistory",
-    "progress",
-    "rng_state",
-    "set_rng_state",
-    "checkpoint_path",
-    "list_checkpoints",
-    "latest_checkpoint",
-    "save_training_checkpoint",
-    "restore_training_state",
-    "precise_batchnorm",
+    "TrainConfig", "seed_everything", "step_generator", "step_rng", "rng_state", "set_rng_state",
+    "CSVLogger", "TrainHistory", "progress", "checkpoint_path", "list_checkpoints", "latest_checkpoint",
+    "prune_checkpoints", "save_training_checkpoint", "restore_training_state",
 ]
-
-# --- paper Sec. 4.1 / supp. B.3 ------------------------------------------------------------------
-LR_EXPNET = 2e-5  # Sec. 4.1: "ExpNet, PoseVAE, and FaceRender are trained with a learning rate of 2e-5, 1e-4, 2e-4"
-LR_POSEVAE = 1e-4
-LR_FACERENDER = 2e-4
-EXPNET_WINDOW = 5  # Sec. 4.1: "ExpNet uses continuous 5 frames to learn"
-POSEVAE_WINDOW = 32  # Sec. 4.1: "PoseVAE is learned via continuous 32 frames" (= PoseVAEConfig.seq_len)
 
 
 @dataclass
@@ -70,7 +35,12 @@ class TrainConfig:
     eval_every: held-out loss every this many steps (and at step 0 and the last step).
     checkpoint_every: write a resumable checkpoint every this many steps (0: only at the end).
     keep_checkpoints: how many periodic checkpoints to keep (older ones are deleted).
+    grad_accum: micro-batches per optimizer step (the global batch is cut into world x grad_accum equal parts).
+    mixed_precision: "auto" (bf16 on a GPU, "no" on a CPU), "no", "bf16" or "fp16" (Accelerate's names).
+    device: "cpu" to stay on the CPU; None: a GPU when there is one. tensorboard: also log through Accelerate's
+    TensorBoard tracker (when the package is installed).
     num_threads: torch CPU threads (None: leave torch's setting). progress: tqdm bar.
+    batch_size is GLOBAL: the number of examples per optimizer step over all processes.
     """
 
     steps: int = 20000
@@ -81,8 +51,17 @@ class TrainConfig:
     eval_every: int = 500
     checkpoint_every: int = 1000
     keep_checkpoints: int = 2
+    grad_accum: int = 1
+    mixed_precision: str = "auto"
+    device: str | None = None
+    tensorboard: bool = True
     num_threads: int | None = None
     progress: bool = True
+
+    @classmethod
+    def paper(cls, **changes):
+        """The paper's settings: the defaults (presets ``tiny`` / ``cpu`` are the stage configs' classmethods)."""
+        return cls(**changes)
 
     def replace(self, **changes):
         """A copy with some fields changed (unknown names raise TypeError)."""
@@ -163,17 +142,19 @@ class TrainHistory:
 
 
 class CSVLogger:
-    """Appends rows to ``<folder>/log.csv`` (and to TensorBoard when the ``tensorboard`` package is installed).
+    """Appends rows to ``<folder>/log.csv`` and keeps them in :attr:`history` (``folder`` None: memory only).
 
     On resume from step k, rows logged after step k are dropped first, so the file of a resumed run equals
     that of an uninterrupted one. Columns are fixed by the first row's keys plus any later new key.
+    (TensorBoard: the loop logs the same values through Accelerate's trackers.)
     """
 
-    def __init__(self, folder: str | os.PathLike, resume_step: int | None = None, tensorboard: bool = True):
-        self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.path = self.folder / "log.csv"
+    def __init__(self, folder: str | os.PathLike | None, resume_step: int | None = None):
         self.history = TrainHistory()
+        self.path = None if folder is None else Path(folder) / "log.csv"
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         if resume_step is not None and self.path.is_file():
             with open(self.path, newline="") as f:
                 for r in csv.DictReader(f):
@@ -181,14 +162,6 @@ class CSVLogger:
                     if row["step"] <= resume_step:
                         self.history.rows.append(row)
         self._rewrite()
-        self._tb = None
-        if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter  # needs the optional `tensorboard` package
-
-                self._tb = SummaryWriter(str(self.folder / "tensorboard"))
-            except (ImportError, ModuleNotFoundError):
-                self._tb = None
 
     def _columns(self) -> list[str]:
         cols: list[str] = []
@@ -208,18 +181,16 @@ class CSVLogger:
         row = {"step": int(step), "split": split, **{k: float(v) for k, v in values.items()}}
         cols_before = self._columns()
         self.history.rows.append(row)
+        if self.path is None:
+            return
         if any(k not in cols_before for k in row):
             self._rewrite()  # a new column: write the whole file again with the wider header
         else:
             with open(self.path, "a", newline="") as f:
                 csv.DictWriter(f, fieldnames=cols_before).writerow(row)
-        if self._tb is not None:
-            for k, v in values.items():
-                self._tb.add_scalar(f"{split}/{k}", float(v), int(step))
 
     def close(self) -> None:
-        if self._tb is not None:
-            self._tb.close()
+        pass
 
 
 def _parse(v: str):
@@ -262,24 +233,43 @@ def latest_checkpoint(folder: str | os.PathLike, stem: str) -> Path | None:
     return found[-1][1] if found else None
 
 
+def prune_checkpoints(folder: str | os.PathLike, stem: str, keep: int) -> None:
+    """Delete all but the newest ``keep`` periodic checkpoints of a run folder."""
+    for _, old in list_checkpoints(folder, stem)[:-keep] if keep > 0 else list_checkpoints(folder, stem):
+        old.unlink()
+
+
 def save_training_checkpoint(path: str | os.PathLike, modules: Mapping[str, torch.nn.Module],
                              optimizers: Mapping[str, torch.optim.Optimizer], step: int, config,
                              extra: Mapping | None = None) -> Path:
-    """One resumable file in the OFFICIAL layout: ``{"model": <official state dict>, "epoch": step, ...}``.
+    """One resumable file: ``{<official keys of the modules>, "epoch": step, "step", "rng", "config", ...}``.
 
-    ``modules`` maps official network names to modules (e.g. ``{"audio2exp": expnet}``); the file is written by
-    ``checkpoints.save_official_pth`` so ``load_official`` reads it like a released checkpoint. Beside the
-    official keys it holds ``optimizer`` / ``optimizer_<name>`` states, ``step``, ``rng`` (global RNG states),
-    ``config`` (a plain dict) and ``extra``.
+    ``modules`` maps names to modules: official network names (e.g. ``{"audio2exp": expnet}``) are written by
+    ``save_official_pth`` so ``load_official`` reads the file like a released checkpoint; other names (a network
+    with no official file, e.g. the lip reader) go to ``state_dicts``. Beside them: ``optimizer`` /
+    ``optimizer_<name>`` states, ``step``, ``rng`` (global RNG states), ``config`` (a plain dict) and ``extra``.
     """
     from ..official.io import save_official_pth
+    from ..official.layout import OFFICIAL_NETWORKS
 
     payload: dict = {"step": int(step), "rng": rng_state(), "config": _plain(asdict(config))}
     for name, opt in optimizers.items():
         payload["optimizer" if name == "main" else f"optimizer_{name}"] = opt.state_dict()
     if extra:
         payload["extra"] = _plain(dict(extra))
-    return save_official_pth(dict(modules), path, epoch=int(step), extra=payload)
+    official = {k: m for k, m in modules.items() if k in OFFICIAL_NETWORKS}
+    other = {k: {n: v.detach().cpu() for n, v in m.state_dict().items()} for k, m in modules.items()
+             if k not in OFFICIAL_NETWORKS}
+    if other:
+        payload["state_dicts"] = other
+    if official:
+        return save_official_pth(official, path, epoch=int(step), extra=payload)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"epoch": int(step), **payload}, tmp)
+    os.replace(tmp, path)
+    return path
 
 
 def restore_training_state(path: str | os.PathLike, modules: Mapping[str, torch.nn.Module],
@@ -288,11 +278,15 @@ def restore_training_state(path: str | os.PathLike, modules: Mapping[str, torch.
 
     Returns the whole file (``step``, ``extra``, ...). Only ``torch.load(weights_only=True)`` is used.
     """
-    from ..official.io import load_official, read_checkpoint
+    from ..official.io import load_official, load_state_dict_checked, read_checkpoint
+    from ..official.layout import OFFICIAL_NETWORKS
 
     ckpt = read_checkpoint(path)
     for name, m in modules.items():
-        load_official(m, name, ckpt)
+        if name in OFFICIAL_NETWORKS:
+            load_official(m, name, ckpt)
+        else:
+            load_state_dict_checked(m, ckpt["state_dicts"][name], where=f"{path} [{name}]")
     for name, opt in optimizers.items():
         key = "optimizer" if name == "main" else f"optimizer_{name}"
         if key not in ckpt:
@@ -314,33 +308,3 @@ def _plain(x):
     if isinstance(x, (np.floating, np.integer)):
         return x.item()
     return x
-
-
-# --- BatchNorm statistics ----------------------------------------------------------------------------
-@torch.no_grad()
-def precise_batchnorm(modules: torch.nn.Module | Sequence[torch.nn.Module], run_batches: Callable[[], None]) -> None:
-    """Re-estimate the running mean / variance of every BatchNorm inside ``modules`` ("precise BN").
-
-    ``run_batches()`` must push calibration batches through the modules; meanwhile they are in train mode and
-    each BatchNorm keeps a cumulative (not exponential) average. Weights, momentum and the batch counters are
-    left as they were. Small-batch CPU runs need this: the exponential running averages of a network that
-    changes fast lag behind it, and the eval-mode network that inference uses is then much worse than the
-    training one.
-    """
-    modules = [modules] if isinstance(modules, torch.nn.Module) else list(modules)
-    bns = [m for mod in modules for m in mod.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    if not bns:
-        return
-    modes = [(m, m.training) for mod in modules for m in mod.modules()]
-    saved = [(m.momentum, m.num_batches_tracked.clone()) for m in bns]
-    for mod in modules:
-        mod.train()
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative moving average
-    run_batches()
-    for m, (mom, nbt) in zip(bns, saved):
-        m.momentum = mom
-        m.num_batches_tracked.copy_(nbt)
-    for m, mode in modes:
-        m.training = mode

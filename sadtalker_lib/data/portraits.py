@@ -1,24 +1,10 @@
-"""Train the coefficient regressor (paper Sec. 3.1, R_e of Fig. 3) on coefficients fitted here.
-
-The official regressor is Deep3DFaceRecon's ResNet-50, trained without 3-D labels by a photometric loss through a
-differentiable renderer. When those weights are absent, this module trains one from the workbench's own fits:
+"""Training data of the coefficient regressor (paper Sec. 3.1, R_e of Fig. 3): aligned face crops + fitted targets.
 
     faces (portraits + augmentations | video frames | the default corpus)
       ──dlib 68 landmarks──► align_img (the official 224 crop) ──► morphable.fit ──► targets
-    dataset: aligned crops [N, 224, 224, 3] uint8, fitted coefficients [N, 257], landmarks [N, 68, 2] (x, row)
-    one step on a batch:
-      c = R_e(crop / 255)                                                         [B, 257]
-      L_coef = sum_g w_g mean (c_g - c*_g)^2          g in exp, angle, trans, id (tex, gamma: the fit has none)
-      L_lm   = w_lm mean_i v_i ||R_d(c)_i - q_i||^2   (pixels at 224; R_d = render.project_landmarks)
-      L      = L_coef + L_lm
+    RegressorData: aligned crops [N, 224, 224, 3] uint8, fitted coefficients [N, 257], landmarks [N, 68, 2] (x, row)
 
-R_d is the differentiable projection of the 68 model landmarks, q the detected (dlib) landmarks in the crop, so
-the landmark term measures what a fit measures and lets the network trade coefficient errors that do not move
-the face against those that do. ``w_lm`` and the landmark weights ``v`` (20 on the nose bridge and the inner
-lips) are Deep3DFaceRecon's (``--w_lm 1.6e-3``, ``models/losses.py landmark_loss``), as is the zero start of the
-output heads (``ReconNetWrapper``); here the head biases then start at the training set's mean coefficients.
-
-Training data (:func:`build_regressor_data` picks from what it is given):
+Builders (:func:`build_regressor_data` picks from what it is given):
 
 * :func:`regressor_data_from_images`: single portraits and augmentations of them: a random similarity (rotation,
   scale, shift) of the photo, colour jitter of the crop, a horizontal flip. The landmarks follow the same
@@ -31,11 +17,7 @@ Training data (:func:`build_regressor_data` picks from what it is given):
 * :func:`regressor_data_from_corpus`: frames of a corpus folder (``data.corpus``; its stored landmarks are used).
 
 Coefficients are those of the morphable model used for fitting (the offline ``DefaultMorphableModel`` by
-default): a regressor trained here on the stand-in predicts stand-in coefficients, not BFM ones, and says so
-in the ``sadtalker_lab.json`` written beside it. :func:`train_regressor` logs a CSV (train losses, held-out
-landmark error in px at 224), writes resumable checkpoints in the official ``epoch_20.pth`` layout, and at the
-end the ``face_3drecon`` section of ``SadTalker_V0.0.2_256.safetensors`` with the config
-(``networks.save_networks``), so ``TalkingHeadPipeline.from_checkpoints`` / :func:`load_regressor` read it.
+default): a regressor trained on them predicts stand-in coefficients, not BFM ones.
 """
 from __future__ import annotations
 
@@ -46,26 +28,13 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import torch
 
-from ..models.regressor import CoefficientRegressor, RegressorConfig
-from ..morphable.model import COEFF_257_SLICES, NUM_LANDMARKS
-from .common import (
-    CSVLogger,
-    TrainConfig,
-    TrainHistory,
-    latest_checkpoint,
-    list_checkpoints,
-    progress,
-    restore_training_state,
-    save_training_checkpoint,
-    step_generator,
-    step_rng,
-)
+from ..coeffs import COEFF_257_SLICES, NUM_LANDMARKS
+from ..video import VIDEO_SUFFIXES
+from .corpus import is_corpus
 
 __all__ = [
     "LANDMARK_MIRROR",
-    "DEEP3D_LANDMARK_WEIGHTS",
     "AugmentConfig",
     "RegressorData",
     "mirror_landmarks",
@@ -76,24 +45,10 @@ __all__ = [
     "regressor_data_from_corpus",
     "build_regressor_data",
     "split_regressor_data",
-    "RegressorTrainConfig",
-    "RegressorMetrics",
-    "RegressorRun",
-    "regressor_losses",
-    "landmark_error_px",
-    "evaluate_regressor",
-    "evaluate_coefficients",
-    "predict",
-    "init_heads",
-    "train_regressor",
-    "save_regressor",
-    "load_regressor",
 ]
 
-NETWORK = "face_3drecon"
-CKPT_STEM = "face_3drecon"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
+
 
 # iBUG-68 index of each point's mirror image (jaw 0-16 reversed, brows 17-21 <-> 26-22, nose bridge kept,
 # nostrils 31-35 reversed, eyes 36-41 <-> 45-42 / 47-46, outer lips 48-54 reversed and 55-59 reversed, inner lips
@@ -104,12 +59,6 @@ LANDMARK_MIRROR: tuple[int, ...] = (
     + tuple(range(54, 47, -1)) + tuple(range(59, 54, -1)) + tuple(range(64, 59, -1)) + (67, 66, 65)
 )
 assert sorted(LANDMARK_MIRROR) == list(range(NUM_LANDMARKS))
-
-# Deep3DFaceRecon models/losses.py landmark_loss: weight 20 on points 28-30 (nose bridge) and on the last 8
-# (inner lips), 1 elsewhere; the loss is sum_i w_i ||p_i - q_i||^2 / (B * 68). Its default --w_lm is 1.6e-3.
-DEEP3D_LANDMARK_WEIGHTS: tuple[float, ...] = tuple(20.0 if (28 <= i < 31 or i >= 60) else 1.0 for i in range(68))
-DEEP3D_W_LM = 1.6e-3
-DEEP3D_LR = 1e-4  # Deep3DFaceRecon options/train_options.py --lr
 
 
 # ---------------------------------------------------------------------------------------------
@@ -266,6 +215,12 @@ class RegressorData:
                        [str(s) for s in z["sources"]], str(z["model_name"]))
 
 
+def _progress(items, enabled: bool, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=desc, disable=not enabled)
+
+
 def _empty_error(what: str, n: int, examples: list[str]):
     from ..face.detect import NoFaceError
 
@@ -331,7 +286,7 @@ def regressor_data_from_images(images: Sequence, *, augment: AugmentConfig | int
         Path(im).name if isinstance(im, (str, os.PathLike)) else f"image{k}" for k, im in enumerate(images)]
     rng = np.random.default_rng(seed)
     prepared, sources, failed = [], [], []
-    for k, im in enumerate(progress(images, show_progress, desc="portraits")):
+    for k, im in enumerate(_progress(images, show_progress, "portraits")):
         img = load_image(im)
         try:
             lm = detect_landmarks(img, detector)
@@ -382,7 +337,7 @@ def regressor_data_from_videos(videos, *, every: int = 5, max_frames: int = 40, 
     model = model or default_model()
     files = _video_files(videos)
     prepared, sources, failed = [], [], []
-    for path in progress(files, show_progress, desc="videos"):
+    for path in _progress(files, show_progress, "videos"):
         frames = read_video(path, fps=25.0, max_frames=every * max_frames)[::every]
         g = len(sources)
         items = []
@@ -413,18 +368,15 @@ def regressor_data_from_corpus(root: str | os.PathLike, *, every: int = 5, max_f
     Uses the landmarks the corpus stores for each frame (no detection); each clip is fitted with one identity.
     clips: positions or ids to use (default all).
     """
-    from ..data.corpus import load_clip, load_index
+    from .corpus.format import load_clip, load_index, select_clips
     from ..morphable.fit import align_for_fit, default_model
 
     if every < 1 or max_frames < 1:
         raise ValueError(f"every and max_frames must be >= 1, got {every}, {max_frames}")
     model = model or default_model()
-    entries = load_index(root)["clips"]
-    if clips is not None:
-        by_id = {c["id"]: c for c in entries}
-        entries = [entries[c] if isinstance(c, (int, np.integer)) else by_id[c] for c in clips]
+    entries = select_clips(load_index(root)["clips"], clips)
     prepared, sources, failed = [], [], []
-    for entry in progress(entries, show_progress, desc="corpus clips"):
+    for entry in _progress(entries, show_progress, "corpus clips"):
         arrays = load_clip(root, entry)
         g = len(sources)
         items = []
@@ -462,7 +414,7 @@ def build_regressor_data(source=None, **kwargs) -> RegressorData:
         if not p.exists():
             raise FileNotFoundError(f"regressor training data not found: {p}")
         if p.is_dir():
-            if (p / "corpus.json").is_file():
+            if is_corpus(p):
                 return regressor_data_from_corpus(p, **kwargs)
             files = sorted(p.iterdir())
             if any(f.suffix.lower() in VIDEO_SUFFIXES for f in files):
@@ -499,305 +451,3 @@ def split_regressor_data(data: RegressorData, heldout: float = 0.2, seed: int = 
         held = np.zeros(len(data), bool)
         held[rng.permutation(len(data))[:k]] = True
     return data.subset(np.flatnonzero(~held)), data.subset(np.flatnonzero(held))
-
-
-# ---------------------------------------------------------------------------------------------
-# Training
-# ---------------------------------------------------------------------------------------------
-@dataclass
-class RegressorTrainConfig(TrainConfig):
-    """Regressor training settings. Defaults: the official backbone (ResNet-50, width 64) and Deep3DFaceRecon's
-    learning rate (1e-4), landmark weight w_lm (1.6e-3) and landmark weights (``landmark_weighting="deep3d"``;
-    "uniform" gives every point 1).
-
-    w_exp / w_angle / w_trans / w_id: the per-group weights of the coefficient loss (this project's choice: an
-    angle error of 0.1 rad or a shift of 0.1 units moves the landmarks by about 10 px at 224, hence the large
-    pose weights; identity matters least for SadTalker, which keeps exp, angle and trans).
-    init_mean: start the zeroed output heads' biases at the training set's mean coefficients.
-    """
-
-    lr: float = DEEP3D_LR
-    batch_size: int = 32
-    steps: int = 5000
-    eval_every: int = 250
-    checkpoint_every: int = 1000
-    backbone: str = "resnet50"
-    width: int = 64
-    w_exp: float = 1.0
-    w_angle: float = 100.0
-    w_trans: float = 100.0
-    w_id: float = 0.1
-    w_lm: float = DEEP3D_W_LM
-    landmark_weighting: str = "deep3d"
-    init_mean: bool = True
-
-    def __post_init__(self):
-        if self.landmark_weighting not in ("deep3d", "uniform"):
-            raise ValueError(f"landmark_weighting must be 'deep3d' or 'uniform', got {self.landmark_weighting!r}")
-        RegressorConfig(backbone=self.backbone, width=self.width)  # validates the backbone name
-
-    @classmethod
-    def cpu(cls, **changes) -> "RegressorTrainConfig":
-        """Small CPU preset (notebooks, CI): ResNet-18 at width 16, 150 steps of 16 crops, lr 1e-3 (10x
-        Deep3DFaceRecon's, so that a minute shows), held-out error every 25 steps; one torch thread."""
-        base = dict(backbone="resnet18", width=16, steps=150, batch_size=16, lr=1e-3, eval_every=25,
-                    checkpoint_every=50, num_threads=1)
-        return cls(**{**base, **changes})
-
-    def regressor_config(self) -> RegressorConfig:
-        return RegressorConfig(backbone=self.backbone, width=self.width)
-
-    def landmark_weights(self) -> torch.Tensor:
-        w = DEEP3D_LANDMARK_WEIGHTS if self.landmark_weighting == "deep3d" else (1.0,) * NUM_LANDMARKS
-        return torch.tensor(w, dtype=torch.float32)
-
-
-@dataclass
-class RegressorMetrics:
-    """Held-out quality: landmark_px = mean distance (px at 224) between the landmarks of the predicted
-    coefficients and the detected ones; fit_px = the same for the fitted targets (the floor); angle_deg = mean
-    absolute angle error vs the targets; exp_rmse / trans_rmse / id_rmse = coefficient errors."""
-
-    landmark_px: float
-    fit_px: float
-    angle_deg: float
-    exp_rmse: float
-    trans_rmse: float
-    id_rmse: float
-
-
-@dataclass
-class RegressorRun:
-    """What :func:`train_regressor` returns. before / after: held-out metrics at step 0 and at the end
-    (None without held-out data); mean_baseline: the held-out metrics of always predicting the training mean."""
-
-    model: CoefficientRegressor
-    history: TrainHistory
-    out_dir: Path
-    config: RegressorTrainConfig
-    step: int
-    checkpoint: Path | None = None
-    before: RegressorMetrics | None = None
-    after: RegressorMetrics | None = None
-    mean_baseline: RegressorMetrics | None = None
-
-
-def _images_tensor(images: np.ndarray) -> torch.Tensor:
-    """uint8 [B, 224, 224, 3] -> float [B, 3, 224, 224] in [0, 1] (as ``TalkingHeadPipeline.regress`` feeds it).
-
-    Made contiguous: the permuted (channels-last strided) tensor crashes the CPU backward of the convolutions in
-    the pinned torch ("double free or corruption"), while the forward alone is fine.
-    """
-    return (torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255.0).contiguous()
-
-
-def _project_rows(morphable, coeffs: torch.Tensor) -> torch.Tensor:
-    from ..morphable.render import project_landmarks
-
-    return project_landmarks(morphable, coeffs, image_rows=True)  # [B, 68, 2] (x, row) at 224
-
-
-def regressor_losses(pred: torch.Tensor, target: torch.Tensor, landmarks: torch.Tensor,
-                     config: RegressorTrainConfig, morphable) -> tuple[torch.Tensor, dict[str, float]]:
-    """L = sum_g w_g MSE(pred_g, target_g) + w_lm mean_i v_i ||R_d(pred)_i - q_i||^2 -> (loss, logged terms).
-
-    pred / target [B, 257], landmarks q [B, 68, 2] (x, row) at 224.
-    """
-    terms: dict[str, torch.Tensor] = {}
-    total = pred.new_zeros(())
-    for g in ("exp", "angle", "trans", "id"):
-        s = COEFF_257_SLICES[g]
-        terms[f"mse_{g}"] = ((pred[:, s] - target[:, s]) ** 2).mean()
-        total = total + getattr(config, f"w_{g}") * terms[f"mse_{g}"]
-    lm = _project_rows(morphable, pred)
-    d2 = ((lm - landmarks) ** 2).sum(-1)  # [B, 68]
-    terms["lm"] = (d2 * config.landmark_weights().to(d2)).mean()
-    total = total + config.w_lm * terms["lm"]
-    logged = {k: float(v.detach()) for k, v in terms.items()}
-    logged["landmark_px"] = float(d2.detach().sqrt().mean())
-    logged["loss"] = float(total.detach())
-    return total, logged
-
-
-def landmark_error_px(coeffs: np.ndarray | torch.Tensor, landmarks: np.ndarray, morphable=None) -> np.ndarray:
-    """Mean landmark distance [N] in px at 224 between coefficients [N, 257] and landmarks [N, 68, 2] (x, row)."""
-    from ..morphable.fit import default_model
-
-    morphable = morphable or default_model()
-    with torch.no_grad():
-        lm = _project_rows(morphable, torch.as_tensor(np.asarray(coeffs, np.float32)))
-        return (lm - torch.as_tensor(landmarks)).norm(dim=-1).mean(-1).numpy()
-
-
-def evaluate_coefficients(coeffs: np.ndarray, data: RegressorData, morphable=None) -> RegressorMetrics:
-    """:class:`RegressorMetrics` of predicted coefficients [N, 257] against ``data``."""
-    c = np.asarray(coeffs, np.float32)
-    rmse = lambda g: float(np.sqrt(((c[:, COEFF_257_SLICES[g]] - data.coeffs[:, COEFF_257_SLICES[g]]) ** 2).mean()))  # noqa: E731
-    a = COEFF_257_SLICES["angle"]
-    return RegressorMetrics(
-        landmark_px=float(landmark_error_px(c, data.landmarks, morphable).mean()),
-        fit_px=float(data.fit_error_px.mean()),
-        angle_deg=float(np.degrees(np.abs(c[:, a] - data.coeffs[:, a])).mean()),
-        exp_rmse=rmse("exp"), trans_rmse=rmse("trans"), id_rmse=rmse("id"),
-    )
-
-
-@torch.no_grad()
-def predict(model: CoefficientRegressor, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
-    """Aligned crops uint8 [N, 224, 224, 3] -> coefficients [N, 257] (eval mode; the mode is restored)."""
-    was = model.training
-    model.eval()
-    out = [model(_images_tensor(images[i:i + batch_size])) for i in range(0, len(images), batch_size)]
-    model.train(was)
-    return torch.cat(out).numpy() if out else np.zeros((0, 257), np.float32)
-
-
-def evaluate_regressor(model: CoefficientRegressor, data: RegressorData, morphable=None) -> RegressorMetrics:
-    """Held-out metrics of ``model`` on ``data`` (eval mode)."""
-    return evaluate_coefficients(predict(model, data.images), data, morphable)
-
-
-def init_heads(model: CoefficientRegressor, mean_coeffs: np.ndarray | None = None) -> CoefficientRegressor:
-    """Zero the output heads (Deep3DFaceRecon ``ReconNetWrapper``) and, when given, set their biases to the
-    mean coefficients [257], so the untrained network predicts the mean face of the training set."""
-    mean = None if mean_coeffs is None else torch.as_tensor(np.asarray(mean_coeffs, np.float32))
-    start = 0
-    with torch.no_grad():
-        for head in model.final_layers:
-            n = head.out_channels
-            head.weight.zero_()
-            head.bias.copy_(mean[start:start + n] if mean is not None else torch.zeros(n))
-            start += n
-    return model
-
-
-def train_regressor(train: RegressorData, heldout: RegressorData | None = None,
-                    config: RegressorTrainConfig | None = None, out_dir: str | os.PathLike = "runs/regressor", *,
-                    init: CoefficientRegressor | str | os.PathLike | None = None, resume: bool = True,
-                    morphable=None, stop_after: int | None = None, size: int = 256) -> RegressorRun:
-    """Train the regressor on ``train``, logging the held-out landmark error; resumable.
-
-    out_dir receives ``log.csv`` (train losses per step; held-out :class:`RegressorMetrics` every
-    ``eval_every``), ``checkpoints/face_3drecon_<step>-model.pth`` (the official ``epoch_20.pth`` layout +
-    optimizer and RNG state) and at the end the ``face_3drecon`` section of ``SadTalker_V0.0.2_{size}.safetensors``
-    with ``sadtalker_lab.json`` (:func:`save_regressor`). init: a starting regressor or checkpoint (its
-    backbone must match the config; default: fresh weights seeded with ``config.seed``, heads per
-    :func:`init_heads`). stop_after: stop after that many steps without the final save (an interrupted run).
-    morphable: the face model the coefficients belong to (default: the offline stand-in).
-    Each batch also gets a random brightness gain in [0.9, 1.1] per crop (drawn from the step's generator, so a
-    resumed run sees the same batches). ``RegressorRun.before`` is None for a resumed run.
-    """
-    from ..official.io import load_official
-    from ..morphable.fit import default_model
-
-    config = config or RegressorTrainConfig()
-    if len(train) == 0:
-        raise ValueError("the regressor training set is empty")
-    morphable = morphable or default_model()
-    if train.model_name and train.model_name != morphable.name:
-        raise ValueError(f"the training coefficients were fitted with '{train.model_name}', but the landmark loss "
-                         f"would use '{morphable.name}'; pass the same morphable model")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    threads = torch.get_num_threads()
-    if config.num_threads:
-        torch.set_num_threads(config.num_threads)
-    try:
-        torch.manual_seed(config.seed)
-        model = CoefficientRegressor(config.regressor_config())
-        if isinstance(init, CoefficientRegressor):
-            model.load_state_dict(init.state_dict())
-        elif init is not None:
-            load_official(model, NETWORK, init)
-        else:
-            init_heads(model, train.coeffs.mean(0) if config.init_mean else None)
-        model.train()
-        opt = torch.optim.Adam(model.parameters(), lr=config.lr, betas=tuple(config.adam_betas))
-
-        start = 0
-        ckpt = latest_checkpoint(out_dir, CKPT_STEM) if resume else None
-        if ckpt is not None:
-            start = int(restore_training_state(ckpt, {NETWORK: model}, {"main": opt})["step"])
-        logger = CSVLogger(out_dir, resume_step=start if ckpt is not None else None)
-        has_heldout = heldout is not None and len(heldout) > 0
-        before = evaluate_regressor(model, heldout, morphable) if has_heldout and start == 0 else None
-        if before is not None:
-            logger.log(0, "heldout", vars(before))
-
-        images = _images_tensor(train.images)  # [N, 3, 224, 224]
-        coeffs = torch.from_numpy(train.coeffs)
-        landmarks = torch.from_numpy(train.landmarks)
-        end = config.steps if stop_after is None else min(config.steps, stop_after)
-        n = len(train)
-        for step in progress(range(start, end), config.progress, desc="regressor", initial=start, total=config.steps):
-            idx = torch.as_tensor(step_rng(config.seed, step).choice(n, size=min(config.batch_size, n), replace=False))
-            x = images[idx]
-            gain = 0.9 + 0.2 * torch.rand(len(idx), 1, 1, 1, generator=step_generator(config.seed, step))
-            x = (x * gain).clamp(0, 1)  # brightness jitter per step (seeded by the step: resumable)
-            loss, terms = regressor_losses(model(x), coeffs[idx], landmarks[idx], config, morphable)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            done = step + 1
-            logger.log(done, "train", terms)
-            if has_heldout and (done % config.eval_every == 0 or done == config.steps):
-                logger.log(done, "heldout", vars(evaluate_regressor(model, heldout, morphable)))
-            if config.checkpoint_every and done % config.checkpoint_every == 0 and done < config.steps:
-                _checkpoint(out_dir, model, opt, done, config)
-        logger.close()
-        final = None
-        if end == config.steps:
-            final = save_regressor(out_dir, model, size=size, morphable_name=morphable.name)
-            _checkpoint(out_dir, model, opt, config.steps, config)
-        model.eval()
-        after = evaluate_regressor(model, heldout, morphable) if has_heldout else None
-        baseline = evaluate_coefficients(np.repeat(train.coeffs.mean(0, keepdims=True), len(heldout), 0), heldout,
-                                         morphable) if has_heldout else None
-    finally:
-        torch.set_num_threads(threads)
-    return RegressorRun(model=model, history=logger.history, out_dir=out_dir, config=config, step=end,
-                        checkpoint=final, before=before, after=after, mean_baseline=baseline)
-
-
-def _checkpoint(out_dir: Path, model, opt, step: int, config) -> None:
-    from .common import checkpoint_path
-
-    save_training_checkpoint(checkpoint_path(out_dir, CKPT_STEM, step), {NETWORK: model}, {"main": opt}, step, config)
-    for _, old in list_checkpoints(out_dir, CKPT_STEM)[:-config.keep_checkpoints]:
-        old.unlink()
-
-
-# ---------------------------------------------------------------------------------------------
-# Saving in the official layout
-# ---------------------------------------------------------------------------------------------
-def save_regressor(folder: str | os.PathLike, model: CoefficientRegressor, size: int = 256,
-                   morphable_name: str | None = None, **info) -> Path:
-    """Write ``model`` as the ``face_3drecon`` section of ``<folder>/SadTalker_V0.0.2_{size}.safetensors`` and its
-    config to ``sadtalker_lab.json`` (``networks.save_networks``). Other networks already in that file (e.g.
-    trained by the other stages into the same folder) are kept. Returns the safetensors path."""
-    from safetensors.torch import load_file, save_file
-
-    from ..official.registry import save_networks
-    from ..official import OFFICIAL_NETWORKS, SAFETENSORS_FILE
-
-    folder = Path(folder)
-    path = folder / SAFETENSORS_FILE.format(size=size)
-    prefix = OFFICIAL_NETWORKS[NETWORK].safetensors_prefix
-    others = {k: v for k, v in load_file(str(path)).items() if not k.startswith(prefix)} if path.is_file() else {}
-    extra = {"face_3drecon_coefficients": morphable_name} if morphable_name else {}
-    save_networks(folder, {NETWORK: model}, {NETWORK: model.config}, size=size, **extra, **info)
-    if others:
-        merged = {**others, **load_file(str(path))}
-        tmp = path.with_name(path.name + ".tmp")
-        save_file(merged, str(tmp))
-        os.replace(tmp, path)
-    return path
-
-
-def load_regressor(folder: str | os.PathLike, size: int = 256) -> CoefficientRegressor:
-    """The regressor stored in a checkpoint folder (its ``sadtalker_lab.json`` config, else the official one), eval."""
-    from ..official.io import load_official
-    from ..official.registry import build_network, read_configs
-
-    model = build_network(NETWORK, read_configs(folder).get(NETWORK))
-    return load_official(model, NETWORK, folder, size=size).eval()

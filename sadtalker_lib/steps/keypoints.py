@@ -7,8 +7,8 @@ a translation t [B, 3] and expression deltas [B, 3K]. This module turns them int
     get_rotation_matrix     : degrees -> R = R_pitch R_yaw R_roll   [B, 3, 3]
     keypoint_transformation : kp_canonical [B, K, 3], he -> R kp + t + exp   [B, K, 3]
 
-Facts and quirks from ``src/facerender/modules/make_animation.py``: pi is taken as 3.14
-(``official.OFFICIAL_PI``) and only the y translation survives (``official.keep_only_y_translation``).
+Facts and quirks from ``src/facerender/modules/make_animation.py``: pi is taken as 3.14 (``OFFICIAL_PI``) and
+only the y translation survives (``keep_only_y_translation``); both are tagged as official quirks below.
 """
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ from typing import Mapping
 import torch
 import torch.nn.functional as F
 
-from .official import OFFICIAL_PI, keep_only_y_translation
-
 __all__ = [
     "HEADPOSE_BINS",
+    "OFFICIAL_PI",
+    "keep_only_y_translation",
     "headpose_pred_to_degree",
     "get_rotation_matrix",
     "pose_degrees",
@@ -32,6 +32,23 @@ __all__ = [
 HEADPOSE_BINS = 66
 HEADPOSE_BIN_DEGREES = 3
 HEADPOSE_OFFSET_DEGREES = 99
+
+# OFFICIAL QUIRK: src/facerender/modules/make_animation.py get_rotation_matrix converts degrees to radians with
+# pi taken as 3.14 (``yaw / 180 * 3.14``), so every rotation is 0.05 % smaller than asked.
+OFFICIAL_PI = 3.14
+
+
+def keep_only_y_translation(t: torch.Tensor) -> torch.Tensor:
+    """The translation that the official keypoint transformation actually applies: t [B, 3] with x and z zeroed.
+
+    # OFFICIAL QUIRK: src/facerender/modules/make_animation.py keypoint_transformation does
+    ``t[:, 0] = t[:, 0] * 0`` and ``t[:, 2] = t[:, 2] * 0`` IN PLACE on the mapping net's output, so only the
+    vertical translation moves the keypoints (and the caller's ``he['t']`` is modified as a side effect). Here a
+    copy is returned and the caller's tensor is left untouched; the rendered result is the same.
+    """
+    kept = t.new_zeros(t.shape)
+    kept[:, 1] = t[:, 1]
+    return kept
 
 
 def headpose_pred_to_degree(pred: torch.Tensor) -> torch.Tensor:

@@ -25,25 +25,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..official.io import load_official, save_official_pth
+from ..data.windows import ExpWindows, frame_energy
 from ..models.expnet import ExpNet, ExpNetConfig
+from ..morphable.render import mouth_opening
 from ..official import OFFICIAL_NETWORKS
-from .common import (
-    EXPNET_WINDOW,
-    LR_EXPNET,
-    CSVLogger,
-    TrainConfig,
-    TrainHistory,
-    latest_checkpoint,
-    list_checkpoints,
-    precise_batchnorm,
-    progress,
-    restore_training_state,
-    save_training_checkpoint,
-    step_generator,
-    step_rng,
-)
+from ..official.io import load_official, save_official_pth
 from .lipreader import (
+    LIPREADER_FILE,
     MOUTH_LANDMARKS,
     LipReader,
     lipreader_accuracy,
@@ -52,8 +40,8 @@ from .lipreader import (
     save_lipreader,
     train_lipreader,
 )
+from .loop import RunContext, Stage, StepContext, TrainConfig, TrainHistory, precise_batchnorm, run
 from .losses import blink_target_ratio, distill_loss, expnet_total, eye_ratio, landmark_loss, read_loss
-from .windows import ExpWindows, frame_energy
 
 __all__ = [
     "ExpNetTrainConfig",
@@ -68,12 +56,15 @@ __all__ = [
     "eye_closing_direction",
     "warm_start_mapping",
     "calibrate_batchnorm",
+    "ExpNetStage",
     "train_expnet",
+    "cli_stage",
 ]
 
 NETWORK = "audio2exp"
 CKPT_STEM = "auido2exp"  # the official file's stem (auido2exp_00300-model.pth, sic)
-LIPREADER_FILE = "lipreader_trained-here.pth"
+LR_EXPNET = 2e-5  # Sec. 4.1: "ExpNet, PoseVAE, and FaceRender are trained with a learning rate of 2e-5, 1e-4, 2e-4"
+EXPNET_WINDOW = 5  # Sec. 4.1: "ExpNet uses continuous 5 frames to learn"
 
 
 @dataclass
@@ -126,6 +117,13 @@ class ExpNetTrainConfig(TrainConfig):
                     precise_bn_windows=128)
         return cls(**{**base, **changes})
 
+    @classmethod
+    def tiny(cls, **changes) -> "ExpNetTrainConfig":
+        """Seconds-long smoke preset (tests, CLI checks): 4 steps of 4 windows at the CPU preset's lr."""
+        base = dict(steps=4, batch_size=4, lr=3e-4, eval_every=2, checkpoint_every=2, lipreader_steps=20,
+                    precise_bn_windows=8, progress=False)
+        return cls(**{**base, **changes})
+
     def ablation(self, name: str) -> "ExpNetTrainConfig":
         """This config with a Table 3 row's switches (:data:`EXPNET_ABLATIONS`)."""
         if name not in EXPNET_ABLATIONS:
@@ -143,9 +141,7 @@ EXPNET_ABLATIONS: dict[str, dict] = {
 }
 
 
-# ---------------------------------------------------------------------------------------------
-# The differentiable face (R_d)
-# ---------------------------------------------------------------------------------------------
+# --- The differentiable face (R_d) ------------------------------------------------------------------------------------
 _DEFAULT_MM = None
 
 
@@ -168,9 +164,7 @@ def project_expression(morphable, exp: torch.Tensor, id_coeff: torch.Tensor | No
     return project_landmarks(morphable, coeffs, ident)
 
 
-# ---------------------------------------------------------------------------------------------
-# One step's losses
-# ---------------------------------------------------------------------------------------------
+# --- One step's losses ------------------------------------------------------------------------------------------------
 def expnet_step_losses(model: ExpNet, batch: ExpWindows, z_blink: torch.Tensor, config: ExpNetTrainConfig,
                        morphable, lipreader: LipReader | None) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:
     """Eq. 2-10 on one batch. z_blink [B, T] in [0, 1]. Returns (L_exp, {term: value}, beta^g [B, T, 64])."""
@@ -207,9 +201,7 @@ def expnet_step_losses(model: ExpNet, batch: ExpWindows, z_blink: torch.Tensor, 
     return total, terms, pred
 
 
-# ---------------------------------------------------------------------------------------------
-# Lip reader, metrics, initialisation, BatchNorm statistics
-# ---------------------------------------------------------------------------------------------
+# --- Lip reader, metrics, initialisation, BatchNorm statistics --------------------------------------------------------
 def train_expnet_lipreader(windows: ExpWindows, morphable=None, steps: int = 400, seed: int = 0) -> LipReader:
     """Train the lip-reading stand-in on the teacher's lip-only mouths and the audio's viseme labels."""
     if windows.viseme is None:
@@ -242,11 +234,6 @@ class ExpNetMetrics:
     mouth_energy_corr: float
     teacher_mouth_energy_corr: float
     lipreader_acc: float
-
-
-def _mouth_opening(lm: torch.Tensor) -> torch.Tensor:
-    scale = (lm[..., 45, :] - lm[..., 36, :]).norm(dim=-1)
-    return (lm[..., 62, :] - lm[..., 66, :]).norm(dim=-1) / scale
 
 
 def _corr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -290,8 +277,8 @@ def evaluate_expnet(model: ExpNet, windows: ExpWindows, config: ExpNetTrainConfi
         eye=mean.get("eye", float("nan")), read=mean.get("read", float("nan")),
         exp_error=float(distill_loss(pred, windows.exp_lip)),
         mouth_error=float((lm - lm_teacher)[..., list(MOUTH_LANDMARKS), :].norm(dim=-1).mean()),
-        mouth_energy_corr=_corr(_mouth_opening(lm), energy),
-        teacher_mouth_energy_corr=_corr(_mouth_opening(lm_teacher), energy),
+        mouth_energy_corr=_corr(mouth_opening(lm), energy),
+        teacher_mouth_energy_corr=_corr(mouth_opening(lm_teacher), energy),
         lipreader_acc=acc,
     )
 
@@ -330,7 +317,7 @@ def warm_start_mapping(model: ExpNet, morphable) -> ExpNet:
 
 def calibrate_batchnorm(model: ExpNet, windows: ExpWindows, n_windows: int = 256, batch_size: int = 64,
                         seed: int = 0) -> ExpNet:
-    """``common.precise_batchnorm`` for ExpNet on ``n_windows`` training windows (a fixed seeded subset)."""
+    """``loop.precise_batchnorm`` for ExpNet on ``n_windows`` training windows (a fixed seeded subset)."""
     if n_windows <= 0:
         return model
     idx = torch.as_tensor(np.random.default_rng([seed, 0xB7]).permutation(len(windows))[:n_windows])
@@ -345,9 +332,7 @@ def calibrate_batchnorm(model: ExpNet, windows: ExpWindows, n_windows: int = 256
     return model
 
 
-# ---------------------------------------------------------------------------------------------
-# The loop
-# ---------------------------------------------------------------------------------------------
+# --- The stage (the loop is train/loop.py) ----------------------------------------------------------------------------
 @dataclass
 class ExpNetRun:
     """A finished (or stopped) run: the model (eval mode), its log, the official-layout file, the lip reader."""
@@ -361,21 +346,103 @@ class ExpNetRun:
     step: int
 
 
-def _lipreader_for(config: ExpNetTrainConfig, train: ExpWindows, out_dir: Path, morphable,
+class ExpNetStage(Stage):
+    """ExpNet distillation as a :class:`~sadtalker_lib.train.loop.Stage` (arguments as :func:`train_expnet`)."""
+
+    name, stem = "ExpNet", CKPT_STEM
+
+    def __init__(self, train: ExpWindows, heldout: ExpWindows | None = None, config: ExpNetTrainConfig | None = None,
+                 *, init: ExpNet | str | os.PathLike | None = None, morphable=None, lipreader: LipReader | None = None):
+        self.config = config or ExpNetTrainConfig()
+        if train.window != self.config.window:
+            raise ValueError(f"the windows have {train.window} frames, config.window is {self.config.window}")
+        self.train, self.heldout, self.init, self.lipreader = train, heldout, init, lipreader
+        self.morphable = morphable or default_morphable_model()
+
+    def before_run(self, out_dir: Path | None) -> None:
+        self.lipreader = _lipreader_for(self.config, self.train, out_dir, self.morphable, self.lipreader)
+
+    def build(self, ctx: RunContext) -> None:
+        config = self.config
+        torch.manual_seed(config.seed)
+        model = ExpNet(ExpNetConfig())
+        if isinstance(self.init, ExpNet):
+            model.load_state_dict(self.init.state_dict())
+        elif self.init is not None:
+            load_official(model, NETWORK, self.init)
+        elif config.warm_start:
+            warm_start_mapping(model, self.morphable)
+        model.train()
+        groups = [{"params": list(model.audio_encoder.parameters())},
+                  {"params": list(model.mapping1.parameters()), "lr": config.lr * config.mapping_lr_scale}]
+        self.model = model
+        self.modules = {NETWORK: model}
+        self.train_modules = {"expnet": model}
+        if self.lipreader is not None:
+            self.lipreader.to(ctx.device)
+        if ctx.device.type != "cpu" and isinstance(self.morphable, torch.nn.Module):
+            import copy
+
+            self.morphable = copy.deepcopy(self.morphable).to(ctx.device)  # the shared CPU instance stays
+        self.optimizers = {"main": torch.optim.Adam(groups, lr=config.lr, betas=tuple(config.adam_betas))}
+
+    def num_examples(self) -> int:
+        return len(self.train)
+
+    def train_step(self, ctx: StepContext) -> dict[str, float]:
+        batch = _to(self.train[ctx.indices], ctx.device)
+        z_blink = ctx.rand(self.config.window)
+        loss, terms, _ = expnet_step_losses(ctx.module("expnet"), batch, z_blink, self.config, self.morphable,
+                                            self.lipreader)
+        ctx.update("main", loss)
+        return terms
+
+    def evaluate(self, ctx: RunContext) -> dict[str, float] | None:
+        if self.heldout is None or not len(self.heldout):
+            return None
+        calibrate_batchnorm(self.model, self.train, self.config.precise_bn_windows, seed=self.config.seed)
+        m = evaluate_expnet(self.model, self.heldout, self.config, self.morphable, self.lipreader,
+                            seed=self.config.seed + 1)
+        return {k: v for k, v in vars(m).items() if not math.isnan(v)}
+
+    def finalize(self, ctx: RunContext) -> None:
+        if self.heldout is None or not len(self.heldout):  # else the evaluation at the last step calibrated them
+            calibrate_batchnorm(self.model, self.train, self.config.precise_bn_windows, seed=self.config.seed)
+
+    def export(self, ctx: RunContext, out_dir: Path | None) -> Path | None:
+        if out_dir is None or not ctx.is_main:
+            return None
+        return save_official_pth({NETWORK: self.model}, out_dir / OFFICIAL_NETWORKS[NETWORK].pth_file,
+                                 epoch=self.config.steps)
+
+
+def _to(windows: ExpWindows, device) -> ExpWindows:
+    if torch.device(device).type == "cpu":
+        return windows
+    from dataclasses import fields, replace
+
+    return replace(windows, **{f.name: getattr(windows, f.name).to(device) for f in fields(windows)
+                               if getattr(windows, f.name) is not None})
+
+
+def _lipreader_for(config: ExpNetTrainConfig, train: ExpWindows, out_dir: Path | None, morphable,
                    given: LipReader | None) -> LipReader | None:
+    from accelerate import PartialState
+
     if not config.use_read_loss:
         return given
     if given is not None:
         return given
     if config.lipreader_path:
         return load_lipreader(config.lipreader_path)
-    saved = out_dir / LIPREADER_FILE
-    if saved.is_file():  # a resumed run reuses the reader it trained at its start
+    saved = None if out_dir is None else out_dir / LIPREADER_FILE
+    if saved is not None and saved.is_file():  # a resumed run reuses the reader it trained at its start
         return load_lipreader(saved)
     if train.viseme is None:
         return None
     reader = train_expnet_lipreader(train, morphable, steps=config.lipreader_steps, seed=config.seed)
-    save_lipreader(reader, saved, source="trained-here")
+    if saved is not None and PartialState().is_main_process:
+        save_lipreader(reader, saved, source="trained-here")
     return reader
 
 
@@ -383,7 +450,7 @@ def train_expnet(train: ExpWindows, heldout: ExpWindows | None = None, config: E
                  out_dir: str | os.PathLike = "runs/expnet", *, init: ExpNet | str | os.PathLike | None = None,
                  resume: bool = True, morphable=None, lipreader: LipReader | None = None,
                  stop_after: int | None = None) -> ExpNetRun:
-    """Distil ExpNet on ``train`` windows, logging the held-out loss; resumable.
+    """Distil ExpNet on ``train`` windows, logging the held-out loss; resumable (``loop.run`` on :class:`ExpNetStage`).
 
     out_dir receives ``log.csv``, ``checkpoints/auido2exp_<step>-model.pth`` (official layout + optimizer + RNG
     state, the last ``keep_checkpoints``), the trained-here lip reader, and at the end
@@ -393,77 +460,17 @@ def train_expnet(train: ExpWindows, heldout: ExpWindows | None = None, config: E
     resume: continue from the newest checkpoint in ``out_dir`` when there is one.
     stop_after: stop once this many steps are done, without the final save (simulates an interrupted run).
     """
-    config = config or ExpNetTrainConfig()
-    if train.window != config.window:
-        raise ValueError(f"the windows have {train.window} frames, config.window is {config.window}")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if config.num_threads:
-        torch.set_num_threads(config.num_threads)
-    morphable = morphable or default_morphable_model()
-
-    torch.manual_seed(config.seed)
-    model = ExpNet(ExpNetConfig())
-    if isinstance(init, ExpNet):
-        model.load_state_dict(init.state_dict())
-    elif init is not None:
-        load_official(model, NETWORK, init)
-    elif config.warm_start:
-        warm_start_mapping(model, morphable)
-    model.train()
-    groups = [{"params": list(model.audio_encoder.parameters())},
-              {"params": list(model.mapping1.parameters()), "lr": config.lr * config.mapping_lr_scale}]
-    opt = torch.optim.Adam(groups, lr=config.lr, betas=tuple(config.adam_betas))
-    reader = _lipreader_for(config, train, out_dir, morphable, lipreader)
-
-    start = 0
-    ckpt = latest_checkpoint(out_dir, CKPT_STEM) if resume else None
-    if ckpt is not None:
-        start = int(restore_training_state(ckpt, {NETWORK: model}, {"main": opt})["step"])
-    logger = CSVLogger(out_dir, resume_step=start if ckpt is not None else None)
-
-    def heldout_eval(step: int):
-        if heldout is not None and len(heldout):
-            calibrate_batchnorm(model, train, config.precise_bn_windows, seed=config.seed)
-            m = evaluate_expnet(model, heldout, config, morphable, reader, seed=config.seed + 1)
-            logger.log(step, "heldout", {k: v for k, v in vars(m).items() if not math.isnan(v)})
-
-    if start == 0:
-        heldout_eval(0)
-    end = config.steps if stop_after is None else min(config.steps, stop_after)
-    n = len(train)
-    for step in progress(range(start, end), config.progress, desc="ExpNet", initial=start, total=config.steps):
-        idx = step_rng(config.seed, step).choice(n, size=min(config.batch_size, n), replace=False)
-        batch = train[torch.as_tensor(idx)]
-        z_blink = torch.rand(len(idx), config.window, generator=step_generator(config.seed, step))
-        loss, terms, _ = expnet_step_losses(model, batch, z_blink, config, morphable, reader)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        done = step + 1
-        logger.log(done, "train", terms)
-        if done % config.eval_every == 0 or done == config.steps:
-            heldout_eval(done)
-        if config.checkpoint_every and done % config.checkpoint_every == 0 and done < config.steps:
-            save_training_checkpoint(checkpoint_path_for(out_dir, done), {NETWORK: model}, {"main": opt}, done, config)
-            for _, old in list_checkpoints(out_dir, CKPT_STEM)[:-config.keep_checkpoints]:
-                old.unlink()
-    logger.close()
-    final = None
-    if end == config.steps:
-        if heldout is None or not len(heldout):  # else the evaluation at done == steps calibrated them
-            calibrate_batchnorm(model, train, config.precise_bn_windows, seed=config.seed)
-        final = save_official_pth({NETWORK: model}, out_dir / OFFICIAL_NETWORKS[NETWORK].pth_file, epoch=config.steps)
-        save_training_checkpoint(checkpoint_path_for(out_dir, config.steps), {NETWORK: model}, {"main": opt},
-                                 config.steps, config)
-        for _, old in list_checkpoints(out_dir, CKPT_STEM)[:-config.keep_checkpoints]:
-            old.unlink()
-    model.eval()
-    return ExpNetRun(model=model, history=logger.history, checkpoint=final, out_dir=out_dir, config=config,
-                     lipreader=reader, step=end)
+    stage = ExpNetStage(train, heldout, config, init=init, morphable=morphable, lipreader=lipreader)
+    res = run(stage, out_dir, resume=resume, stop_after=stop_after)
+    stage.model.eval()
+    return ExpNetRun(model=stage.model, history=res.history, checkpoint=res.final, out_dir=Path(out_dir),
+                     config=stage.config, lipreader=stage.lipreader, step=res.step)
 
 
-def checkpoint_path_for(out_dir: Path, step: int) -> Path:
-    from .common import checkpoint_path
+def cli_stage(corpus: Path, preset: str, heldout_clips: int = 1, **overrides) -> ExpNetStage:
+    """``sadtalker-lab train expnet``: windows of a corpus folder (the last ``heldout_clips`` clips held out)."""
+    from ..data.windows import corpus_windows, exp_windows_from_dataset
 
-    return checkpoint_path(out_dir, CKPT_STEM, step)
+    config = getattr(ExpNetTrainConfig, preset)(**overrides)
+    train, heldout = corpus_windows(corpus, exp_windows_from_dataset, config.window, heldout_clips, (2, 3))
+    return ExpNetStage(train, heldout, config)

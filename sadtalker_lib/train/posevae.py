@@ -23,52 +23,30 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Mapping, Sequence
 
 import numpy as np
 import torch
 
-from ..official.io import load_official, official_state_dict, read_checkpoint, save_official_pth
+from ..coeffs import ANGLE
+from ..data.windows import PoseWindows
 from ..models.posevae import PoseVAE, PoseVAEConfig
 from ..official import OFFICIAL_NETWORKS
-from .common import (
-    LR_POSEVAE,
-    POSEVAE_WINDOW,
-    CSVLogger,
-    TrainConfig,
-    TrainHistory,
-    checkpoint_path,
-    latest_checkpoint,
-    list_checkpoints,
-    precise_batchnorm,
-    progress,
-    restore_training_state,
-    save_training_checkpoint,
-    step_generator,
-    step_rng,
-)
+from ..official.io import load_official, official_state_dict, read_checkpoint, save_official_pth
+from .loop import RunContext, Stage, StepContext, TrainConfig, TrainHistory, precise_batchnorm, run
 from .losses import gan_discriminator_loss, gan_generator_loss, kl_loss, mse_loss, pose_total
-from .windows import PoseWindows
 
 __all__ = [
-    "PoseVAETrainConfig",
-    "POSEVAE_ABLATIONS",
-    "load_audio_encoder",
-    "audio_embeddings",
-    "posevae_forward",
-    "PoseVAEHeldout",
-    "evaluate_posevae",
-    "PoseClipMetrics",
-    "evaluate_posevae_clips",
-    "calibrate_batchnorm",
-    "residual_rms",
-    "fold_pose_scale",
-    "PoseVAERun",
-    "train_posevae",
+    "PoseVAETrainConfig", "POSEVAE_ABLATIONS", "load_audio_encoder", "audio_embeddings", "posevae_forward",
+    "PoseVAEHeldout", "evaluate_posevae", "PoseClipMetrics", "evaluate_posevae_clips", "calibrate_batchnorm",
+    "residual_rms", "fold_pose_scale", "PoseVAERun", "PoseVAEStage", "train_posevae", "cli_stage",
 ]
 
 NETWORK = "audio2pose"
 CKPT_STEM = "auido2pose"  # the official file's stem (auido2pose_00140-model.pth, sic)
+LR_POSEVAE = 1e-4  # Sec. 4.1: "ExpNet, PoseVAE, and FaceRender are trained with a learning rate of 2e-5, 1e-4, 2e-4"
+POSEVAE_WINDOW = 32  # Sec. 4.1: "PoseVAE is learned via continuous 32 frames" (= PoseVAEConfig.seq_len)
 
 
 @dataclass
@@ -119,6 +97,13 @@ class PoseVAETrainConfig(TrainConfig):
                     precise_bn_windows=128)
         return cls(**{**base, **changes})
 
+    @classmethod
+    def tiny(cls, **changes) -> "PoseVAETrainConfig":
+        """Seconds-long smoke preset (tests, CLI checks): 4 steps of 4 windows at the CPU preset's lr."""
+        base = dict(steps=4, batch_size=4, lr=1e-3, lr_discriminator=1e-3, eval_every=2, checkpoint_every=2,
+                    precise_bn_windows=8, progress=False)
+        return cls(**{**base, **changes})
+
     def ablation(self, name: str) -> "PoseVAETrainConfig":
         """This config with a Table 4 row's switches (:data:`POSEVAE_ABLATIONS`)."""
         if name not in POSEVAE_ABLATIONS:
@@ -136,9 +121,7 @@ POSEVAE_ABLATIONS: dict[str, dict] = {
 }
 
 
-# ---------------------------------------------------------------------------------------------
-# Audio features
-# ---------------------------------------------------------------------------------------------
+# --- Audio features ---------------------------------------------------------------------------------------------------
 def load_audio_encoder(model: PoseVAE, source: str | os.PathLike | Mapping) -> PoseVAE:
     """Copy Phi_A into ``model.audio_encoder`` from an auido2exp / auido2pose checkpoint (file, folder or dict)."""
     ckpt = source if isinstance(source, Mapping) else None
@@ -193,9 +176,7 @@ def _with_embeddings(model: PoseVAE, windows: PoseWindows | None) -> PoseWindows
     return replace(windows, audio_emb=audio_embeddings(model, windows), mel=None)
 
 
-# ---------------------------------------------------------------------------------------------
-# Forward pass and losses
-# ---------------------------------------------------------------------------------------------
+# --- Forward pass and losses ------------------------------------------------------------------------------------------
 def _conditions(pose: torch.Tensor, emb: torch.Tensor, style: torch.Tensor, config: PoseVAETrainConfig):
     ref = pose[:, 0]
     ref_c = ref if config.use_ref_pose else torch.zeros_like(ref)  # "w/o initial pose"
@@ -253,14 +234,12 @@ def evaluate_posevae(model: PoseVAE, windows: PoseWindows, config: PoseVAETrainC
     return PoseVAEHeldout(loss=config.lambda_mse * mse + config.lambda_kl * kl, mse=mse, kl=kl, prior_mse=prior_mse)
 
 
-# ---------------------------------------------------------------------------------------------
-# Whole-clip metrics: diversity and beat alignment (Table 4)
-# ---------------------------------------------------------------------------------------------
+# --- Whole-clip metrics: diversity and beat alignment (Table 4) -------------------------------------------------------
 @dataclass
 class PoseClipMetrics:
     """Per-clip means over generated clips. diversity: mean over angles of the std over time (radians,
-    ``eval.diversity``); beat_align: Bailando's Beat Align Score of the head angles against the speech
-    (``eval.beat_align``); real_*: the same for the corpus motion of those clips; style: how styles were picked."""
+    ``metrics.diversity``); beat_align: Bailando's Beat Align Score of the head angles against the speech
+    (``metrics.beat_align``); real_*: the same for the corpus motion of those clips; style: how styles were picked."""
 
     diversity: float
     beat_align: float
@@ -299,7 +278,7 @@ def evaluate_posevae_clips(model: PoseVAE, clips: Sequence[Mapping], style: str 
         sid = fixed_style if style == "fixed" else int(rng.choice(pool))
         pred = predict_pose(model, mel, torch.from_numpy(coeffs[:1])[None], style=sid, generator=g)
         angles = pred.pose[0, :, :3].numpy()
-        real = coeffs[:, 64:67]
+        real = coeffs[:, ANGLE]
         audio = np.asarray(c["audio"], np.float32)
         row = {"style_id": sid, "diversity": diversity(angles), "real_diversity": diversity(real)}
         for key, feats in (("beat_align", angles), ("real_beat_align", real)):
@@ -317,7 +296,7 @@ def evaluate_posevae_clips(model: PoseVAE, clips: Sequence[Mapping], style: str 
 @torch.no_grad()
 def calibrate_batchnorm(model: PoseVAE, windows: PoseWindows, config: PoseVAETrainConfig, n_windows: int = 256,
                         batch_size: int = 64, seed: int = 0) -> PoseVAE:
-    """``common.precise_batchnorm`` for the CVAE (encoder and decoder; the frozen audio encoder and the
+    """``loop.precise_batchnorm`` for the CVAE (encoder and decoder; the frozen audio encoder and the
     discriminator keep theirs) on ``n_windows`` training windows, through the training path (z = mu + eps sigma)."""
     if n_windows <= 0:
         return model
@@ -334,9 +313,7 @@ def calibrate_batchnorm(model: PoseVAE, windows: PoseWindows, config: PoseVAETra
     return model
 
 
-# ---------------------------------------------------------------------------------------------
-# Pose units
-# ---------------------------------------------------------------------------------------------
+# --- Pose units -------------------------------------------------------------------------------------------------------
 def residual_rms(windows: PoseWindows) -> float:
     """RMS of the residual motion Delta rho = rho_t - rho_0 over all windows, frames and pose values."""
     return float((windows.pose[:, 1:] - windows.pose[:, :1]).pow(2).mean().sqrt())
@@ -364,9 +341,7 @@ def fold_pose_scale(model: PoseVAE, scale: float) -> PoseVAE:
     return model
 
 
-# ---------------------------------------------------------------------------------------------
-# The loop
-# ---------------------------------------------------------------------------------------------
+# --- The stage (the loop is train/loop.py) ----------------------------------------------------------------------------
 @dataclass
 class PoseVAERun:
     """A finished (or stopped) run: the model (eval mode), its log, the official-layout file."""
@@ -385,9 +360,113 @@ def _scaled(windows: PoseWindows | None, scale: float) -> PoseWindows | None:
     return None if windows is None else replace(windows, pose=windows.pose / scale)
 
 
-def _prune(out_dir: Path, keep: int) -> None:
-    for _, old in list_checkpoints(out_dir, CKPT_STEM)[:-keep]:
-        old.unlink()
+class PoseVAEStage(Stage):
+    """PoseVAE (encoder, decoder, discriminator; frozen audio encoder) as a :class:`~sadtalker_lib.train.loop.Stage`.
+    Two optimizers: the discriminator's step (Eq. 12, max_D) comes first, then the CVAE's (Eq. 13)."""
+
+    name, stem = "PoseVAE", CKPT_STEM
+
+    def __init__(self, train: PoseWindows, heldout: PoseWindows | None = None,
+                 config: PoseVAETrainConfig | None = None, *, init: PoseVAE | str | os.PathLike | None = None):
+        self.config = config or PoseVAETrainConfig()
+        if train.window != self.config.window:
+            raise ValueError(f"the windows have {train.window} frames after rho_0, config.window is "
+                             f"{self.config.window}")
+        self.train, self.heldout, self.init = train, heldout, init
+        self.exported = False
+
+    def build(self, ctx: RunContext) -> None:
+        config = self.config
+        torch.manual_seed(config.seed)
+        model = PoseVAE(PoseVAEConfig(seq_len=config.window, logvar_from_means_layer=config.official_logvar))
+        if isinstance(self.init, PoseVAE):
+            model.load_state_dict(self.init.state_dict())
+        elif self.init is not None:
+            load_official(model, NETWORK, self.init)
+        elif config.audio_encoder:
+            load_audio_encoder(model, config.audio_encoder)
+        if int(self.train.style.max()) >= model.config.num_classes:
+            raise ValueError(f"style ids must be < {model.config.num_classes}, got {int(self.train.style.max())}")
+        model.train()
+        model.audio_encoder.eval()
+        for p in model.audio_encoder.parameters():
+            p.requires_grad_(False)  # frozen, as the official Audio2Pose freezes its Wav2Lip encoder
+        betas = tuple(config.adam_betas)
+        self.model = model
+        self.modules = {NETWORK: model}
+        self.train_modules = {"encoder": model.encoder, "decoder": model.decoder}
+        if config.use_gan:
+            self.train_modules["discriminator"] = model.discriminator
+        self.optimizers = {
+            "main": torch.optim.Adam(list(model.encoder.parameters()) + list(model.decoder.parameters()),
+                                     lr=config.lr, betas=betas),
+            "discriminator": torch.optim.Adam(model.discriminator.parameters(), lr=config.lr_discriminator,
+                                              betas=betas),
+        }
+
+    def start(self, ctx: RunContext, checkpoint: dict | None) -> None:
+        self.model.audio_encoder.eval()
+        train = _with_embeddings(self.model, self.train)  # after a restore: the saved (frozen) encoder's features
+        heldout = _with_embeddings(self.model, self.heldout)
+        config = self.config
+        self.scale = float(config.pose_scale) if config.pose_scale else residual_rms(train) / config.pose_rms
+        self.train_units, self.heldout_units = _scaled(train, self.scale), _scaled(heldout, self.scale)
+
+    def extra_state(self) -> dict:
+        return {"pose_scale": self.scale}
+
+    def num_examples(self) -> int:
+        return len(self.train)
+
+    def train_step(self, ctx: StepContext) -> dict[str, float]:
+        config, w, idx = self.config, self.train_units, ctx.indices
+        pose, emb, style = (x.to(ctx.device) for x in (w.pose[idx], w.audio_emb[idx], w.style[idx]))
+        eps = ctx.randn(self.model.config.latent_size)
+        cvae = SimpleNamespace(encoder=ctx.module("encoder"), decoder=ctx.module("decoder"))  # DDP-wrapped
+        pred, gt, mu, logvar = posevae_forward(cvae, pose, emb, style, eps, config)
+        fake = pose[:, :1] + pred  # rho_0 + Delta rho'
+        real = pose[:, 1:]
+        terms: dict[str, float] = {}
+        b = len(idx)
+        if config.use_gan:  # discriminator step first (Eq. 12, max_D)
+            # real and fake go through D as ONE batch: its BatchNorm layers must not normalise each set on its
+            # own (that would hide exactly the differences in scale a collapsed generator shows)
+            d_out = ctx.module("discriminator")(torch.cat([real, fake.detach()]))
+            l_d = gan_discriminator_loss(d_out[:b], d_out[b:])
+            ctx.update("discriminator", l_d)
+            terms["d_loss"] = l_d.item()
+            with ctx.frozen("discriminator") as disc:
+                l_gan = gan_generator_loss(disc(torch.cat([real, fake]))[b:])  # Eq. 12, min_G
+        else:
+            l_gan = torch.zeros((), device=ctx.device)
+        l_mse, l_kl = mse_loss(pred, gt), kl_loss(mu, logvar)  # Eq. 11, KL
+        loss = pose_total(l_mse, l_kl, l_gan, lambda_mse=config.lambda_mse, lambda_kl=config.lambda_kl,
+                          lambda_gan=config.lambda_gan if config.use_gan else 0.0)  # Eq. 13
+        ctx.update("main", loss)
+        terms.update(loss=loss.item(), mse=l_mse.item(), kl=l_kl.item(), gan=l_gan.item())
+        return terms
+
+    def evaluate(self, ctx: RunContext) -> dict[str, float] | None:
+        if self.heldout_units is None or not len(self.heldout_units):
+            return None
+        calibrate_batchnorm(self.model, self.train_units, self.config, self.config.precise_bn_windows,
+                            seed=self.config.seed)
+        m = evaluate_posevae(self.model, self.heldout_units, self.config, seed=self.config.seed + 1)
+        self.model.audio_encoder.eval()
+        return {k: v for k, v in vars(m).items() if not math.isnan(v)}
+
+    def finalize(self, ctx: RunContext) -> None:
+        if self.heldout_units is None or not len(self.heldout_units):  # else the last evaluation calibrated them
+            calibrate_batchnorm(self.model, self.train_units, self.config, self.config.precise_bn_windows,
+                                seed=self.config.seed)
+
+    def export(self, ctx: RunContext, out_dir: Path | None) -> Path | None:
+        fold_pose_scale(self.model, self.scale)  # from here on the model works in raw units
+        self.exported = True
+        if out_dir is None or not ctx.is_main:
+            return None
+        return save_official_pth({NETWORK: self.model}, out_dir / OFFICIAL_NETWORKS[NETWORK].pth_file,
+                                 epoch=self.config.steps)
 
 
 def train_posevae(train: PoseWindows, heldout: PoseWindows | None = None, config: PoseVAETrainConfig | None = None,
@@ -402,104 +481,19 @@ def train_posevae(train: PoseWindows, heldout: PoseWindows | None = None, config
     init: a starting PoseVAE or official checkpoint (default: fresh weights seeded with ``config.seed``; then
     ``config.audio_encoder`` supplies Phi_A). resume / stop_after: as in ``train_expnet``.
     """
-    config = config or PoseVAETrainConfig()
-    if train.window != config.window:
-        raise ValueError(f"the windows have {train.window} frames after rho_0, config.window is {config.window}")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if config.num_threads:
-        torch.set_num_threads(config.num_threads)
+    stage = PoseVAEStage(train, heldout, config, init=init)
+    res = run(stage, out_dir, resume=resume, stop_after=stop_after)
+    if not stage.exported:
+        fold_pose_scale(stage.model, stage.scale)
+    stage.model.eval()
+    return PoseVAERun(model=stage.model, history=res.history, checkpoint=res.final, out_dir=Path(out_dir),
+                      config=stage.config, step=res.step)
 
-    torch.manual_seed(config.seed)
-    model = PoseVAE(PoseVAEConfig(seq_len=config.window, logvar_from_means_layer=config.official_logvar))
-    if isinstance(init, PoseVAE):
-        model.load_state_dict(init.state_dict())
-    elif init is not None:
-        load_official(model, NETWORK, init)
-    elif config.audio_encoder:
-        load_audio_encoder(model, config.audio_encoder)
-    if int(train.style.max()) >= model.config.num_classes:
-        raise ValueError(f"style ids must be < {model.config.num_classes}, got {int(train.style.max())}")
-    model.train()
-    model.audio_encoder.eval()
-    for p in model.audio_encoder.parameters():
-        p.requires_grad_(False)  # frozen, as the official Audio2Pose freezes its Wav2Lip encoder
-    opt_g = torch.optim.Adam(list(model.encoder.parameters()) + list(model.decoder.parameters()), lr=config.lr,
-                             betas=tuple(config.adam_betas))
-    opt_d = torch.optim.Adam(model.discriminator.parameters(), lr=config.lr_discriminator,
-                             betas=tuple(config.adam_betas))
-    optimizers = {"main": opt_g, "discriminator": opt_d}
 
-    start = 0
-    ckpt = latest_checkpoint(out_dir, CKPT_STEM) if resume else None
-    if ckpt is not None:
-        start = int(restore_training_state(ckpt, {NETWORK: model}, optimizers)["step"])
-        model.audio_encoder.eval()
-    logger = CSVLogger(out_dir, resume_step=start if ckpt is not None else None)
-    train = _with_embeddings(model, train)  # after a restore: the saved (frozen) encoder's features
-    heldout = _with_embeddings(model, heldout)
-    scale = float(config.pose_scale) if config.pose_scale else residual_rms(train) / config.pose_rms
-    train = _scaled(train, scale)
-    heldout = _scaled(heldout, scale)
+def cli_stage(corpus: Path, preset: str, heldout_clips: int = 1, **overrides) -> PoseVAEStage:
+    """``sadtalker-lab train posevae``: 33-frame windows of a corpus folder (the last ``heldout_clips`` held out)."""
+    from ..data.windows import corpus_windows, pose_windows_from_dataset
 
-    def heldout_eval(step: int):
-        if heldout is not None and len(heldout):
-            calibrate_batchnorm(model, train, config, config.precise_bn_windows, seed=config.seed)
-            m = evaluate_posevae(model, heldout, config, seed=config.seed + 1)
-            model.audio_encoder.eval()
-            logger.log(step, "heldout", {k: v for k, v in vars(m).items() if not math.isnan(v)})
-
-    if start == 0:
-        heldout_eval(0)
-    end = config.steps if stop_after is None else min(config.steps, stop_after)
-    n = len(train)
-    for step in progress(range(start, end), config.progress, desc="PoseVAE", initial=start, total=config.steps):
-        idx = torch.as_tensor(step_rng(config.seed, step).choice(n, size=min(config.batch_size, n), replace=False))
-        pose, emb, style = train.pose[idx], train.audio_emb[idx], train.style[idx]
-        eps = torch.randn(len(idx), model.config.latent_size, generator=step_generator(config.seed, step))
-        pred, gt, mu, logvar = posevae_forward(model, pose, emb, style, eps, config)
-        fake = pose[:, :1] + pred  # rho_0 + Delta rho'
-        real = pose[:, 1:]
-        terms: dict[str, float] = {}
-        if config.use_gan:  # discriminator step first (Eq. 12, max_D)
-            b = len(idx)
-            # real and fake go through D as ONE batch: its BatchNorm layers must not normalise each set on its
-            # own (that would hide exactly the differences in scale a collapsed generator shows)
-            d_out = model.discriminator(torch.cat([real, fake.detach()]))
-            l_d = gan_discriminator_loss(d_out[:b], d_out[b:])
-            opt_d.zero_grad(set_to_none=True)
-            l_d.backward()
-            opt_d.step()
-            terms["d_loss"] = l_d.item()
-            l_gan = gan_generator_loss(model.discriminator(torch.cat([real, fake]))[b:])  # Eq. 12, min_G
-        else:
-            l_gan = torch.zeros(())
-        l_mse, l_kl = mse_loss(pred, gt), kl_loss(mu, logvar)  # Eq. 11, KL
-        loss = pose_total(l_mse, l_kl, l_gan, lambda_mse=config.lambda_mse, lambda_kl=config.lambda_kl,
-                          lambda_gan=config.lambda_gan if config.use_gan else 0.0)  # Eq. 13
-        opt_g.zero_grad(set_to_none=True)
-        loss.backward()
-        opt_g.step()
-        terms.update(loss=loss.item(), mse=l_mse.item(), kl=l_kl.item(), gan=l_gan.item())
-        done = step + 1
-        logger.log(done, "train", terms)
-        if done % config.eval_every == 0 or done == config.steps:
-            heldout_eval(done)
-        if config.checkpoint_every and done % config.checkpoint_every == 0 and done < config.steps:
-            save_training_checkpoint(checkpoint_path(out_dir, CKPT_STEM, done), {NETWORK: model}, optimizers, done,
-                                     config, extra={"pose_scale": scale})
-            _prune(out_dir, config.keep_checkpoints)
-    logger.close()
-    final = None
-    if end == config.steps:
-        if heldout is None or not len(heldout):  # else the evaluation at done == steps calibrated them
-            calibrate_batchnorm(model, train, config, config.precise_bn_windows, seed=config.seed)
-        save_training_checkpoint(checkpoint_path(out_dir, CKPT_STEM, config.steps), {NETWORK: model}, optimizers,
-                                 config.steps, config, extra={"pose_scale": scale})
-        _prune(out_dir, config.keep_checkpoints)
-        fold_pose_scale(model, scale)  # from here on the model works in raw units
-        final = save_official_pth({NETWORK: model}, out_dir / OFFICIAL_NETWORKS[NETWORK].pth_file, epoch=config.steps)
-    else:
-        fold_pose_scale(model, scale)
-    model.eval()
-    return PoseVAERun(model=model, history=logger.history, checkpoint=final, out_dir=out_dir, config=config, step=end)
+    config = getattr(PoseVAETrainConfig, preset)(**overrides)
+    train, heldout = corpus_windows(corpus, pose_windows_from_dataset, config.window + 1, heldout_clips, (4, 16))
+    return PoseVAEStage(train, heldout, config)

@@ -1,0 +1,304 @@
+"""Stage: the MappingNet with face-vid2vid frozen (paper Sec. 3.3 "As for training", supp. B.3 Eq. 14).
+
+The driving frame's coefficient window (radius 13, ``steps.windows.frame_windows``) and the source's constant window
+(``steps.windows.source_window``, as at inference) go through the MappingNet instead of the HEEstimator
+(data: ``data.frames``):
+
+    K'_s, K'_d = transform(x_c, MappingNet(source window)), transform(x_c, MappingNet(driving window))
+    K_s, K_d   = the same from the frozen HEEstimator on the real frames ("the motion generator of face-vid2vid")
+    L = 20 * Eq. 14 (mean of the source and driving terms) + perceptual(Generator(source, K'_s, K'_d), driving)
+
+Defaults = the ``paper`` preset (official MappingNet, Adam lr 2e-4, betas (0.5, 0.999), batch 32); ``.cpu()`` the
+``tiny`` MappingNet; ``.tiny()`` the test size. At the end the run folder is a complete renderer checkpoint
+folder (``facevid2vid.save_renderer`` with the MappingNet: ``mapping_00229-model.pth.tar`` besides the
+face-vid2vid files).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..coeffs import MOTION_DIM
+from ..data.frames import FaceRenderClips, FramePairs, split_clips
+from ..models.mapping import MappingNet, MappingNetConfig
+from ..steps.keypoints import keypoint_transformation
+from ..official.io import load_official
+from ..official.registry import build_network, read_configs
+from ..steps.windows import SEMANTIC_RADIUS
+from .loop import RunContext, Stage, StepContext, TrainConfig, TrainHistory, run, step_rng
+from .facerender_losses import PYRAMID_SCALES, ImagePyramid, keypoint_l1, pyramid_l1
+from .facevid2vid import (
+    FV2V_ADAM_BETAS,
+    FV2V_BATCH,
+    FV2V_PERCEPTUAL,
+    LR_FACERENDER,
+    FaceVid2VidNets,
+    check_size,
+    chunks,
+    heldout_row,
+    load_renderer,
+    mapping_network,
+    render_pairs,
+    save_renderer,
+)
+
+__all__ = [
+    "MappingTrainConfig",
+    "load_mapping",
+    "mapping_step_losses",
+    "MappingMetrics",
+    "evaluate_mapping",
+    "MappingRun",
+    "MappingStage",
+    "train_mapping",
+    "cli_stage",
+]
+
+STEM_MAPPING = "mapping"  # checkpoints/mapping_<step>-model.pth
+LAMBDA_MAPPING_KEYPOINT = 20.0  # paper supp. B.3: "The weight of L_1 [Eq. 14] is set to 20"
+
+
+@dataclass
+class MappingTrainConfig(TrainConfig):
+    """Stage 2 settings (MappingNet, face-vid2vid frozen). Defaults = the paper preset (official MappingNet).
+
+    mapping: the MappingNet config (70 channels: ``mapping_crop``; 73: ``mapping_full``, needs crop params).
+    radius: coefficient window radius (13: windows of 27 frames, as released). lambda_keypoint: Eq. 14 weight
+    (20). perceptual_weights: the image terms on the generated frame (all 0: keypoints only, no rendering).
+    """
+
+    lr: float = LR_FACERENDER
+    adam_betas: tuple[float, float] = FV2V_ADAM_BETAS
+    batch_size: int = FV2V_BATCH
+    mapping: MappingNetConfig = field(default_factory=MappingNetConfig.crop)
+    radius: int = SEMANTIC_RADIUS
+    lambda_keypoint: float = LAMBDA_MAPPING_KEYPOINT
+    pyramid_scales: tuple[float, ...] = PYRAMID_SCALES
+    perceptual_weights: tuple[float, ...] = FV2V_PERCEPTUAL
+    eval_pairs: int = 64
+
+    def __post_init__(self):
+        if len(self.perceptual_weights) != len(self.pyramid_scales):
+            raise ValueError(f"{len(self.perceptual_weights)} perceptual weights for scales {self.pyramid_scales}")
+        if 2 * self.radius + 1 < self.mapping.min_window:
+            raise ValueError(f"radius {self.radius} gives {2 * self.radius + 1}-frame windows; the MappingNet needs "
+                             f">= {self.mapping.min_window}")
+
+    @property
+    def network(self) -> str:
+        """The official network name: mapping_crop (70 channels) or mapping_full (73)."""
+        return mapping_network(self.mapping.coeff_nc)
+
+    @classmethod
+    def paper(cls, **changes) -> "MappingTrainConfig":
+        """The official MappingNet and the paper's hyper-parameters (the defaults); meant for a GPU."""
+        return cls(**changes)
+
+    gpu = paper  # the older name of the paper preset
+
+    @classmethod
+    def cpu(cls, **changes) -> "MappingTrainConfig":
+        """Small CPU preset: the ``tiny`` MappingNet, 150 steps of 4 pairs, lr 1e-3 (5x the paper's), held-out every
+        25 steps, checkpoints every 50; one torch thread."""
+        base = dict(mapping=MappingNetConfig.tiny(MOTION_DIM), steps=150, batch_size=4, lr=1e-3, eval_every=25,
+                    checkpoint_every=50, eval_pairs=16, num_threads=1)
+        return cls(**{**base, **changes})
+
+    @classmethod
+    def tiny(cls, **changes) -> "MappingTrainConfig":
+        """Test preset: the CPU preset, 4 steps of 2 pairs, held-out and checkpoints every 2 steps, no tqdm bar."""
+        base = dict(steps=4, batch_size=2, checkpoint_every=2, eval_every=2, eval_pairs=4, progress=False)
+        return cls.cpu(**{**base, **changes})
+
+
+def load_mapping(folder: str | os.PathLike, network: str = "mapping_crop") -> MappingNet:
+    """The MappingNet of a checkpoint folder (config from ``sadtalker_lab.json`` when present), eval mode."""
+    folder = Path(folder)
+    return load_official(build_network(network, read_configs(folder).get(network)), network, folder).eval()
+
+
+def mapping_step_losses(mapping: MappingNet, r: FaceVid2VidNets, batch: FramePairs, config: MappingTrainConfig,
+                        pyramid: ImagePyramid) -> tuple[torch.Tensor, dict[str, float], torch.Tensor | None]:
+    """Stage 2 on one batch (``r`` frozen) -> (total loss, {term: value}, generated frames or None).
+
+    Terms: ``keypoint_l1`` (Eq. 14, mean of the source and driving keypoints), ``keypoint_l1_driving``,
+    ``perceptual`` (weighted pyramid L1), ``image_l1`` (plain pixel L1 of the generated driving frame), ``loss``.
+    """
+    check_size(batch, r.image_size)
+    render = any(config.perceptual_weights)
+    with torch.no_grad():  # face-vid2vid's own motion = the targets K_n of Eq. 14
+        kp_c = r.kp_extractor(batch.source)
+        target_s = keypoint_transformation(kp_c, r.he_estimator(batch.source))
+        target_d = keypoint_transformation(kp_c, r.he_estimator(batch.driving))
+        feature = r.generator.encode_source(batch.source) if render else None
+    b = len(batch)
+    he = mapping(torch.cat([batch.source_window, batch.driving_window]))  # one call for both, [2B, ...]
+    kp_s = keypoint_transformation(kp_c, {k: v[:b] for k, v in he.items()})
+    kp_d = keypoint_transformation(kp_c, {k: v[b:] for k, v in he.items()})
+    l_d = keypoint_l1(kp_d, target_d)
+    l_kp = 0.5 * (keypoint_l1(kp_s, target_s) + l_d)  # Eq. 14
+    total = config.lambda_keypoint * l_kp
+    terms = {"keypoint_l1": float(l_kp.detach()), "keypoint_l1_driving": float(l_d.detach())}
+    pred = None
+    if render:
+        pred = r.generator.render(feature, kp_source=kp_s, kp_driving=kp_d)["prediction"]
+        perceptual = pyramid_l1(pred, batch.driving, pyramid, config.perceptual_weights)
+        total = total + perceptual
+        terms["perceptual"] = float(perceptual.detach())
+        terms["image_l1"] = float((pred.detach() - batch.driving).abs().mean())
+    terms["loss"] = float(total.detach())
+    return total, terms, pred
+
+
+@dataclass
+class MappingMetrics:
+    """Held-out stage 2 numbers: ``keypoint_l1`` (Eq. 14), ``image_l1`` (mean |generated - driving|), and
+    ``reference_image_l1``: the same image error with face-vid2vid's own keypoints (HEEstimator on the real
+    frame), the floor that the MappingNet can approach."""
+
+    loss: float
+    keypoint_l1: float
+    keypoint_l1_driving: float
+    image_l1: float = float("nan")
+    perceptual: float = float("nan")
+    reference_image_l1: float = float("nan")
+
+
+@torch.no_grad()
+def evaluate_mapping(mapping: MappingNet, r: FaceVid2VidNets, pairs: FramePairs, config: MappingTrainConfig,
+                     batch_size: int = 16) -> MappingMetrics:
+    """Stage 2 numbers on fixed pairs (renderer in eval mode); adds ``reference_image_l1``."""
+    was = r.training, mapping.training
+    r.eval()
+    mapping.eval()
+    pyramid = ImagePyramid(config.pyramid_scales).to(pairs.source.device)
+    sums: dict[str, float] = {}
+    ref = 0.0
+    for part, n in chunks(pairs, batch_size):
+        _, terms, _ = mapping_step_losses(mapping, r, part, config, pyramid)
+        for name, v in terms.items():
+            sums[name] = sums.get(name, 0.0) + v * n
+        ref += float((render_pairs(r, part)["reconstruction"] - part.driving).abs().mean()) * n
+    r.train(was[0])
+    mapping.train(was[1])
+    out = {k: v / len(pairs) for k, v in sums.items()}
+    return MappingMetrics(reference_image_l1=ref / len(pairs), **out)
+
+
+@dataclass
+class MappingRun:
+    """A finished (or stopped) stage 2 run: the MappingNet (eval mode), the frozen renderer, the log."""
+
+    mapping: MappingNet
+    renderer: FaceVid2VidNets
+    history: TrainHistory
+    out_dir: Path
+    config: MappingTrainConfig
+    step: int
+    checkpoint: Path | None
+
+
+class MappingStage(Stage):
+    """The MappingNet as a :class:`~sadtalker_lib.train.loop.Stage` (arguments as :func:`train_mapping`)."""
+
+    name, stem = "MappingNet", STEM_MAPPING
+
+    def __init__(self, train: FaceRenderClips, heldout: FaceRenderClips | None,
+                 renderer: FaceVid2VidNets | str | os.PathLike, config: MappingTrainConfig | None = None, *,
+                 init: MappingNet | str | os.PathLike | None = None):
+        self.config = config = config or MappingTrainConfig()
+        r = renderer if isinstance(renderer, FaceVid2VidNets) else load_renderer(renderer)
+        r.eval().requires_grad_(False)  # frozen: eval mode, no weight gradients
+        for name, clips in (("train", train), ("held-out", heldout)):
+            if clips is None:
+                continue
+            if clips.image_size != r.image_size:
+                raise ValueError(f"the {name} clips are {clips.image_size} px, the renderer was trained at "
+                                 f"{r.image_size}")
+            if clips.coeff_channels != config.mapping.coeff_nc:
+                raise ValueError(f"the {name} clips have {clips.coeff_channels} coefficient channels, the MappingNet "
+                                 f"expects {config.mapping.coeff_nc}")
+        self.train, self.heldout, self.renderer, self.init = train, heldout, r, init
+
+    def build(self, ctx: RunContext) -> None:
+        config = self.config
+        torch.manual_seed(config.seed)
+        mapping = MappingNet(config.mapping)
+        if isinstance(self.init, MappingNet):
+            mapping.load_state_dict(self.init.state_dict())
+        elif self.init is not None:
+            load_official(mapping, config.network, self.init)
+        mapping.train()
+        self.renderer.to(ctx.device)  # frozen, not trained: in no checkpoint
+        self.mapping = mapping
+        self.modules = {config.network: mapping}
+        self.train_modules = {"mapping": mapping}
+        self.optimizers = {"main": torch.optim.Adam(mapping.parameters(), lr=config.lr,
+                                                    betas=tuple(config.adam_betas))}
+
+    def start(self, ctx: RunContext, checkpoint: dict | None) -> None:
+        c = self.config
+        self.pyramid = ImagePyramid(c.pyramid_scales).to(ctx.device)
+        self.eval_pairs = (self.heldout.fixed_pairs(c.eval_pairs, c.seed + 1, c.radius).to(ctx.device)
+                           if self.heldout is not None else None)
+
+    def batch_indices(self, step: int) -> np.ndarray:
+        return np.arange(self.config.batch_size)  # positions in the step's global batch of pairs (train_step)
+
+    def train_step(self, ctx: StepContext) -> dict[str, float]:
+        c = self.config
+        pairs = self.train.sample(ctx.global_size, step_rng(c.seed, ctx.step), c.radius)  # the global batch
+        loss, terms, _ = mapping_step_losses(ctx.module("mapping"), self.renderer, pairs[ctx.part].to(ctx.device), c,
+                                             self.pyramid)
+        ctx.update("main", loss)
+        return terms
+
+    def evaluate(self, ctx: RunContext) -> dict[str, float] | None:
+        if self.eval_pairs is None:
+            return None
+        return heldout_row(evaluate_mapping(self.mapping, self.renderer, self.eval_pairs, self.config,
+                                            batch_size=max(self.config.batch_size, 1)))
+
+    def export(self, ctx: RunContext, out_dir: Path | None) -> Path | None:
+        if out_dir is None or not ctx.is_main:
+            return None
+        return save_renderer(out_dir, self.renderer, self.mapping, stage="mapping", steps=self.config.steps)
+
+
+def train_mapping(train: FaceRenderClips, heldout: FaceRenderClips | None,
+                  renderer: FaceVid2VidNets | str | os.PathLike, config: MappingTrainConfig | None = None,
+                  out_dir: str | os.PathLike = "runs/mapping", *,
+                  init: MappingNet | str | os.PathLike | None = None, resume: bool = True,
+                  stop_after: int | None = None) -> MappingRun:
+    """Stage 2: train the MappingNet with the face-vid2vid networks of ``renderer`` frozen; resumable (``loop.run``
+    on :class:`MappingStage`).
+
+    renderer: face-vid2vid networks (frozen in place: eval mode, no weight gradients) or a checkpoint folder (e.g.
+    a finished stage 1 run). out_dir receives ``log.csv``, ``checkpoints/mapping_<step>-model.pth`` and at the
+    end a complete renderer checkpoint folder (:func:`save_renderer` with the MappingNet).
+    init: a starting MappingNet or checkpoint folder / file (default: fresh, seeded with ``config.seed``).
+    """
+    stage = MappingStage(train, heldout, renderer, config, init=init)
+    res = run(stage, out_dir, resume=resume, stop_after=stop_after)
+    return MappingRun(mapping=stage.mapping.eval(), renderer=stage.renderer, history=res.history,
+                      out_dir=Path(out_dir), config=stage.config, step=res.step, checkpoint=res.final)
+
+
+def cli_stage(corpus: Path, preset: str, renderer: str | os.PathLike | None = None, heldout_clips: int = 1,
+              **overrides) -> MappingStage:
+    """``sadtalker-lab train mapping``: coefficient windows and frames of a corpus folder (the last
+    ``heldout_clips`` clips held out), with the frozen face-vid2vid of the checkpoint folder ``renderer`` (e.g. the
+    ``--out`` folder of ``sadtalker-lab train facevid2vid``)."""
+    if renderer is None:
+        raise ValueError("the MappingNet learns against a trained face-vid2vid: train it first "
+                         "(sadtalker-lab train facevid2vid --out DIR) and pass renderer=DIR")
+    config = getattr(MappingTrainConfig, preset)(**overrides)
+    r = load_renderer(renderer)
+    train_ids, held_ids = split_clips(corpus, heldout_clips) if heldout_clips else (None, [])
+    train = FaceRenderClips.from_corpus(corpus, train_ids, image_size=r.image_size)
+    held = FaceRenderClips.from_corpus(corpus, held_ids, image_size=r.image_size) if held_ids else None
+    return MappingStage(train, held, r, config)

@@ -1,0 +1,134 @@
+"""Every notebook in notebooks/ runs top to bottom (papermill), with CI-sized parameters.
+
+Each notebook's first cell (tagged ``parameters``) holds defaults meant for a user: a few minutes per notebook on
+a 2-core CPU. The tests run them with the small values of ``CI_PARAMETERS`` instead (papermill injects them
+after that cell), so that all nine take a few minutes together; a failing cell fails the test with the cell's
+error. Set ``SADTALKER_LAB_NOTEBOOK_DEFAULTS=1`` to run the notebooks' own defaults instead.
+
+The executed copies go to pytest's temporary folder (never over the originals). Each kernel starts in a fresh
+``<tmp>/notebooks`` folder, so what the notebooks write to ``../runs`` lands in ``<tmp>/runs``, and they see no
+``../checkpoints`` or ``../runs/latest`` of this checkout: the tests do not depend on what a user ran here.
+The kernel is this interpreter (``sys.executable``, the project's venv), whatever other ``python3`` kernel
+specs the machine has.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import time
+
+import pytest
+
+from conftest import ROOT, espeak_available, file_lock
+
+NOTEBOOKS = ROOT / "notebooks"
+
+# The default corpus shared by notebooks 03, 04 and 08 (they read it from CORPUS_DIR): built once per run by the
+# ``training_corpus`` fixture, at the size the notebooks ask for (their cell calls
+# ``cached_default_corpus(CORPUS_DIR, N_CLIPS, SEED, size=64)``).
+CORPUS_CLIPS, CORPUS_HELDOUT = 10, 2
+
+# Per notebook: the parameters the tests inject (the notebooks' own defaults are in their first cells).
+# Listed slowest first: the longest notebooks start first on the xdist workers (see conftest.py).
+CI_PARAMETERS: dict[str, dict] = {
+    "08_ablations": dict(N_CLIPS=CORPUS_CLIPS, N_HELDOUT=CORPUS_HELDOUT, N_TRAIN_CLIPS_POSE=4, EXP_STEPS=4,
+                         POSE_STEPS=4, EXP_VARIANTS=["full", "no_read"], POSE_VARIANTS=["full", "no_gan"]),
+    "05_facerender_mapping": dict(N_CLIPS=3, SECONDS=1.2, FV2V_STEPS=30, MAPPING_STEPS=10),
+    "03_expnet_distillation": dict(N_CLIPS=CORPUS_CLIPS, N_HELDOUT=CORPUS_HELDOUT, STEPS=10, BATCH_SIZE=4),
+    "04_posevae": dict(N_CLIPS=CORPUS_CLIPS, N_HELDOUT=CORPUS_HELDOUT, N_TRAIN_CLIPS=4, STEPS=10, BATCH_SIZE=8),
+    "07_evaluation": dict(n_clips=2, clip_seconds=1.2, syncnet_steps=6, max_frames=20, gen_seconds=0.8,
+                          offsync_frames=4, csim_step=10, cpbd_step=10),
+    "02_3dmm_fitting": dict(ITERATIONS=30, MAX_PORTRAITS=1, VIDEO_FRAMES=3, REGRESSOR_COPIES=12, REGRESSOR_STEPS=10),
+    "06_generation": dict(text="Bob bought a map.", max_seconds=0.4),
+    "01_audio_features": dict(text="Lips move with speech."),
+    "00_tour": dict(),
+}
+USES_TRAINING_CORPUS = ("03_expnet_distillation", "04_posevae", "08_ablations")
+CELL_TIMEOUT_S = {"ci": 600, "defaults": 3600}  # a hung cell fails instead of stalling CI
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def test_every_notebook_has_ci_parameters_and_a_parameters_cell():
+    names = sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb") if not p.name.startswith("."))
+    assert names == sorted(CI_PARAMETERS), "add new notebooks to CI_PARAMETERS (and drop removed ones)"
+    for name in names:
+        nb = json.loads((NOTEBOOKS / f"{name}.ipynb").read_text())
+        first = nb["cells"][0]
+        assert first["cell_type"] == "code" and "parameters" in first["metadata"].get("tags", []), name
+        defaults = _assigned_names("".join(first["source"]))
+        unknown = set(CI_PARAMETERS[name]) - defaults
+        assert not unknown, f"{name}: CI parameters {unknown} are not in its parameters cell {sorted(defaults)}"
+
+
+def _assigned_names(source: str) -> set[str]:
+    import ast
+
+    return {t.id for node in ast.parse(source).body if isinstance(node, ast.Assign) for t in node.targets
+            if isinstance(t, ast.Name)}
+
+
+def _use_defaults() -> bool:
+    return os.environ.get("SADTALKER_LAB_NOTEBOOK_DEFAULTS", "") not in ("", "0")
+
+
+@pytest.fixture(scope="session")
+def venv_kernel(tmp_path_factory):
+    """A ``python3`` kernel spec for this interpreter, first on ``JUPYTER_PATH`` (a user's own ``python3`` spec
+    could point at another Python without the project)."""
+    folder = tmp_path_factory.mktemp("jupyter")
+    spec = folder / "kernels" / "python3"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "Python 3 (sadtalker-lab tests)", "language": "python"}))
+    old = os.environ.get("JUPYTER_PATH")
+    os.environ["JUPYTER_PATH"] = os.pathsep.join([str(folder)] + ([old] if old else []))
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    assert KernelSpecManager().get_kernel_spec("python3").argv[0] == sys.executable
+    yield "python3"
+    if old is None:
+        os.environ.pop("JUPYTER_PATH", None)
+    else:
+        os.environ["JUPYTER_PATH"] = old
+
+
+@pytest.fixture(scope="session")
+def training_corpus(tmp_path_factory):
+    """The default corpus of notebooks 03 / 04 / 08, built once for all xdist workers of this run."""
+    if not espeak_available():
+        pytest.skip("eSpeak NG not installed (apt-get install espeak-ng): the default corpus needs it")
+    from sadtalker_lib.notebook import cached_default_corpus
+
+    root = tmp_path_factory.getbasetemp()
+    root = root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root  # shared by all workers of this run
+    folder = root / f"notebook-corpus-n{CORPUS_CLIPS}"
+    with file_lock(root / "notebook-corpus.lock"):
+        return cached_default_corpus(folder, CORPUS_CLIPS, 0, size=64)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(CI_PARAMETERS))
+def test_notebook(name, tmp_path, venv_kernel, request):
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    defaults = _use_defaults()
+    parameters = {} if defaults else dict(CI_PARAMETERS[name])
+    if name in USES_TRAINING_CORPUS and not defaults:
+        parameters["CORPUS_DIR"] = str(request.getfixturevalue("training_corpus"))
+    cwd = tmp_path / "notebooks"
+    cwd.mkdir()
+    out = tmp_path / f"{name}.ipynb"
+    t0 = time.time()
+    try:
+        pm.execute_notebook(NOTEBOOKS / f"{name}.ipynb", out, parameters=parameters, kernel_name=venv_kernel,
+                            cwd=str(cwd), progress_bar=False, request_save_on_cell_execute=True,
+                            execution_timeout=CELL_TIMEOUT_S["defaults" if defaults else "ci"])
+    except PapermillExecutionError as e:
+        trace = ANSI.sub("", "\n".join(e.traceback))
+        pytest.fail(f"notebooks/{name}.ipynb, cell {e.cell_index} (execution count {e.exec_count}) raised "
+                    f"{e.ename}: {e.evalue}\n{trace}\n(executed copy: {out})", pytrace=False)
+    print(f"{name}: {time.time() - t0:.0f} s with {parameters}")
