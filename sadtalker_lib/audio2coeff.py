@@ -23,14 +23,11 @@ import numpy as np
 import scipy.signal
 import torch
 
-from .coeffs import EXP_DIM, MOTION_DIM, POSE_DIM
+from .coeffs import EXP, MOTION_DIM, POSE
 from .models.expnet import ExpNet
 from .models.posevae import PoseVAE
 
 __all__ = [
-    "EXP_DIM",
-    "POSE_DIM",
-    "COEFF_DIM",
     "PosePrediction",
     "CoeffPrediction",
     "reference_coefficients",
@@ -45,8 +42,6 @@ __all__ = [
     "pose_chunk_plan",
     "pose_savgol_window",
 ]
-
-COEFF_DIM = MOTION_DIM  # the 70 motion coefficients (coeffs.py); the source .mat holds 73
 
 
 # ---------------------------------------------------------------------------------------------
@@ -135,14 +130,14 @@ def reference_coefficients(ref, num_frames: int) -> torch.Tensor:
         r = r[None]
     if r.ndim == 2:
         r = r[:, None].expand(-1, num_frames, -1)
-    if r.ndim != 3 or r.shape[-1] < COEFF_DIM:
+    if r.ndim != 3 or r.shape[-1] < MOTION_DIM:
         raise ValueError(f"reference coefficients must be [70], [B, 70] or [B, T, 70] (>= 70 columns), "
                          f"got {tuple(r.shape)}")
     if r.shape[1] == 1 and num_frames != 1:
         r = r.expand(-1, num_frames, -1)
     if r.shape[1] != num_frames:
         raise ValueError(f"reference coefficients have {r.shape[1]} frames, the audio {num_frames}")
-    return r[..., :COEFF_DIM].contiguous()
+    return r[..., :MOTION_DIM].contiguous()
 
 
 @torch.no_grad()
@@ -154,7 +149,7 @@ def predict_expression(expnet: ExpNet, mels: torch.Tensor, ref_coeffs, blink,
     ref = _as_tensor(ref_coeffs)
     if ref.ndim == 2:
         ref = ref[:, None].expand(-1, t, -1)
-    ref_exp = ref[..., :EXP_DIM]  # beta_0 per frame
+    ref_exp = ref[..., EXP]  # beta_0 per frame
     ratio = _as_tensor(blink).reshape(b, t, 1)
     if ref_exp.shape[:2] != (b, t):
         raise ValueError(f"ref has shape {tuple(ref.shape)}; expected [{b}, {t}, 70]")
@@ -187,7 +182,7 @@ def predict_pose(posevae: PoseVAE, mels: torch.Tensor, ref_coeffs, style: int | 
     cfg = posevae.config
     b, t = mels.shape[:2]
     ref = _as_tensor(ref_coeffs)
-    ref_pose = (ref[:, POSE_REFERENCE_FRAME] if ref.ndim == 3 else ref)[..., COEFF_DIM - POSE_DIM:COEFF_DIM]  # [B, 6]
+    ref_pose = (ref[:, POSE_REFERENCE_FRAME] if ref.ndim == 3 else ref)[..., POSE]  # [B, 6]
     style_ids = torch.as_tensor(style).to(torch.long).reshape(-1).expand(b)  # [B]
     if int(style_ids.min()) < 0 or int(style_ids.max()) >= cfg.num_classes:
         raise ValueError(f"pose_style must be in 0..{cfg.num_classes - 1}, got {style_ids.tolist()}")
@@ -265,12 +260,12 @@ def tile_sequence(seq: np.ndarray, num_frames: int) -> np.ndarray:
 def add_reference_pose(coeffs: np.ndarray, ref_pose: np.ndarray) -> np.ndarray:
     """``--ref_pose``: add the reference video's pose motion (ref_pose[t] - ref_pose[0]) to coeffs [T, 70].
 
-    ``ref_pose`` is [N, 6] or the reference video's coefficients [N, 70 or 73] (columns 64:70 are used).
+    ``ref_pose`` is [N, 6] or the reference video's coefficients [N, 70 or 73] (its ``coeffs.POSE`` columns are used).
     """
     out = np.array(coeffs, copy=True)
     ref_pose = np.asarray(ref_pose)
-    if ref_pose.shape[1] >= COEFF_DIM:  # a coefficient file [N, 70 or 73]: its pose columns 64:70
-        ref_pose = ref_pose[:, EXP_DIM:COEFF_DIM]
+    if ref_pose.shape[1] >= MOTION_DIM:  # a coefficient file [N, 70 or 73]: its pose columns
+        ref_pose = ref_pose[:, POSE]
     ref = tile_sequence(ref_pose, len(out))
-    out[:, EXP_DIM:COEFF_DIM] += ref - ref[:1]
+    out[:, POSE] += ref - ref[:1]
     return out

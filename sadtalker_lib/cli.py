@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 
 def _add_generate(sub) -> None:
@@ -87,6 +86,8 @@ def _add_corpus_and_train(sub) -> None:
     t.add_argument("--cpu", action="store_true", help="stay on the CPU even when a GPU is present")
     t.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
     t.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    t.add_argument("--renderer", default=None,
+                   help="mapping only: the folder of a trained face-vid2vid (the --out of 'train facevid2vid')")
     t.add_argument("--stop-after", type=int, default=None, help=argparse.SUPPRESS)  # tests: simulate a killed run
 
 
@@ -107,6 +108,10 @@ def _train(args) -> int:
                                        num_threads=args.threads).items() if v is not None}
     if args.cpu:
         overrides["device"] = "cpu"
+    if args.renderer is not None:
+        if args.stage != "mapping":
+            raise ValueError("--renderer is for 'train mapping' only (the frozen face-vid2vid it learns against)")
+        overrides["renderer"] = args.renderer
     stage = build_cli_stage(args.stage, args.corpus, args.preset, **overrides)
     result = run(stage, args.out, resume=args.resume, stop_after=args.stop_after)
     if result.final is not None:
@@ -140,13 +145,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "train":
             return _train(args)
         if args.command == "materialize-reference":
-            import subprocess
+            from .paths import reference_checkpoints
 
-            script = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "make_checkpoints.py"
-            if not script.is_file():
-                print(f"error: {script} not found (it lives in ../shared beside the project)", file=sys.stderr)
-                return 2
-            return subprocess.call([sys.executable, str(script), args.out_dir, "--seed", "0"])
+            print(f"reference checkpoints: {reference_checkpoints(args.out_dir)}")
+            return 0
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

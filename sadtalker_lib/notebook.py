@@ -19,7 +19,7 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
-from .data.corpus import build_default_corpus, is_corpus, load_clip, load_index
+from .data.corpus import build_default_corpus, is_corpus, load_clip, load_index, select_clips
 from .data.portraits import IMAGE_SUFFIXES
 from .morphable.render import mouth_opening
 from .paths import shared_data_dir
@@ -80,14 +80,13 @@ def cached_default_corpus(folder: str | os.PathLike | None, n_clips: int, seed: 
     return folder
 
 
-def clip_dicts(corpus: str | os.PathLike, clips: Sequence[int]) -> list[dict]:
-    """Whole clips as dicts of ``mel`` [T, 1, 80, 16], ``coeffs`` [T, 70], ``audio`` [T * 640] and ``style_id``
-    (what ``evaluate_posevae_clips`` and the ablations take)."""
-    entries = load_index(corpus)["clips"]
+def clip_dicts(corpus: str | os.PathLike, clips: Sequence[int | str]) -> list[dict]:
+    """Whole clips (positions or ids) as dicts of ``mel`` [T, 1, 80, 16], ``coeffs`` [T, 70], ``audio``
+    [T * 640] and ``style_id`` (what ``evaluate_posevae_clips`` and the ablations take)."""
     out = []
-    for i in clips:
-        c = load_clip(corpus, entries[i])
-        out.append(dict(mel=c["mel"], coeffs=c["coeffs"], audio=c["audio"], style_id=entries[i]["style_id"]))
+    for entry in select_clips(load_index(corpus)["clips"], clips):
+        c = load_clip(corpus, entry)
+        out.append(dict(mel=c["mel"], coeffs=c["coeffs"], audio=c["audio"], style_id=entry["style_id"]))
     return out
 
 

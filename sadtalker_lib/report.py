@@ -16,9 +16,11 @@ __all__ = ["Report"]
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 h1{border-bottom:2px solid #444}h2{margin-top:2em;border-bottom:1px solid #ccc}
-table{border-collapse:collapse;margin:1em 0;font-size:.9em}td,th{border:1px solid #ccc;padding:.3em .6em;text-align:right}
+table{border-collapse:collapse;margin:1em 0;font-size:.9em}
+td,th{border:1px solid #ccc;padding:.3em .6em;text-align:right}
 th{background:#f3f3f3}figure{margin:1em 0}figcaption{font-size:.85em;color:#555}
-.note{background:#fff8e1;border-left:4px solid #f0b400;padding:.5em 1em}pre{background:#f6f6f6;padding:.6em;overflow:auto}
+.note{background:#fff8e1;border-left:4px solid #f0b400;padding:.5em 1em}
+pre{background:#f6f6f6;padding:.6em;overflow:auto}
 """
 
 

@@ -62,7 +62,10 @@ class _Run:
 
 
 def _official_present(folder: Path) -> bool:
-    return (folder / "SadTalker_V0.0.2_256.safetensors").is_file() and (folder / "mapping_00229-model.pth.tar").is_file()
+    from .official import OFFICIAL_NETWORKS, SAFETENSORS_FILE
+
+    return ((folder / SAFETENSORS_FILE.format(size=256)).is_file()
+            and (folder / OFFICIAL_NETWORKS["mapping_crop"].pth_file).is_file())
 
 
 def _stage(run: _Run, name: str):
@@ -295,7 +298,8 @@ def run_main(out_dir: str | os.PathLike = "runs", checkpoints: str | os.PathLike
 
         report.heading("Evaluation (Table 1 layout)")
         report.table(df, "Our run. Columns computed with an offline stand-in say so in brackets; n/a cells have a "
-                         "reason below. Not comparable in value with the paper (other data, models trained for minutes).")
+                         "reason below. Not comparable in value with the paper (other data, models trained for "
+                         "minutes).")
         notes = table_notes(df)
         if len(notes):
             report.table(notes, "Why cells are n/a")

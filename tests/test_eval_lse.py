@@ -8,8 +8,8 @@ from torch import nn
 
 from _eval_synthetic import SR, face_clip, faceless_clip
 from sadtalker_lib.metrics.faces import NoFaceError
-from sadtalker_lib.metrics.lse import (VSHIFT, SyncNetScorer, face_crops, lse, lse_from_embeddings, load_syncnet, sync_embeddings,
-                      syncnet_mfcc)
+from sadtalker_lib.metrics.lse import (VSHIFT, SyncNetScorer, face_crops, lse, lse_from_embeddings, load_syncnet,
+                                       sync_embeddings, syncnet_mfcc)
 from sadtalker_lib.metrics.mfcc import mfcc
 from sadtalker_lib.metrics.syncnet import OFFICIAL_KEY_PREFIXES, SyncNet
 from sadtalker_lib.train.syncnet import SyncTrainConfig, make_pairs, save_trained_syncnet, train_syncnet

@@ -10,8 +10,8 @@ from _eval_synthetic import SR, face_clip, faceless_clip
 from conftest import SHARED
 from sadtalker_lib.metrics.syncnet import SyncNet
 from sadtalker_lib.train.syncnet import save_trained_syncnet
-from sadtalker_lib.metrics.tables import (GROUPS, METRICS, display_table, evaluate, paper_table, paper_table1, plot_metrics,
-                         side_by_side, table_notes)
+from sadtalker_lib.metrics.tables import (GROUPS, METRICS, display_table, evaluate, paper_table, paper_table1,
+                                          plot_metrics, side_by_side, table_notes)
 from sadtalker_lib.metrics.video_io import Clip, NoAudioTrackError, check_same_timing, load_clip
 
 

@@ -67,7 +67,7 @@ def test_dataset_windows_and_clip_dicts(tmp_path):
     assert len(ds) == 3  # starts 0, 2, 4 of 9 frames
     item = ds[1]
     assert np.array_equal(item["coeffs"].numpy(), arrays[1]["coeffs"][2:7]) and int(item["style_id"]) == 1
-    dicts = clip_dicts(tmp_path / "c", [1, 0])
+    dicts = clip_dicts(tmp_path / "c", [1, "clip_0000"])  # by position or id
     assert [d["style_id"] for d in dicts] == [1, 0] and np.array_equal(dicts[1]["mel"], arrays[0]["mel"])
 
 

@@ -10,6 +10,7 @@ import soundfile as sf
 import torch
 
 from sadtalker_lib.audio import AudioError
+from sadtalker_lib.coeffs import POSE
 from sadtalker_lib.official.io import CheckpointError
 from sadtalker_lib.face.detect import ImageLoadError, MultipleFacesWarning, NoFaceError
 from sadtalker_lib.official.registry import save_networks, seeded_networks, tiny_configs
@@ -67,7 +68,7 @@ def test_every_preprocess_mode_writes_a_video_with_audio(pipe, files, tmp_path, 
         from sadtalker_lib.steps.windows import target_coefficients
 
         tgt = target_coefficients(r.coeffs, r.source.coeffs, full=mode.endswith("full"), still=True)
-        np.testing.assert_allclose(tgt[:, 64:70].numpy(), np.repeat(r.source.coeffs[None, 64:70], 10, 0), atol=1e-6)
+        np.testing.assert_allclose(tgt[:, POSE].numpy(), np.repeat(r.source.coeffs[None, POSE], 10, 0), atol=1e-6)
 
 
 def test_seed_makes_generation_reproducible_and_style_matters(pipe, files):
@@ -89,7 +90,7 @@ def test_reference_videos_and_camera_overrides(pipe, files):
     pose = pipe.generate(files / "portrait.png", files / "speech.wav", seed=1, ref_pose=str(files / "ref.mp4"),
                          progress=False)
     np.testing.assert_allclose(pose.exp, base.exp, atol=1e-6)
-    tiled = np.concatenate([ref, ref])[:10, 64:70]
+    tiled = np.concatenate([ref, ref])[:10, POSE]
     np.testing.assert_allclose(pose.pose - base.pose, tiled - tiled[:1], atol=1e-5)
     yaw = pipe.generate(files / "portrait.png", files / "speech.wav", seed=1, input_yaw=[0, 30], progress=False,
                         keep_frames=True)

@@ -237,6 +237,12 @@ def test_cli_trains_facevid2vid_then_mapping(tmp_path):
     res = run(stage, tmp_path / "map", resume=False)
     assert res.step == 2 and res.final is not None
     _same_state(load_mapping(res.final), stage.mapping)
+    # the same run from the command line (--renderer names the frozen face-vid2vid) ends with the same weights
+    assert main(["train", "mapping", "--corpus", str(corpus), "--preset", "tiny", "--out", str(tmp_path / "map_cli"),
+                 "--steps", "2", "--renderer", str(fv_dir)]) == 0
+    _same_state(load_mapping(tmp_path / "map_cli"), stage.mapping)
+    assert main(["train", "expnet", "--corpus", str(corpus), "--out", str(tmp_path / "x"), "--renderer",
+                 str(fv_dir)]) == 2  # --renderer is for mapping only: a clear error, not a silent ignore
 
 
 def test_load_renderer_reads_official_checkpoints(reference_checkpoints):

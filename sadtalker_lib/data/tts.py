@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import shutil
 import subprocess
 import tempfile
@@ -181,10 +182,36 @@ def _engine() -> _EspeakLibrary | None:
     return _ENGINE
 
 
-# eSpeak NG keeps synthesis state between utterances inside one process (noise generator, pitch flutter,
-# filter memories), so the same text spoken twice in one process differs slightly. For bit-exact corpora each
-# utterance is therefore spoken by a fresh worker process (this file run as a script, ~0.15 s each).
+# Why a fresh worker process per utterance. libespeak-ng keeps synthesis state in process-global variables that
+# no API call resets (espeak-ng 1.51 wavegen.c): the pitch-flutter phase (static Flutter_ix), the automatic gain
+# control (static agc), the breath-noise resonator memories (rbreath[].x1/x2), the echo buffer, the per-cycle
+# counters; and the breath noise of voices with a "breath" line (the +f1..f5 variants: en+f3) is glibc rand(),
+# one process-wide stream. So an utterance's samples depend on every utterance spoken before it in the process
+# (other languages, voices, variants: each leaves different state), e.g. the default corpus's sentence 2 in
+# another voice changes sentence 3. `espeak_Initialize` again does not help (it resets none of these).
+# The fix is to give every utterance the state of a freshly loaded library: this file runs as a script in a new
+# interpreter (~0.15 s), started with -I (no script folder on sys.path, no PYTHON* variables such as
+# PYTHONUNBUFFERED, no user site), which seeds rand() with glibc's default seed 1 right before speaking (a
+# library that consumed rand() while the worker started must not shift the noise), writes the samples with a
+# loop that cannot drop a partial write, and whose output length the parent checks.
+# tests/test_corpus.py::test_tts_is_independent_of_earlier_utterances_and_load speaks sentence A, then other
+# languages / voices / variants, then A again, also while another process burns CPU, and asserts bit-identical
+# samples and phoneme times.
 _WORKER_FLAG = "--espeak-worker"
+
+
+def _seed_libc_rand(seed: int = 1) -> None:
+    """``srand(seed)`` of the C library eSpeak NG draws its breath noise from (1: glibc's default state)."""
+    libc = ctypes.CDLL(None)  # the process's own symbols: the libc libespeak-ng.so.1 is linked against
+    libc.srand.argtypes = [ctypes.c_uint]
+    libc.srand(seed)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """os.write until every byte is out (a raw write to a pipe may be partial)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def _worker_main() -> int:
@@ -199,14 +226,15 @@ def _worker_main() -> int:
         return 0
     try:
         engine = _EspeakLibrary(lib)
+        _seed_libc_rand(1)
         audio, events = engine.synthesize(req["text"], req["voice"], req["rate_wpm"], req["pitch"])
     except TTSError as e:
         sys.stdout.write(json.dumps({"error": str(e)}) + "\n")
         return 0
     head = {"sample_rate": engine.sample_rate, "n": int(audio.size), "events": events}
-    sys.stdout.buffer.write((json.dumps(head) + "\n").encode())
-    sys.stdout.buffer.write(np.ascontiguousarray(audio, dtype="<i2").tobytes())
     sys.stdout.flush()
+    _write_all(sys.stdout.fileno(), (json.dumps(head) + "\n").encode()
+               + np.ascontiguousarray(audio, dtype="<i2").tobytes())
     return 0
 
 
@@ -216,7 +244,7 @@ def _synthesize_isolated(text: str, voice: str, rate_wpm: int, pitch: int):
     import sys
 
     req = json.dumps({"text": text, "voice": voice, "rate_wpm": int(rate_wpm), "pitch": int(pitch)}) + "\n"
-    r = subprocess.run([sys.executable, str(Path(__file__).resolve()), _WORKER_FLAG], input=req.encode(),
+    r = subprocess.run([sys.executable, "-I", str(Path(__file__).resolve()), _WORKER_FLAG], input=req.encode(),
                        capture_output=True, timeout=120)
     head_line, _, body = r.stdout.partition(b"\n")
     if r.returncode != 0 or not head_line:
@@ -226,7 +254,9 @@ def _synthesize_isolated(text: str, voice: str, rate_wpm: int, pitch: int):
         return None
     if "error" in head:
         raise TTSError(head["error"])
-    audio = np.frombuffer(body[: 2 * head["n"]], dtype="<i2")
+    if len(body) != 2 * head["n"]:
+        raise TTSError(f"the eSpeak NG worker sent {len(body)} bytes of audio, announced {2 * head['n']}")
+    audio = np.frombuffer(body, dtype="<i2")
     return audio, int(head["sample_rate"]), [(str(n), int(p)) for n, p in head["events"]]
 
 
@@ -302,8 +332,8 @@ def synthesize(text: str, voice: str = "en", rate_wpm: int = 175, pitch: int = 5
     voice: an eSpeak NG voice name, optionally with a variant: "en", "en-us", "de", "fr+f3", "es+m2".
     rate_wpm: words per minute (eSpeak accepts 80-450). pitch: 0-100 (50 is the voice's default).
     isolated: speak in a fresh worker process (default), which makes the samples a pure function of the
-        arguments; False speaks in this process (saves ~0.15 s, but eSpeak's carried-over state then makes
-        repeated calls differ slightly).
+        arguments; False speaks in this process (saves ~0.15 s, but eSpeak NG's carried-over state then makes the
+        samples depend on what this process spoke before: see the comment above ``_WORKER_FLAG``).
     """
     if not text or not text.strip():
         raise ValueError("text is empty: give at least one word to speak")

@@ -319,7 +319,10 @@ def crop(images, lm: np.ndarray | None, mode: str = "crop", output_size: int = C
 
 
 def resize_square(frame: np.ndarray, size: int = 256) -> np.ndarray:
-    """The source image the renderer sees: ``cv2.resize`` (bilinear) to ``size`` x ``size`` (CropAndExtract.generate)."""
+    """The source image the renderer sees: ``cv2.resize`` (bilinear) to ``size`` x ``size``.
+
+    Official: ``CropAndExtract.generate``.
+    """
     return cv2.resize(frame, (size, size))
 
 

@@ -44,7 +44,8 @@ class DetectorUnavailableError(RuntimeError):
 # Loading images
 # ---------------------------------------------------------------------------------------------
 def load_image(
-    image: str | Path | np.ndarray, *, background: tuple[int, int, int] = (255, 255, 255), min_side: int = MIN_IMAGE_SIDE
+    image: str | Path | np.ndarray, *, background: tuple[int, int, int] = (255, 255, 255),
+    min_side: int = MIN_IMAGE_SIDE
 ) -> np.ndarray:
     """Any image file or array -> ``uint8`` RGB ``[H, W, 3]`` (C-contiguous).
 
@@ -313,7 +314,8 @@ class FacexlibDetector:
             ) from e
         self._to_68 = landmark_98_to_68
         self._align = init_alignment_model("awing_fan", device=device, model_rootpath=str(weights_dir))
-        self._det = init_detection_model("retinaface_resnet50", half=False, device=device, model_rootpath=str(weights_dir))
+        self._det = init_detection_model("retinaface_resnet50", half=False, device=device,
+                                         model_rootpath=str(weights_dir))
         self.max_side = max_side
 
     def detect_all(self, image) -> list[FaceDetection]:

@@ -23,7 +23,8 @@ import numpy as np
 from .align import CropInfo
 
 
-def paste_box(info: CropInfo, extended: bool = False, full_size: tuple[int, int] | None = None) -> tuple[int, int, int, int]:
+def paste_box(info: CropInfo, extended: bool = False,
+              full_size: tuple[int, int] | None = None) -> tuple[int, int, int, int]:
     """(oy1, oy2, ox1, ox2) in the original picture.
 
     full: ``(cly + ly, cly + ry, clx + lx, clx + rx)`` with the quad truncated by ``int()``;

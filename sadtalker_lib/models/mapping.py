@@ -12,7 +12,7 @@ expression deltas delta (3 per keypoint). The keypoints are then moved as x = R 
                       -> average over time [B, 1024] -> linear heads
 
 The paper describes a 5-frame window (t-2 .. t+2); the official release uses 27 frames (radius 13, see
-``semantics.SEMANTIC_RADIUS``). C = 70 (exp 64 | angle 3 | trans 3; ``mapping_00229``, preprocess crop /
+``steps.windows.SEMANTIC_RADIUS``). C = 70 (exp 64 | angle 3 | trans 3; ``mapping_00229``, preprocess crop /
 resize / extcrop) or 73 (+ crop params s, tx, ty; ``mapping_00109``, preprocess full / extfull).
 
 Official: ``src/facerender/modules/mapping.py`` with ``src/config/facerender.yaml`` /

@@ -64,7 +64,8 @@ class PoseVAEConfig:
 
     @property
     def encoder_in(self) -> int:
-        return self.pose_dim + self.seq_len * self.pose_dim + self.seq_len * self.audio_emb_out + self.latent_size  # 454
+        # 6 + 32 * 6 + 32 * 6 + 64 = 454
+        return self.pose_dim + self.seq_len * self.pose_dim + self.seq_len * self.audio_emb_out + self.latent_size
 
 
 # ---------------------------------------------------------------------------------------------

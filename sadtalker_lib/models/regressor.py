@@ -6,7 +6,7 @@ An aligned 224x224 face crop (RGB in [0, 1], ``face.align``) -> 257 coefficients
 
 A ResNet backbone (torchvision layout, no final fc) is followed by one 1x1 conv head per coefficient group
 on the 1x1 pooled features; the translation has two heads (tx, ty) and (tz). SadTalker keeps beta, r, t of
-the source image (70 numbers, 73 with the crop parameters; ``semantics.source_coefficients``).
+the source image (70 numbers, 73 with the crop parameters; layouts in ``coeffs``).
 
 Official: ``ReconNetWrapper`` in ``src/face3d/models/networks.py`` (``net_recon='resnet50'``,
 ``use_last_fc=False``); it is the ``face_3drecon`` section of the safetensors files and ``net_recon`` in
@@ -65,7 +65,10 @@ class BasicBlock(nn.Module):
 
 
 class Bottleneck(nn.Module):
-    """ResNet-50 block (v1.5: stride on the 3x3 conv): 1x1 -> 3x3 -> 1x1 (x4). [B, C_in, H, W] -> [B, 4 planes, H/s, W/s]."""
+    """ResNet-50 block (v1.5: stride on the 3x3 conv): 1x1 -> 3x3 -> 1x1 (x4).
+
+    [B, C_in, H, W] -> [B, 4 planes, H/s, W/s].
+    """
 
     expansion = 4
 

@@ -140,9 +140,11 @@ def official_sh_basis(normals: torch.Tensor) -> torch.Tensor:
 
 
 def split_coeff(coeffs: torch.Tensor) -> dict[str, torch.Tensor]:
-    """[..., 257] -> dict id [..., 80], exp [..., 64], tex [..., 80], angle [..., 3], gamma [..., 27], trans [..., 3]."""
+    """[..., 257] -> dict id [..., 80], exp [..., 64], tex [..., 80], angle [..., 3], gamma [..., 27],
+    trans [..., 3]."""
     if coeffs.shape[-1] != 257:
-        raise ValueError(f"expected 257 coefficients (id 80, exp 64, tex 80, angle 3, gamma 27, trans 3), got {coeffs.shape[-1]}")
+        raise ValueError(f"expected 257 coefficients (id 80, exp 64, tex 80, angle 3, gamma 27, trans 3), "
+                         f"got {coeffs.shape[-1]}")
     return {k: coeffs[..., s] for k, s in COEFF_257_SLICES.items()}
 
 
@@ -251,7 +253,8 @@ class MorphableModel(nn.Module):
         assert tex_base.shape == (3 * n, TEX_DIM), f"tex_base must be [3N={3 * n}, {TEX_DIM}], got {tex_base.shape}"
         assert faces.ndim == 2 and faces.shape[1] == 3, f"faces must be [F, 3], got {faces.shape}"
         assert faces.min() >= 0 and faces.max() < n, "faces must hold 0-based vertex ids < N"
-        assert keypoints.shape == (NUM_LANDMARKS,), f"keypoints must be {NUM_LANDMARKS} vertex ids, got {keypoints.shape}"
+        assert keypoints.shape == (NUM_LANDMARKS,), \
+            f"keypoints must be {NUM_LANDMARKS} vertex ids, got {keypoints.shape}"
         assert keypoints.min() >= 0 and keypoints.max() < n, "keypoints must hold 0-based vertex ids < N"
         if point_buf is None:
             point_buf = compute_point_buf(faces, n)
@@ -363,7 +366,8 @@ class MorphableModel(nn.Module):
 
     # -- everything at once ------------------------------------------------------------------
     def compute_for_render(self, coeffs: torch.Tensor):
-        """coeffs [B, 257] -> (vertices in camera space [B, N, 3], albedo [B, N, 3], colour [B, N, 3], landmarks [B, 68, 2])."""
+        """coeffs [B, 257] -> (vertices in camera space [B, N, 3], albedo [B, N, 3], colour [B, N, 3],
+        landmarks [B, 68, 2])."""
         c = split_coeff(coeffs)
         shape = self.compute_shape(c["id"], c["exp"])
         rot = self.compute_rotation(c["angle"])

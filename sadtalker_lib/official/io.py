@@ -31,6 +31,7 @@ __all__ = [
     "load_state_dict_checked",
     "save_official_pth",
     "save_official_safetensors",
+    "write_checkpoint",
 ]
 
 
@@ -184,6 +185,19 @@ def _atomic_replace(tmp: Path, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def write_checkpoint(obj: Mapping, path: str | os.PathLike) -> Path:
+    """Write a dict of tensors and plain values that :func:`read_checkpoint` (weights-only) reads back.
+
+    The file appears only when complete (written beside it, then renamed), so a crash never leaves half a file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(dict(obj), tmp)
+    _atomic_replace(tmp, path)
+    return path
+
+
 def save_official_pth(modules: Mapping[str, nn.Module], path: str | os.PathLike, epoch: int | None = None,
                       extra: Mapping | None = None) -> Path:
     """Save networks into one old-version official file (e.g. ``{"mapping_crop": net}`` -> mapping_00229 layout).
@@ -205,11 +219,7 @@ def save_official_pth(modules: Mapping[str, nn.Module], path: str | os.PathLike,
         out["epoch"] = int(epoch)
     if extra:
         out.update(extra)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(out, tmp)
-    _atomic_replace(tmp, path)
-    return path
+    return write_checkpoint(out, path)
 
 
 def save_official_safetensors(modules: Mapping[str, nn.Module], path: str | os.PathLike,

@@ -8,8 +8,10 @@
     lipreader.py   the lip-reading stand-in for L_read (trained here; user weights load the same way)
     posevae.py     PoseVAE (Eq. 11-13) with the Table 4 ablation switches
     syncnet.py     the trained-here SyncNet for LSE-C / LSE-D
+    regressor.py   the coefficient regressor (face_3drecon) on fitted portraits / video frames
+    facevid2vid.py face-vid2vid self-supervised (keypoint detector, generator, head-pose estimator)
+    mapping.py     MappingNet (Eq. 14) on a frozen face-vid2vid; facerender_losses.py their losses
     ablations.py   Tables 3 and 4 at a small preset (+ the notebook widget)
-    (regressor, face-vid2vid and MappingNet stages: see loop.STAGES)
 
 Training windows live in ``sadtalker_lib.data.windows``. Every stage writes its checkpoints in the official layout
 (``load_official`` reads them) with the optimizer and RNG state beside the weights; a run stopped mid-way and

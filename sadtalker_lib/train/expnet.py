@@ -142,17 +142,11 @@ EXPNET_ABLATIONS: dict[str, dict] = {
 
 
 # --- The differentiable face (R_d) ------------------------------------------------------------------------------------
-_DEFAULT_MM = None
-
-
 def default_morphable_model():
-    """The offline ``DefaultMorphableModel`` (built once per process; a stand-in, not the BFM)."""
-    global _DEFAULT_MM
-    if _DEFAULT_MM is None:
-        from ..morphable.default import DefaultMorphableModel
+    """The offline ``DefaultMorphableModel`` (a stand-in, not the BFM): ``morphable.fit.default_model``, built once."""
+    from ..morphable.fit import default_model
 
-        _DEFAULT_MM = DefaultMorphableModel()
-    return _DEFAULT_MM
+    return default_model()
 
 
 def project_expression(morphable, exp: torch.Tensor, id_coeff: torch.Tensor | None = None) -> torch.Tensor:

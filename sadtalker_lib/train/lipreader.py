@@ -243,12 +243,11 @@ def lipreader_accuracy(model: LipReader, features: torch.Tensor, labels: torch.T
 
 def save_lipreader(model: LipReader, path: str | os.PathLike, source: str | None = None) -> Path:
     """Write ``{"state_dict", "config", "classes", "source"}`` (weights-only loadable)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from ..official.io import write_checkpoint
+
     c = model.config
-    torch.save({"state_dict": model.state_dict(), "config": [c.in_dim, c.hidden, c.num_classes, c.kernel],
-                "classes": list(VISEME_CLASSES), "source": source or model.source}, path)
-    return path
+    return write_checkpoint({"state_dict": model.state_dict(), "config": [c.in_dim, c.hidden, c.num_classes, c.kernel],
+                             "classes": list(VISEME_CLASSES), "source": source or model.source}, path)
 
 
 def load_lipreader(path: str | os.PathLike) -> LipReader:
@@ -256,8 +255,10 @@ def load_lipreader(path: str | os.PathLike) -> LipReader:
 
     ``model.source`` tells where the weights came from ("trained-here" for the stand-in of this project).
     """
-    obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    if not isinstance(obj, dict) or "state_dict" not in obj:
+    from ..official.io import read_checkpoint
+
+    obj = read_checkpoint(path)
+    if "state_dict" not in obj:
         raise ValueError(f"{path} is not a lip-reader file written by save_lipreader")
     if list(obj.get("classes", VISEME_CLASSES)) != list(VISEME_CLASSES):
         raise ValueError(f"{path} predicts classes {obj.get('classes')}, expected {list(VISEME_CLASSES)}")

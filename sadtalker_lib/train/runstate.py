@@ -249,7 +249,7 @@ def save_training_checkpoint(path: str | os.PathLike, modules: Mapping[str, torc
     with no official file, e.g. the lip reader) go to ``state_dicts``. Beside them: ``optimizer`` /
     ``optimizer_<name>`` states, ``step``, ``rng`` (global RNG states), ``config`` (a plain dict) and ``extra``.
     """
-    from ..official.io import save_official_pth
+    from ..official.io import save_official_pth, write_checkpoint
     from ..official.layout import OFFICIAL_NETWORKS
 
     payload: dict = {"step": int(step), "rng": rng_state(), "config": _plain(asdict(config))}
@@ -264,12 +264,7 @@ def save_training_checkpoint(path: str | os.PathLike, modules: Mapping[str, torc
         payload["state_dicts"] = other
     if official:
         return save_official_pth(official, path, epoch=int(step), extra=payload)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"epoch": int(step), **payload}, tmp)
-    os.replace(tmp, path)
-    return path
+    return write_checkpoint({"epoch": int(step), **payload}, path)
 
 
 def restore_training_state(path: str | os.PathLike, modules: Mapping[str, torch.nn.Module],

@@ -282,8 +282,8 @@ def train_syncnet(items, config: SyncTrainConfig | None = None, *, model: SyncNe
 def save_trained_syncnet(result: SyncTrainResult | SyncNet, path: str | Path, *, notes: str = "") -> Path:
     """Write a trained-here SyncNet that ``metrics.lse.load_syncnet`` reads (label "trained-here")."""
     model = result.model if isinstance(result, SyncTrainResult) else result
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from ..official.io import write_checkpoint
+
     blob = {
         "format": TRAINED_HERE_FORMAT,
         "label": TRAINED_HERE_LABEL,
@@ -291,10 +291,7 @@ def save_trained_syncnet(result: SyncTrainResult | SyncNet, path: str | Path, *,
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "notes": notes,
     }
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(blob, tmp)
-    tmp.replace(path)
-    return path
+    return write_checkpoint(blob, path)
 
 
 # --- the default corpus -----------------------------------------------------------------------------------------------

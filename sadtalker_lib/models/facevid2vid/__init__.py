@@ -4,8 +4,8 @@
     generator = OcclusionAwareSPADEGenerator(cfg.generator)
     frame = generator(source, kp_source=..., kp_driving=...)["prediction"]   # [B, 3, H, W]
 
-The keypoint transformation (rotation, translation, expression) lives in ``sadtalker_lib.motion`` and the
-video loop in ``sadtalker_lib.animate``. Official checkpoint networks: ``kp_extractor`` and ``generator``
+The keypoint transformation (rotation, translation, expression) lives in ``sadtalker_lib.steps.keypoints`` and
+the video loop in ``sadtalker_lib.steps.render``. Official checkpoint networks: ``kp_extractor`` and ``generator``
 (``sadtalker_lib.official.io.load_official``).
 """
 from __future__ import annotations

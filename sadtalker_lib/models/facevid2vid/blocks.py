@@ -287,7 +287,8 @@ class SPADEResnetBlock(nn.Module):
     Main path: (SPADE -> LeakyReLU 0.2 -> conv3x3) x 2, via min(Cin, Cout) channels. Shortcut: identity,
     or SPADE -> 1x1 conv (no bias) when Cin != Cout. Every conv is wrapped in
     ``torch.nn.utils.spectral_norm`` so the state-dict keys are ``weight_orig``, ``weight_u``,
-    ``weight_v`` as in the official checkpoints (see ``official.SPECTRAL_NORM_EVAL`` for how eval uses them).
+    ``weight_v`` as in the official checkpoints (in eval mode the stored ``weight_u`` / ``weight_v`` are used as
+    they are).
     """
 
     def __init__(self, in_channels: int, out_channels: int, seg_channels: int, hidden: int = 128):

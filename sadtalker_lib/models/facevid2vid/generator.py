@@ -5,7 +5,7 @@ f_s + keypoints -> DenseMotionNetwork -> warp f_s -> fold depth -> x occlusion m
 -> frame [B, 3, H, W] in (0, 1)                                                         (``render``)
 
 The source-only part is a separate method so that a video loop encodes the source once
-(``sadtalker_lib.animate``); ``forward`` runs both, like the official module.
+(``sadtalker_lib.steps.render``); ``forward`` runs both, like the official module.
 
 Official: ``OcclusionAwareSPADEGenerator`` and ``SPADEDecoder`` in ``src/facerender/modules/generator.py``;
 ``facerender.yaml`` generator_params. The official SPADEDecoder hard-codes its widths (256 in, 64 out,

@@ -83,7 +83,8 @@ class HEEstimatorConfig:
 
     def __post_init__(self):
         if len(self.widths) != 4 or len(self.blocks) != 4:
-            raise ValueError(f"HEEstimatorConfig needs 4 stage widths and 4 block counts, got {self.widths}, {self.blocks}")
+            raise ValueError(f"HEEstimatorConfig needs 4 stage widths and 4 block counts, "
+                             f"got {self.widths}, {self.blocks}")
         if any(w % 4 for w in self.widths):
             raise ValueError(f"stage widths must be divisible by 4 (bottleneck), got {self.widths}")
 
