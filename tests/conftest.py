@@ -25,7 +25,7 @@ import pytest
 from sadtalker_lib import paths
 
 ROOT = paths.PROJECT_ROOT
-SHARED = paths.shared_dir() or ROOT.parent / "shared"  # optional data: tests check for their files and skip
+SHARED = paths.shared_dir() or Path(os.environ.get("SADTALKER_LAB_SHARED") or ROOT.parent / "shared")  # optional
 REFERENCE = paths.reference_dir() or SHARED / "reference"
 FIXTURES = REFERENCE / "fixtures"
 CACHE = paths.cache_dir()

@@ -131,13 +131,6 @@ class FaceVid2VidTrainConfig(TrainConfig):
         return cls(**{**base, **changes})
 
     @classmethod
-    def paper(cls, **changes) -> "FaceVid2VidTrainConfig":
-        """Official sizes and face-vid2vid's hyper-parameters (the defaults); meant for a GPU."""
-        return cls(**changes)
-
-    gpu = paper  # the older name of the paper preset
-
-    @classmethod
     def tiny(cls, **changes) -> "FaceVid2VidTrainConfig":
         """Test preset: the CPU preset at 32 px, 4 steps of 2 pairs, held-out loss and checkpoints every 2 steps
         on 4 pairs, no tqdm bar."""

@@ -94,13 +94,6 @@ class MappingTrainConfig(TrainConfig):
         return mapping_network(self.mapping.coeff_nc)
 
     @classmethod
-    def paper(cls, **changes) -> "MappingTrainConfig":
-        """The official MappingNet and the paper's hyper-parameters (the defaults); meant for a GPU."""
-        return cls(**changes)
-
-    gpu = paper  # the older name of the paper preset
-
-    @classmethod
     def cpu(cls, **changes) -> "MappingTrainConfig":
         """Small CPU preset: the ``tiny`` MappingNet, 150 steps of 4 pairs, lr 1e-3 (5x the paper's), held-out every
         25 steps, checkpoints every 50; one torch thread."""
