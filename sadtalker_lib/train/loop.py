@@ -387,8 +387,7 @@ def run(stage: Stage, out_dir: str | os.PathLike | None, *, resume: bool = True,
 
 
 # --- stages for the command line ---------------------------------------------------------------------------
-#: CLI stage name -> module that defines ``cli_stage(corpus, preset, **overrides) -> Stage`` and ``EXPORTS`` (what
-#: the final save writes); stages2's stages are named here too.
+#: CLI stage name -> the module that defines ``cli_stage(corpus, preset, **overrides) -> Stage`` (imported on use).
 STAGES: dict[str, str] = {
     "regressor": "sadtalker_lib.train.regressor",
     "expnet": "sadtalker_lib.train.expnet",
