@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .heldout import HeldoutReport, write_heldout
 from .runstate import (  # noqa: F401  (re-exported: the loop's vocabulary)
     CSVLogger,
     TrainConfig,
@@ -147,6 +148,11 @@ class Stage:
 
     def export(self, ctx: "RunContext", out_dir: Path | None) -> Path | None:
         """After the final checkpoint: write the official-layout file(s) (when ``ctx.is_main``); return the path."""
+        return None
+
+    def heldout_report(self, ctx: "RunContext") -> "HeldoutReport | None":
+        """After export (all processes call it): the trained model beside its trivial baselines on held-out data;
+        the loop writes it to ``<out>/heldout.json`` (``sadtalker_lib.train.heldout``). None: no file."""
         return None
 
 
@@ -379,6 +385,9 @@ def run(stage: Stage, out_dir: str | os.PathLike | None, *, resume: bool = True,
         stage.finalize(ctx)
         save(config.steps)
         final = stage.export(ctx, out_dir)
+        report = stage.heldout_report(ctx)
+        if report is not None and out_dir is not None and acc.is_main_process:
+            write_heldout(report, out_dir)
         acc.wait_for_everyone()
     logger.close()
     acc.end_training()
