@@ -189,6 +189,7 @@ def _evaluate(run: _Run, cfg: MainConfig, corpus: Path, held_ids, video: Path):
         clip = load_clip(corpus, cid)
         real.append(write_video(run.folder / "eval" / f"real_{cid}.mp4", clip["frames"], audio=(clip["audio"], 16000)))
     df = evaluate({"SadTalker Lab (trained here)": [video]}, real=real, sources=[skimage.data.astronaut()],
+                  real_row="Held-out corpus clips (default corpus: rendered, not real video)",
                   syncnet=syncnet_path, max_frames=cfg.eval_max_frames, csim_step=5, cpbd_step=2)
     return df
 

@@ -63,14 +63,14 @@ def test_evaluate_table_shape_labels_and_na_notes(table):
     assert list(table.index) == ["Real Video", "method A", "method B"]
     assert list(table.columns.get_level_values(0).unique()) == list(GROUPS)
     labels = list(table.columns.get_level_values(1))
-    assert labels == ["LSE-C [trained-here]", "LSE-D [trained-here]", "Diversity [solvePnP]", "Beat Align", "FID",
+    assert labels == ["LSE-C [trained-here]", "LSE-D [trained-here]", "Diversity [solvePnP]", "Beat Align [solvePnP]", "FID",
                       "CPBD", "CSIM [dlib]"]
     notes = table.attrs["notes"]
     # FID: weights missing -> n/a everywhere, with the reason
     assert table[("Video Quality", "FID")].isna().all()
     assert "FID Inception weights not found" in notes[("method A", "FID")][0]
     # method B has no audio: LSE and Beat Align n/a with the reason; the other columns are numbers
-    for lb in ("LSE-C [trained-here]", "LSE-D [trained-here]", "Beat Align"):
+    for lb in ("LSE-C [trained-here]", "LSE-D [trained-here]", "Beat Align [solvePnP]"):
         group = "Lip Synchronization" if lb.startswith("LSE") else "Learned Head Motion"
         assert np.isnan(table.loc["method B", (group, lb)])
         assert any("no audio track" in n for n in notes[("method B", lb)])

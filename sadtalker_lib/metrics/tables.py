@@ -173,6 +173,7 @@ class _Scorers:
                     self.head_pose = head_pose
                 if self.head_pose.label != "Hopenet":
                     self.labels["Diversity"] = f"Diversity [{self.head_pose.label}]"
+                    self.labels["Beat Align"] = f"Beat Align [{self.head_pose.label}]"
             except (WeightsMissingError, ValueError) as e:
                 self.errors["Diversity"] = self.errors["Beat Align"] = str(e)
         if "FID" in metrics:
