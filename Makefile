@@ -5,6 +5,8 @@
 #   make main   set up and run the workbench end to end on its offline defaults (writes runs/<date>/report.html)
 #   make lab    set up and open JupyterLab on the notebook series
 #   make bench  run the speed / memory benchmarks (tables under benchmarks/results/)
+#   make test-browser  notebook 08 in JupyterLab in headless Chromium: run it, move its widgets, check the plot
+#               redraws (screenshots in runs/browser/; a few minutes; not part of `make test`)
 SHELL := /bin/bash
 PY ?= python3
 VENV ?= .venv
@@ -13,7 +15,7 @@ STAMP := $(VENV)/.sadtalker-lab-installed
 WORKERS ?= 2
 PYTEST := $(BIN)/python -m pytest -q -p no:cacheprovider -n $(WORKERS) --dist loadfile
 
-.PHONY: setup system-deps lint test test-unit test-notebooks main lab bench clean
+.PHONY: setup system-deps lint test test-unit test-notebooks test-browser main lab bench clean
 
 $(STAMP): pyproject.toml
 	@$(MAKE) --no-print-directory system-deps
@@ -46,11 +48,21 @@ test-unit: setup
 test-notebooks: setup
 	$(PYTEST) --durations=10 tests/test_notebooks.py
 
+# Debian's chromium + chromium-driver (apt, as root) and selenium (the `browser` extra); the driver is used by path,
+# so Selenium Manager never downloads a browser.
+test-browser: setup
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	  else echo "chromium / chromedriver are missing: run 'sudo apt-get install chromium chromium-driver'"; exit 1; fi; \
+	fi
+	$(BIN)/python -c 'import selenium' 2>/dev/null || $(BIN)/python -m pip install -q -e '.[browser]'
+	$(BIN)/python tests/browser/check_notebook08.py --out runs/browser
+
 main: setup
 	$(BIN)/sadtalker-lab main
 
 lab: setup
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab notebooks/ $$(if [ "$$(id -u)" = 0 ]; then echo --allow-root; fi)
 
 bench: setup
 	$(BIN)/python benchmarks/run.py

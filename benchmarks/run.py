@@ -4,13 +4,14 @@
    official-size networks (seeded weights) at 256 and 512 px. The render stage is timed on
    ``--render-frames`` frames (it costs ~10 s / frame at 256 on a 2-core CPU); the other stages on the
    whole ``--seconds`` of audio.
-2. Render seconds per frame of the one render path (``TalkingHeadPipeline.render``: source encoded once,
-   ``batch_size`` 2 consecutive frames per call) against the official ``make_animation`` batch layout, which
-   re-encodes the source in every generator call (reproduced in ``tests/_official_batch.py``).
+2. Side by side in one run, alternating (``benchmarks/fast_mode.py``): the official ``make_animation`` batch
+   layout (re-encodes the source in every generator call; ``tests/_official_batch.py``) vs our exact render
+   (source encoded once) vs ``--precision fast`` and each of its techniques: s/frame, speed-up, PSNR vs exact.
 3. Peak resident memory against audio length (10 s, 60 s, 600 s by default) with a tiny renderer at 64 px,
-   each length in a fresh process, frames streamed to an mp4.
+   each length and precision (exact, fast) in a fresh process, frames streamed to an mp4.
 
 Usage: python benchmarks/run.py [--quick] [--sizes 256 512] [--lengths 10 60 600] [--checkpoints DIR]
+       [--fast-size 256] [--fast-frames 2] [--rounds 2]
 """
 from __future__ import annotations
 
@@ -62,12 +63,9 @@ def official_folder(arg: str | None) -> Path:
 def stage_table(folder: Path, sizes, seconds: float, render_frames: int, tmp: Path) -> str:
     import torch
 
-    sys.path.insert(0, str(ROOT / "tests"))  # the official batch layout lives with the tests (not the library)
-    from _official_batch import get_facerender_semantics, make_animation
-
     from sadtalker_lib.pipeline import GenerationOptions, TalkingHeadPipeline
 
-    rows, naive_rows = [], []
+    rows = []
     img = portrait_path(tmp)
     audio = (speech(seconds), 16000)
     for size in sizes:
@@ -101,19 +99,6 @@ def stage_table(folder: Path, sizes, seconds: float, render_frames: int, tmp: Pa
                 w.write(pipe.finish_frame(frames[i % len(frames)], src, opts))
         t_enc = time.perf_counter() - t0
         rows.append((size, n, t_audio / n, t_pre / n, t_coef / n, t_render, t_enc / n))
-        # the one render path vs the official make_animation, both batch_size 2 on the same `render_frames` frames
-        opts_2 = GenerationOptions(seed=0, batch_size=2)
-        t0 = time.perf_counter()
-        for _ in pipe.render(src, pred.coeffs[:render_frames], opts_2, progress=False):
-            pass
-        t_ours = (time.perf_counter() - t0) / render_frames
-        sem = get_facerender_semantics(pred.coeffs[:render_frames], src.coeffs, batch_size=2)
-        srct = pipe.models.image_tensor(src.image).expand(2, -1, -1, -1)
-        t0 = time.perf_counter()
-        make_animation(srct, sem.source_semantics, sem.target_semantics, kp_detector=pipe.kp_detector,
-                       generator=pipe.generator, mapping=pipe.mapping_crop)
-        t_official = (time.perf_counter() - t0) / (2 * sem.target_semantics.shape[1])  # padded frames count too
-        naive_rows.append((size, t_official, t_ours))
         del pipe
     lines = [f"### Seconds per frame by stage (official-size networks, seeded weights; {seconds:g} s of audio, "
              f"render timed on {render_frames} frames, batch_size 1, {torch.get_num_threads()} threads)", "",
@@ -121,11 +106,6 @@ def stage_table(folder: Path, sizes, seconds: float, render_frames: int, tmp: Pa
              "|---|---|---|---|---|---|---|---|"]
     for size, n, a, p, c, r, e in rows:
         lines.append(f"| {size} | {n} | {a:.4f} | {p:.4f} | {c:.4f} | {r:.2f} | {e:.4f} | {a + p + c + r + e:.2f} |")
-    lines += ["", "### Render, batch_size 2: the one render path (source encoded once, consecutive frames) vs the "
-              "official make_animation batch layout (source re-encoded per call)", "",
-              "| size | official s/frame | ours s/frame (incl. source encoding) | saving |", "|---|---|---|---|"]
-    for size, official, ours in naive_rows:
-        lines.append(f"| {size} | {official:.2f} | {ours:.2f} | {100 * (1 - ours / official):.0f}% |")
     return "\n".join(lines)
 
 
@@ -140,7 +120,7 @@ def _rss_mib() -> tuple[float, float]:
         return peak, peak
 
 
-def memory_child(seconds: float, tmp: str) -> None:
+def memory_child(seconds: float, tmp: str, precision: str = "exact") -> None:
     """Generate a video of ``seconds`` of audio with a tiny 64 px renderer; print peak RSS (MiB) as JSON."""
     from sadtalker_lib.official.registry import save_networks, seeded_networks, tiny_configs
     from sadtalker_lib.pipeline import TalkingHeadPipeline
@@ -149,28 +129,30 @@ def memory_child(seconds: float, tmp: str) -> None:
     ck = tmp / "tiny"
     if not (ck / "sadtalker_lab.json").is_file():
         save_networks(ck, seeded_networks(seed=0), tiny_configs(), size=64)
-    pipe = TalkingHeadPipeline.from_checkpoints(ck, size=64, progress=False)
+    pipe = TalkingHeadPipeline.from_checkpoints(ck, size=64, progress=False, precision=precision)
     before = _rss_mib()[0]
     t0 = time.perf_counter()
     r = pipe.generate(portrait_path(tmp), (speech(seconds), 16000), out=tmp / f"mem_{seconds:g}.mp4", seed=0,
                       batch_size=8, progress=False)
     peak = _rss_mib()[1]
-    print(json.dumps({"seconds": seconds, "frames": r.num_frames, "peak_mib": peak, "before_mib": before,
-                      "wall_s": time.perf_counter() - t0}))
+    print(json.dumps({"seconds": seconds, "precision": precision, "frames": r.num_frames, "peak_mib": peak,
+                      "before_mib": before, "wall_s": time.perf_counter() - t0}))
 
 
-def memory_table(lengths, tmp: Path) -> str:
+def memory_table(lengths, tmp: Path, precisions=("exact", "fast")) -> str:
     rows = []
-    for s in lengths:
-        out = subprocess.run([sys.executable, __file__, "--memory-child", str(s), "--tmp", str(tmp)],
-                             capture_output=True, text=True, check=True)
-        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    lines = ["### Peak memory against audio length (tiny renderer, 64 px, frames streamed to mp4, fresh process each)",
-             "", "| audio (s) | frames | RSS after loading (MiB) | peak RSS (MiB) | wall (s) |",
-             "|---|---|---|---|---|"]
+    for precision in precisions:
+        for s in lengths:
+            out = subprocess.run([sys.executable, __file__, "--memory-child", str(s), "--tmp", str(tmp),
+                                  "--precision", precision], capture_output=True, text=True, check=True)
+            rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    lines = ["### Peak memory against audio length (tiny renderer [stand-in, seeded], 64 px, frames streamed to mp4, "
+             "fresh process each)", "",
+             "| precision | audio (s) | frames | RSS after loading (MiB) | peak RSS (MiB) | wall (s) |",
+             "|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['seconds']:g} | {r['frames']} | {r['before_mib']:.0f} | {r['peak_mib']:.0f} "
-                     f"| {r['wall_s']:.1f} |")
+        lines.append(f"| {r['precision']} | {r['seconds']:g} | {r['frames']} | {r['before_mib']:.0f} "
+                     f"| {r['peak_mib']:.0f} | {r['wall_s']:.1f} |")
     return "\n".join(lines)
 
 
@@ -181,16 +163,21 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--render-frames", type=int, default=3)
     ap.add_argument("--lengths", type=float, nargs="+", default=[10, 60, 600])
-    ap.add_argument("--quick", action="store_true", help="256 only, 1 render frame, lengths 5 and 20 s")
+    ap.add_argument("--quick", action="store_true",
+                    help="256 only, 1 render frame, official / exact / fast / plain autocast once, lengths 5 and 20 s")
+    ap.add_argument("--fast-size", type=int, default=256, help="frame size of the side-by-side table")
+    ap.add_argument("--fast-frames", type=int, default=2, help="frames per variant and round (side by side)")
+    ap.add_argument("--rounds", type=int, default=2, help="alternating rounds of the side-by-side table")
+    ap.add_argument("--precision", default="exact", help=argparse.SUPPRESS)
     ap.add_argument("--skip-stages", action="store_true")
     ap.add_argument("--memory-child", type=float, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--tmp", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.memory_child is not None:
-        memory_child(args.memory_child, args.tmp)
+        memory_child(args.memory_child, args.tmp, args.precision)
         return
     if args.quick:
-        args.sizes, args.render_frames, args.lengths = [256], 1, [5, 20]
+        args.sizes, args.render_frames, args.lengths, args.rounds = [256], 1, [5, 20], 1
     RESULTS.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as d:
         parts = []
@@ -198,11 +185,18 @@ def main() -> None:
             parts.append(stage_table(official_folder(args.checkpoints), args.sizes, args.seconds, args.render_frames,
                                      Path(d)))
             print(parts[-1], flush=True)
+            from fast_mode import QUICK, side_by_side
+
+            table, _ = side_by_side(official_folder(args.checkpoints), size=args.fast_size, frames=args.fast_frames,
+                                    rounds=args.rounds, variants=list(QUICK) if args.quick else None, tmp=Path(d))
+            parts.append(table)
+            print(parts[-1], flush=True)
         parts.append(memory_table(args.lengths, Path(d)))
         print(parts[-1], flush=True)
     out = RESULTS / "generation.md"
     out.write_text("# Generation benchmarks\n\n" + "\n\n".join(parts) + "\n")
     print(f"written {out}")
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "paste_back.py")] + ["--quick"] * args.quick, check=True)
 
 
 if __name__ == "__main__":

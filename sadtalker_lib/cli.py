@@ -4,6 +4,11 @@
     sadtalker-lab main [--out-dir runs/] [--checkpoints checkpoints/]    the end-to-end workbench job
     sadtalker-lab materialize-reference OUT_DIR                          seeded official-format checkpoints
     sadtalker-lab corpus build --default --out DIR [--clips N]           the default (synthetic) corpus
+    sadtalker-lab corpus build --videos DIR --out DIR [--max-seconds S] [--workers N] [--people CSV]
+        a corpus from real talking-face videos (``data.corpus.build_video_corpus``)
+    sadtalker-lab evaluate VIDEO [--reference IMAGE] --json OUT       Table-1 metrics + lip-sync offset of a video
+    sadtalker-lab generate-batch jobs.csv --out DIR [--checkpoints DIR]  one mp4 per CSV row (``batch``); also
+        under ``torchrun --nproc_per_node N -m sadtalker_lib.cli generate-batch ...``: rows shared out, resumable
     sadtalker-lab train STAGE --corpus DIR --preset tiny|cpu|paper --out DIR [--steps N] [--resume]
         STAGE: regressor, expnet, lipreader, posevae, facevid2vid, mapping, syncnet (``train.loop.STAGES``); the
         final weights land in --out in the official layout. The same command runs on several processes:
@@ -43,6 +48,8 @@ def _add_generate(sub) -> None:
     p.add_argument("--seed", type=int, default=None, help="seed for the pose noise and the blinks")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--cpu", action="store_true", help="same as --device cpu (official flag)")
+    p.add_argument("--precision", default="exact", choices=["exact", "fast"],
+                   help="renderer arithmetic: exact float32 (default) or fast (16-bit convs, >= 35 dB vs exact)")
 
 
 def _generate(args) -> int:
@@ -50,7 +57,8 @@ def _generate(args) -> int:
 
     device = "cpu" if args.cpu else args.device
     pipe = TalkingHeadPipeline.from_checkpoints(args.checkpoints, size=args.size, device=device,
-                                                old_version=args.old_version, preprocess=args.preprocess)
+                                                old_version=args.old_version, preprocess=args.preprocess,
+                                                precision=args.precision)
     result = pipe.generate(
         args.image, args.audio, out=args.out, preprocess=args.preprocess, still=args.still,
         pose_style=args.pose_style, expression_scale=args.expression_scale, ref_eyeblink=args.ref_eyeblink,
@@ -65,13 +73,23 @@ def _add_corpus_and_train(sub) -> None:
     c = sub.add_parser("corpus", help="build a training corpus")
     csub = c.add_subparsers(dest="corpus_command", required=True)
     b = csub.add_parser("build", help="write a corpus folder")
-    b.add_argument("--default", action="store_true", required=True,
-                   help="the default corpus (eSpeak NG speech, synthetic motion, rendered portraits)")
+    src = b.add_mutually_exclusive_group(required=True)
+    src.add_argument("--default", action="store_true",
+                     help="the default corpus (eSpeak NG speech, synthetic motion, rendered portraits)")
+    src.add_argument("--videos", default=None, metavar="DIR",
+                     help="a corpus from a folder of real talking-face videos (build_video_corpus)")
     b.add_argument("--out", required=True, help="corpus folder")
     b.add_argument("--clips", type=int, default=8, help="number of clips")
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--size", type=int, default=128, help="frame size in px")
-    b.add_argument("--max-seconds", type=float, default=None, help="crop clips to this length")
+    b.add_argument("--max-seconds", type=float, default=None,
+                   help="crop clips to this length (--videos: default 10; 0 = whole videos)")
+    b.add_argument("--workers", type=int, default=2, help="--videos: clip processes")
+    b.add_argument("--people", default=None, help="--videos: file,person CSV (default: DIR/people.csv if present)")
+    b.add_argument("--no-fit", action="store_true", help="--videos: skip the morphable-model fit (zeros)")
+    b.add_argument("--fit-iterations", type=int, default=None, help="--videos: Adam steps of the fit")
+    b.add_argument("--lip-iterations", type=int, default=100, help="--videos: Adam steps of the lip-only fit")
+    b.add_argument("--heldout-fraction", type=float, default=0.25, help="--videos: identities held out")
     t = sub.add_parser("train", help="train one stage on a corpus (single process, torchrun or accelerate launch)")
     t.add_argument("stage", help="regressor, expnet, lipreader, posevae, facevid2vid, mapping or syncnet")
     t.add_argument("--corpus", required=True, help="corpus folder (sadtalker-lab corpus build)")
@@ -94,9 +112,32 @@ def _add_corpus_and_train(sub) -> None:
 def _corpus(args) -> int:
     from .data.corpus import build_default_corpus
 
+    if args.videos is not None:
+        return _video_corpus(args)
+
     index = build_default_corpus(args.out, n_clips=args.clips, seed=args.seed, size=args.size,
                                  max_seconds=args.max_seconds)
     print(f"wrote {index}")
+    return 0
+
+
+def _video_corpus(args) -> int:
+    import json
+
+    from .data.corpus import build_video_corpus
+
+    seconds = 10.0 if args.max_seconds is None else (None if args.max_seconds <= 0 else args.max_seconds)
+    path = build_video_corpus(args.videos, args.out, size=args.size, max_seconds=seconds, fit_coeffs=not args.no_fit,
+                              fit_iterations=args.fit_iterations, lip_iterations=args.lip_iterations,
+                              workers=args.workers, people_csv=args.people,
+                              heldout_fraction=args.heldout_fraction, split_seed=args.seed)
+    index = json.loads(path.read_text())
+    split = index.get("split") or {}
+    print(f"wrote {path}: {len(index['clips'])} clips, {len(index['identities'])} people, "
+          f"{len(index['skipped'])} skipped; split {len(split.get('train', []))} train / "
+          f"{len(split.get('heldout', []))} held-out clips")
+    for s in index["skipped"]:
+        print(f"  skipped {s['file']}: {s['reason']}")
     return 0
 
 
@@ -119,6 +160,48 @@ def _train(args) -> int:
     return 0
 
 
+def _add_evaluate(sub) -> None:
+    e = sub.add_parser("evaluate", help="Table-1 metrics of a video with its own audio track (JSON)")
+    e.add_argument("video", help="the video (a silent one takes the .wav of the same name)")
+    e.add_argument("--reference", default=None, help="source portrait for CSIM (default: the first frame)")
+    e.add_argument("--json", dest="json_out", required=True, help="where to write the metrics")
+    e.add_argument("--max-seconds", type=float, default=None, help="score only the start of the video")
+
+
+def _evaluate(args) -> int:
+    import json
+
+    from .metrics.evaluate import evaluate_video
+
+    out = evaluate_video(args.video, reference=args.reference, json_out=args.json_out, max_seconds=args.max_seconds)
+    print(json.dumps({"metrics": out["metrics"], "lip_sync": out["lip_sync"]}, indent=2))
+    print(f"wrote {args.json_out}")
+    return 0
+
+
+def _add_generate_batch(sub) -> None:
+    g = sub.add_parser("generate-batch", help="one mp4 per CSV row, sharded over torchrun / accelerate processes")
+    g.add_argument("jobs", help="jobs.csv: image, audio, optional id and generate options (sadtalker_lib.batch)")
+    g.add_argument("--out", required=True, help="output folder: <id>.mp4, records/, summary.csv")
+    g.add_argument("--checkpoints", "--checkpoint_dir", dest="checkpoints", default="checkpoints")
+    g.add_argument("--size", type=int, default=256, help="renderer size: 256 or 512 (official); trained-here: theirs")
+    g.add_argument("--old_version", action="store_true", help="read the old .pth files, not the safetensors")
+    g.add_argument("--device", default="auto", help="auto (each process's own device), cpu or cuda")
+    g.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
+
+
+def _generate_batch(args) -> int:
+    from .batch import run_batch
+
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    s = run_batch(args.jobs, args.out, checkpoints=args.checkpoints, size=args.size, device=args.device,
+                  old_version=args.old_version)
+    return 1 if s.rows_failed else 0  # only the main process knows (the others return 0 after the last barrier)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sadtalker-lab", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -130,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     r = sub.add_parser("materialize-reference", help="write seeded official-format checkpoints (needs ../shared)")
     r.add_argument("out_dir")
     _add_corpus_and_train(sub)
+    _add_evaluate(sub)
+    _add_generate_batch(sub)
     args = parser.parse_args(argv)
     try:
         if args.command == "generate":
@@ -144,6 +229,10 @@ def main(argv: list[str] | None = None) -> int:
             return _corpus(args)
         if args.command == "train":
             return _train(args)
+        if args.command == "generate-batch":
+            return _generate_batch(args)
+        if args.command == "evaluate":
+            return _evaluate(args)
         if args.command == "materialize-reference":
             from .paths import reference_checkpoints
 

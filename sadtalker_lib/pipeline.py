@@ -159,11 +159,13 @@ class TalkingHeadPipeline:
     @classmethod
     def from_checkpoints(cls, folder: str | os.PathLike, *, size: int = 256, device: str = "cpu",
                          old_version: bool = False, preprocess: str | None = None, detector=None,
-                         progress: bool = True, dtype: torch.dtype = torch.float32) -> "TalkingHeadPipeline":
+                         progress: bool = True, dtype: torch.dtype = torch.float32,
+                         precision: str = "exact") -> "TalkingHeadPipeline":
         """Load every network from ``folder`` (:meth:`Models.from_checkpoints`: official files, or trained-here
-        files + ``sadtalker_lab.json``); ``dtype``: the renderer's precision (float32 unless on a GPU)."""
+        files + ``sadtalker_lab.json``); ``dtype``: the renderer's precision (float32 unless on a GPU);
+        ``precision``: ``"exact"`` or ``"fast"`` (:mod:`sadtalker_lib.precision`)."""
         models = Models.from_checkpoints(folder, size=size, device=device, dtype=dtype, old_version=old_version,
-                                         preprocess=preprocess, progress=progress)
+                                         preprocess=preprocess, progress=progress, precision=precision)
         return cls(models=models, size=size, detector=detector)
 
     required_files = staticmethod(Models.required_files)

@@ -24,7 +24,7 @@ import numpy as np
 __all__ = ["VideoError", "FFmpegError", "VIDEO_SUFFIXES", "ffmpeg_exe", "VideoWriter", "write_video", "read_video",
            "decode_audio", "read_video_audio", "probe_video"]
 
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")  # what a "folder of videos" holds
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".mpg", ".mpeg")  # what a "folder of videos" holds
 
 
 class VideoError(RuntimeError):

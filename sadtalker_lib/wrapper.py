@@ -14,6 +14,10 @@ files, options and the video loop.
 ``dtype`` is the precision of the renderer networks (KPDetector, generator, MappingNets), the heavy part:
 float32 (default, what the parity tests check), or bfloat16 / float16 on a GPU. Inputs are cast to it and
 outputs returned as float32. The coefficient networks (regressor, ExpNet, PoseVAE) always run in float32.
+
+``precision`` is how the renderer computes (:mod:`sadtalker_lib.precision`): ``"exact"`` (default; the networks
+as loaded, at ``dtype``) or ``"fast"`` (the generator's convolutions in bfloat16 / float16 with float32 between
+them, spectral norms folded; the pose path in float32), or a ``PrecisionPolicy`` (a subset of its techniques).
 """
 from __future__ import annotations
 
@@ -30,6 +34,7 @@ from .audio2coeff import CoeffPrediction, audio_to_coefficients
 from .official import OFFICIAL_NETWORKS, SAFETENSORS_FILE
 from .official.io import CheckpointError, find_official_file, load_official
 from .official.registry import build_network, read_configs
+from .precision import PrecisionPolicy, convert_network, resolve
 from .steps.keypoints import keypoint_transformation
 from .steps.render import SourceEncoding
 
@@ -52,27 +57,39 @@ class Models:
 
     def __init__(self, *, regressor=None, expnet=None, posevae=None, kp_detector=None, generator=None,
                  mapping_crop=None, mapping_full=None, device: str | torch.device = "cpu",
-                 dtype: torch.dtype = torch.float32, name: str = "custom"):
+                 dtype: torch.dtype = torch.float32, name: str = "custom",
+                 precision: str | PrecisionPolicy = "exact"):
         self.device = torch.device(device)
         self.dtype = dtype
         self.name = name
+        self.policy = resolve(precision, self.device)
+        if not self.policy.exact and dtype != torch.float32:
+            raise ValueError(f"precision {self.policy.label()!r} converts float32 networks itself: leave dtype at "
+                             f"float32 (got {dtype})")
         mods = dict(regressor=regressor, expnet=expnet, posevae=posevae, kp_detector=kp_detector,
                     generator=generator, mapping_crop=mapping_crop, mapping_full=mapping_full)
         for k, m in mods.items():
             if isinstance(m, nn.Module):
                 m.eval().to(self.device, dtype=dtype if k in RENDERER else torch.float32)
-            setattr(self, k, m)
+            setattr(self, k, convert_network(k, m, self.policy))
+
+    @property
+    def precision(self) -> str:
+        """``exact``, ``fast``, or the techniques of a custom policy joined by '+'."""
+        return self.policy.label()
 
     @classmethod
     def from_checkpoints(cls, folder: str | os.PathLike, *, size: int = 256, device: str = "cpu",
                          dtype: torch.dtype = torch.float32, old_version: bool = False,
-                         preprocess: str | None = None, progress: bool = True) -> "Models":
+                         preprocess: str | None = None, progress: bool = True,
+                         precision: str | PrecisionPolicy = "exact") -> "Models":
         """Load every network from ``folder`` (official files, or trained-here files + ``sadtalker_lab.json``).
 
         Like the official ``init_path``: the ``SadTalker_V0.0.2_{size}.safetensors`` when present (unless
         ``old_version``), else the old ``.pth`` files; the mapping nets always from their ``.pth.tar``.
         """
         folder = Path(folder)
+        resolve(precision, device)  # a bad precision fails before the weights are read
         if str(device).startswith("cuda") and not torch.cuda.is_available():
             raise RuntimeError("--device cuda was asked for, but torch sees no CUDA device; use --device cpu")
         needed = cls.required_files(size=size, old_version=old_version, preprocess=preprocess)
@@ -96,7 +113,7 @@ class Models:
             src = folder / spec.pth_file if old_version else find_official_file(net, folder, size=size)
             nets[attr] = load_official(build_network(net, configs.get(net)), net, src, size=size)
         label = "trained-here" if configs else "official"
-        return cls(**nets, device=device, dtype=dtype, name=f"{label} ({folder})")
+        return cls(**nets, device=device, dtype=dtype, name=f"{label} ({folder})", precision=precision)
 
     @staticmethod
     def required_files(*, size: int = 256, old_version: bool = False, preprocess: str | None = None) -> list[str]:
@@ -159,7 +176,9 @@ class Models:
         kp_canonical = self.kp_detector(x)  # [1, K, 3]
         win = source_window if source_window.ndim == 3 else source_window[None]
         kp_source = keypoint_transformation(kp_canonical, self.map_motion(win, full))  # [1, K, 3]
-        return SourceEncoding(kp_canonical, kp_source, self.generator.encode_source(x))
+        with self.policy.autocast("generator", self.device):
+            feature_3d = self.generator.encode_source(x)
+        return SourceEncoding(kp_canonical, kp_source, feature_3d)
 
     @torch.no_grad()
     def keypoints(self, source: SourceEncoding, windows: torch.Tensor, full: bool = False, *, yaw=None, pitch=None,
@@ -176,8 +195,9 @@ class Models:
         """Generator: appearance volume + source keypoints + driven keypoints [B, K, 3] -> frames float32
         [B, 3, S, S] in [0, 1] on the CPU."""
         src = source.expand(kp_driving.shape[0])
-        out = self.generator.render(src.feature_3d, kp_source=src.kp_source, kp_driving=kp_driving)["prediction"]
-        return out.float().cpu()
+        with self.policy.autocast("generator", self.device):
+            out = self.generator.render(src.feature_3d, kp_source=src.kp_source, kp_driving=kp_driving)
+        return out["prediction"].float().cpu()
 
 
 def _check_eval(**modules) -> None:

@@ -146,8 +146,10 @@ def test_teacher_jaw_on_real_speech():
 def test_motion_styles_are_distinct_and_deterministic():
     n_styles = len(M.MOTION_STYLES)
     assert n_styles >= 6
-    feats = {s: np.stack([M.motion_features(M.generate_motion(200, s, seed, _fake_speech(seed)).pose)
-                          for seed in range(8)]) for s in range(n_styles)}
+    def pose(s, seed):  # nods at the loudness rises (the onset peaks cost more; they are tested below)
+        return M.generate_motion(200, s, seed, _fake_speech(seed), nod_source="energy").pose
+
+    feats = {s: np.stack([M.motion_features(pose(s, seed)) for seed in range(8)]) for s in range(n_styles)}
     allf = np.concatenate(list(feats.values()))
     mu, sd = allf.mean(0), allf.std(0) + 1e-9
     centroids = {s: ((f[:4] - mu) / sd).mean(0) for s, f in feats.items()}
@@ -315,20 +317,145 @@ def test_video_corpus_on_a_real_clip(tmp_path):
         build_video_corpus(tmp_path / "empty_or_missing", tmp_path / "x", progress=False)
 
 
-def test_rest_expression_is_drawn_per_clip_and_can_be_switched_off():
+def test_rest_expression_is_drawn_per_identity_and_can_be_switched_off():
     from sadtalker_lib.data.corpus import plan_default_corpus, rest_expression_vector
     from sadtalker_lib.data.visemes import EXPRESSION_DIMS
 
-    plans = plan_default_corpus(12, seed=3)
-    assert plans[0].rest_expression == plan_default_corpus(12, seed=3)[0].rest_expression  # deterministic
-    rests = [p.rest_expression for p in plans]
-    assert len({tuple(sorted(r.items())) for r in rests}) == len(rests)  # one per clip
-    assert any("lip_corners_up" in r for r in rests) and all("squint" in r for r in rests)
+    plans = plan_default_corpus(12, seed=3, n_identities=3)
+    assert plans[0].rest_expression == plan_default_corpus(12, seed=3, n_identities=3)[0].rest_expression
+    vecs = np.stack([rest_expression_vector(p.rest_expression) for p in plans])
+    ids = np.array([p.identity_id for p in plans])
+    assert len({tuple(sorted(p.rest_expression.items())) for p in plans}) == len(plans)  # a per-clip part too
+    means = np.stack([vecs[ids == i].mean(0) for i in range(3)])
+    within = np.sqrt(np.mean([np.sum((v - means[i]) ** 2) for v, i in zip(vecs, ids)]))
+    between = np.sqrt(np.mean(np.sum((means - means.mean(0)) ** 2, 1)))
+    assert between > 1.5 * within, (between, within)  # a person's rest dominates the clip's mood
     vec = rest_expression_vector({"lip_corners_up": 0.5, "brows_lower": 0.25})
     assert vec.shape == (64,) and vec[EXPRESSION_DIMS["lip_corners_up"]] == 0.5
     assert vec[EXPRESSION_DIMS["brows_lower"]] == 0.25 and np.count_nonzero(vec) == 2
-    # the other fields do not depend on the switch
-    off = plan_default_corpus(12, seed=3, rest_expressions=False)
-    assert all(p.rest_expression == {} for p in off)
-    assert [p.text for p in off] == [p.text for p in plans]
-    assert [p.motion_seed for p in off] == [p.motion_seed for p in plans]
+    # the knob at 0 and the switch remove it; the other fields do not depend on them
+    for off in (plan_default_corpus(12, seed=3, n_identities=3, rest_expressions=False),
+                plan_default_corpus(12, seed=3, n_identities=3, phenomena={"rest_spread": 0.0})):
+        assert all(p.rest_expression == {} for p in off)
+        assert [p.text for p in off] == [p.text for p in plans]
+        assert [p.motion_seed for p in off] == [p.motion_seed for p in plans]
+
+
+# ---------------------------------------------------------------------------------------------
+# The controlled phenomena: present by construction, removed by their knob at 0
+# ---------------------------------------------------------------------------------------------
+def test_phenomena_knobs_are_checked():
+    from sadtalker_lib.data.corpus import Phenomena
+
+    assert Phenomena.coerce({"smiles": 0.0}).smiles == 0.0 and Phenomena.coerce(None) == Phenomena()
+    off = Phenomena.none()
+    assert off.identity_variants == 0 and off.speech_nods == 0 and off.expression_drift == 0
+    with pytest.raises(ValueError, match=">= 0"):
+        Phenomena(speech_nods=-1.0)
+    with pytest.raises(ValueError, match="nod_source"):
+        Phenomena(nod_source="random")
+
+
+def test_expression_drift_is_audio_irrelevant_and_starts_at_rest():
+    n = 250
+    drift = M.expression_drift(n, seed=4)
+    assert drift.shape == (n, 64) and not drift[0].any()  # frame 0 (beta_0's frame) stays the rest
+    dims = [V.EXPRESSION_DIMS[d] for d in M.DRIFT_DIRECTIONS]
+    smile = V.EXPRESSION_DIMS[M.SMILE_DIRECTION]
+    assert drift[:, dims].std(0).min() > 0.03 and drift[:, smile].max() > 0.3  # drifts and a smile episode
+    assert not np.delete(drift, dims + [smile], axis=1).any()  # nothing else (no lip / blink dims)
+    assert np.array_equal(M.expression_drift(n, seed=4), drift) and not np.array_equal(M.expression_drift(n, 5), drift)
+    only_smiles = M.expression_drift(n, seed=4, drift=0.0)
+    assert not only_smiles[:, dims].any() and np.array_equal(only_smiles[:, smile], drift[:, smile])
+    assert not M.expression_drift(n, seed=4, drift=0.0, smiles=0.0).any()
+
+
+def test_speech_locked_nods_follow_onsets_and_their_knob_removes_them():
+    from sadtalker_lib.data.corpus.phenomena import onset_velocity_correlation
+
+    audio = [_fake_speech(s, 6.0) for s in range(5)]
+    for style in ("nodding", "calm"):
+        corr = {}
+        for nods in (1.0, 0.0):  # loudness coupling off: only the nods can follow the speech
+            poses = [M.generate_motion(150, style, s, a, nod_scale=nods, energy_scale=0.0).pose
+                     for s, a in enumerate(audio)]
+            corr[nods] = onset_velocity_correlation(poses, audio, 16000, 25)
+        assert abs(corr[1.0]["r"]) > 0.15 and abs(corr[1.0]["r"]) > corr[1.0]["abs_r_shuffled"] + 0.1, corr
+        assert abs(corr[0.0]["r"]) < 0.1, corr
+    # without the free motion the nods are the only difference, and they pause at their anchors (speed 0)
+    energy = M.speech_energy(audio[0], 150)
+    anchors = M.nod_frames(150, energy)
+    with_nods = M.head_motion(150, "nodding", 0, energy, nods_at=anchors, free_scale=0.0)
+    without = M.head_motion(150, "nodding", 0, energy, nods_at=anchors, nod_scale=0.0, free_scale=0.0)
+    diff = with_nods - without
+    assert np.abs(diff[:, 0]).max() > 0.05 and not diff[:, [1, 2, 3, 5]].any()  # pitch (and ty, which follows)
+    speed = np.abs(np.diff(diff[:, 0]))
+    assert len(anchors) >= 4 and all(speed[max(a - 1, 0): a + 1].min() < 0.2 * speed.max() for a in anchors[1:-1])
+    # with the free motion, the whole head slows down on the accents (the motion beats of Beat Align)
+    rel = {1.0: [], 0.0: []}
+    for seed in range(4):
+        energy = M.speech_energy(_fake_speech(seed, 6.0), 150)
+        anchors = M.nod_frames(150, energy)
+        for style in ("energetic", "calm", "swaying"):
+            for nods in rel:
+                pose = M.head_motion(150, style, seed, energy, nods_at=anchors, nod_scale=nods)
+                speed = np.linalg.norm(np.diff(pose[:, :3], axis=0), axis=1)
+                rel[nods].append(np.mean([speed[max(a - 1, 0): a + 1].min() for a in anchors[1:-1]]) / speed.mean())
+    assert np.mean(rel[1.0]) < 0.7 * np.mean(rel[0.0]), rel
+
+
+def test_identity_variants_through_the_face_model():
+    from sadtalker_lib.data.identities import IdentityDraw, draw_identity, identity_portrait, identity_specs
+    from sadtalker_lib.data.render import default_portrait
+
+    base = default_portrait(64)
+    specs = identity_specs(["astronaut", "grace_hopper"], 2, seed=0)
+    assert [s.name for s in specs] == ["astronaut", "grace_hopper", "astronaut~v1", "grace_hopper~v1",
+                                       "astronaut~v2", "grace_hopper~v2"]
+    variant = identity_portrait(base, specs[2].draw, specs[2].name)
+    moved = np.abs(variant.landmarks - base.landmarks).max()
+    assert moved > 1.0 and variant.image.shape == base.image.shape  # px at 64
+    assert np.abs(variant.image.astype(float) - base.image).mean() > 1.0
+    zero = draw_identity(np.random.default_rng(0), spread=0.0)
+    assert not zero.id_coeff.any() and not zero.tex_coeff.any()
+    same = identity_portrait(base, IdentityDraw(zero.id_coeff, zero.tex_coeff), "same")
+    assert np.abs(same.landmarks - base.landmarks).max() < 1e-3
+
+
+def test_default_corpus_phenomena_present_and_removed(tiny_corpus, tmp_path):
+    from sadtalker_lib.data import build_default_corpus, load_clip, load_index
+    from sadtalker_lib.data.corpus import Phenomena
+    from sadtalker_lib.data.corpus.splits import identity_split
+
+    index = load_index(tiny_corpus / "a")
+    assert len(index["identities"]) == 6 and index["phenomena"] == Phenomena().to_json()
+    assert [c["identity"] for c in index["clips"]] == ["astronaut", "grace_hopper"]
+    split = identity_split(index)
+    assert split.identity_disjoint and not set(split.train_identities) & set(split.heldout_identities)
+    blink_dims = [V.EXPRESSION_DIMS[d] for d in V.BLINK_DIMS]
+    clips = [load_clip(tiny_corpus / "a", k) for k in range(2)]
+    for c in clips:  # audio-irrelevant motion: in the real coefficients, not in the lip-only target
+        extra = c["coeffs"][:, :64] - c["exp_lip"] - M.blink_expression(c["blink"])
+        assert not extra[0].any() and np.abs(extra).max() > 0.05
+    rest = [c["coeffs"][0, :64] for c in clips]
+    non_mouth = [d for d in range(64) if d not in blink_dims and d not in (0, 1, 2, 3, 4, 5, 6, 7, 8)]
+    assert np.abs(rest[0][non_mouth] - rest[1][non_mouth]).max() > 0.05  # two people, two resting faces
+    # every knob at 0
+    build_default_corpus(tmp_path / "off", n_clips=2, seed=0, size=64, max_seconds=1.4, progress=False,
+                         phenomena=Phenomena.none())
+    off_index = load_index(tmp_path / "off")
+    assert off_index["identities"] == ["astronaut", "grace_hopper"]
+    off = [load_clip(tmp_path / "off", k) for k in range(2)]
+    for c in off:
+        assert np.allclose(c["coeffs"][:, :64], c["exp_lip"] + M.blink_expression(c["blink"]), atol=1e-6)
+        assert np.ptp(c["coeffs"][:, 64:], axis=0).max() < 1e-6  # no head motion at all
+    assert np.array_equal(off[0]["coeffs"][0, non_mouth], off[1]["coeffs"][0, non_mouth])  # the same beta_0
+    assert np.array_equal(off[0]["audio"], clips[0]["audio"])  # the speech does not depend on the knobs
+    # the measurements see the same
+    from sadtalker_lib.data.corpus.phenomena import measure_phenomena
+
+    on_m, off_m = measure_phenomena(tiny_corpus / "a"), measure_phenomena(tmp_path / "off")
+    assert on_m["n_identities"] == off_m["n_identities"] == 2
+    assert on_m["irrelevant_expression_fraction_without_blinks"] > 0.05
+    assert off_m["irrelevant_expression_fraction_without_blinks"] < 1e-9
+    assert on_m["rest_between_identity_rms_upper_face"] > 0.01 and off_m["rest_between_identity_rms_upper_face"] < 1e-9

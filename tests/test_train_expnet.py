@@ -3,6 +3,7 @@ layout), the lip-reading stand-in, and the Table 3 ablation switches. Synthetic 
 from __future__ import annotations
 
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -23,6 +24,7 @@ from sadtalker_lib.train.expnet import (
     default_morphable_model,
     expnet_step_losses,
     eye_closing_direction,
+    lip_subspace,
     project_expression,
     train_expnet,
     warm_start_mapping,
@@ -230,6 +232,22 @@ def test_warm_start_is_reference_plus_blink():
     assert torch.allclose(out, ref + z * eye_closing_direction(mm), atol=1e-5)
 
 
+def test_lip_subspace_warm_start_replaces_the_first_frames_mouth(windows):
+    train, _ = windows  # the toy target moves on dims 0, 4, 7 within a clip
+    u, mean = lip_subspace(train)
+    assert u.shape == (64, 3)
+    proj = u @ u.T
+    assert torch.allclose(proj[[0, 4, 7]][:, [0, 4, 7]], torch.eye(3), atol=1e-4)
+    model = warm_start_mapping(ExpNet(), default_morphable_model(), train).eval()
+    ref = train.exp_lip[:4, :1].expand(-1, 5, -1)  # a beta_0 caught mid-word
+    out = model(train.mel[:4], ref, torch.zeros(4, 5, 1))
+    expected = ref - ref @ proj + proj @ mean  # beta_0 elsewhere, the average mouth on the lip dims
+    assert torch.allclose(out, expected, atol=1e-4)
+    assert ExpNetTrainConfig().warm_start == "lip_subspace" and ExpNetTrainConfig(warm_start=False).warm_start == "none"
+    with pytest.raises(ValueError, match="warm_start"):
+        ExpNetTrainConfig(warm_start="zeros")
+
+
 def test_no_read_run_trains_no_reader(windows, tmp_path):
     train, _ = windows
     cfg = ExpNetTrainConfig.cpu(steps=1, eval_every=1, checkpoint_every=0, batch_size=4, **FAST).ablation("no_read")
@@ -252,3 +270,84 @@ def test_csv_logger_resume_drops_later_rows(tmp_path):
     assert [r["step"] for r in again.history.rows] == [1, 2]
     with open(tmp_path / "log.csv") as f:
         assert len(list(csv.DictReader(f))) == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# held-out report on a corpus folder (identity-disjoint split, heldout.json, margin over beta_0 alone)
+# ---------------------------------------------------------------------------------------------
+def _toy_corpus(root, n_people: int = 4, clips_per_person: int = 2, frames: int = 40, seed: int = 0):
+    """A corpus folder in the real format, no speech synthesis: each frame "says" one of 6 sounds (a fixed mel
+    pattern + noise, held 2-4 frames); the lip-only target is the person's resting face plus the sound's mouth on
+    the DefaultMorphableModel's lip directions; the real coefficients add brow motion. Frame 0 is mid-word, so
+    beta_0 carries a mouth that the target does not keep (as in the default corpus)."""
+    from sadtalker_lib.data.corpus import format as fmt
+    from sadtalker_lib.data.visemes import EXPRESSION_DIMS
+
+    g = np.random.default_rng(seed)
+    patterns = g.normal(size=(6, 1, 80, 16)).astype(np.float32)
+    lips = [EXPRESSION_DIMS[k] for k in ("jaw_open", "lip_stretch", "pucker", "lower_lip_depress")]
+    mouth = g.uniform(-0.8, 1.2, size=(6, len(lips))).astype(np.float32)
+    mouth[0] = 0.0  # sound 0: silence, closed lips
+    entries = []
+    for k in range(n_people * clips_per_person):
+        person = k // clips_per_person
+        labels = np.repeat(g.integers(0, 6, frames), g.integers(2, 5, frames))[:frames]
+        rest = np.zeros(64, np.float32)
+        rest[EXPRESSION_DIMS["brows_raise"]] = 0.3 * person
+        rest[EXPRESSION_DIMS["lip_corners_up"]] = 0.2 * (person % 2)
+        exp_lip = np.tile(rest, (frames, 1))
+        exp_lip[:, lips] += mouth[labels]
+        coeffs = np.zeros((frames, 70), np.float32)
+        coeffs[:, :64] = exp_lip
+        coeffs[:, EXPRESSION_DIMS["brows_raise"]] += 0.3 * np.sin(np.arange(frames) / 3 + k)
+        mel = (patterns[labels] + 0.3 * g.normal(size=(frames, 1, 80, 16))).astype(np.float32)
+        name = fmt.save_clip(root, f"clip_{k:04d}", dict(
+            frames=np.zeros((frames, 8, 8, 3), np.uint8), audio=np.zeros(frames * 640, np.float32), mel=mel,
+            landmarks=np.zeros((frames, 68, 2), np.float32), coeffs=coeffs, exp_lip=exp_lip,
+            blink=np.zeros(frames, np.float32), phonemes=np.array([], "<U8"), phoneme_ms=np.zeros((0, 2), np.float32)))
+        entries.append(dict(id=f"clip_{k:04d}", file=name, n_frames=frames, style_id=0, identity_id=person))
+    fmt.write_index(root, fmt.make_index("toy", 8, clips=entries))
+    return root
+
+
+@pytest.fixture(scope="module")
+def cli_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("toy-corpus")
+    _toy_corpus(root)
+    out = root.parent / "toy-run"  # what `sadtalker-lab train expnet --corpus root --preset tiny --out out` runs:
+    stage = loop.build_cli_stage("expnet", root, "tiny", steps=60, batch_size=8, eval_every=60, checkpoint_every=0,
+                                 num_threads=1)
+    loop.run(stage, out)
+    return root, out
+
+
+def test_cli_writes_heldout_json_with_identity_disjoint_split(cli_run):
+    from sadtalker_lib.data.corpus import load_index
+    from sadtalker_lib.train.heldout import HELDOUT_FILE, read_heldout
+
+    root, out = cli_run
+    data = json.loads((out / HELDOUT_FILE).read_text())
+    assert data["stage"] == "expnet"
+    err = data["metrics"]["mouth_landmark_error_px"]
+    assert set(err) >= {"value", "baselines", "lower_is_better"} and err["lower_is_better"] is True
+    assert {"beta0_only", "mean_mouth"} <= set(err["baselines"])
+    corr = data["metrics"]["mouth_opening_corr"]
+    assert corr["lower_is_better"] is False and corr["baselines"]["beta0_only"] == 0.0
+    assert data["metrics"]["mouth_energy_corr"]["baselines"].keys() >= {"teacher_lip_only", "beta0_only"}
+    people = {c["id"]: c["identity_id"] for c in load_index(root)["clips"]}
+    split = data["split"]
+    assert split["identity_disjoint"] == [True] and split["heldout"]
+    assert not {people[c] for c in split["train"]} & {people[c] for c in split["heldout"]}
+    assert read_heldout(out).metrics["mouth_landmark_error_px"].value == err["value"]
+
+
+def test_heldout_margin_over_beta0_only(cli_run):
+    """60 steps on 6 training clips: the mouth of held-out people beats beta_0 alone by a clear margin and
+    follows the teacher (the per-clip correlation of the mouth opening), which no audio-free answer does."""
+    from sadtalker_lib.train.heldout import read_heldout
+
+    rep = read_heldout(cli_run[1])
+    err, corr = rep.metrics["mouth_landmark_error_px"], rep.metrics["mouth_opening_corr"]
+    assert err.ratio("beta0_only") < 0.6, rep.table()
+    assert err.beats("mean_mouth"), rep.table()  # the audio adds to the warm start's average mouth
+    assert corr.value > 0.6 and corr.baselines["mean_mouth"] == 0.0, rep.table()

@@ -196,3 +196,49 @@ def test_video_and_corpus_sources(tmp_path):
     from sadtalker_lib.morphable.fit import align_for_fit
 
     assert np.allclose(corpus.landmarks[1], align_for_fit(frames[1], landmarks=lm[1])[0], atol=1e-4)  # as stored
+
+
+def test_heldout_json_beats_mean_coefficients(run):
+    """The run writes heldout.json: held-out coefficient and landmark errors beside the training mean's."""
+    from sadtalker_lib.train.heldout import read_heldout
+
+    rep = read_heldout(run.out_dir)
+    assert rep.stage == "regressor"
+    assert {"coefficient_rmse", "expression_rmse", "angle_error_deg", "landmark_error_px"} <= set(rep.metrics)
+    for name, m in rep.metrics.items():
+        assert "mean_coefficients" in m.baselines and m.lower_is_better, name
+    lm = rep.metrics["landmark_error_px"]
+    assert lm.value == pytest.approx(run.after.landmark_px, rel=1e-5)
+    assert lm.baselines["mean_coefficients"] == pytest.approx(run.mean_baseline.landmark_px, rel=1e-5)
+    assert lm.ratio("mean_coefficients") < 0.7, rep.table()
+    assert rep.metrics["coefficient_rmse"].beats("mean_coefficients"), rep.table()
+
+
+def test_cli_stage_holds_out_whole_identities(tmp_path):
+    """`sadtalker-lab train regressor --corpus DIR`: with two people in the corpus, the held-out samples come from
+    the clips of the person not trained on (``identity_split``), and the split is kept for heldout.json."""
+    import json as _json
+
+    import cv2
+    import skimage.data
+
+    from sadtalker_lib.data.corpus import FORMAT, FORMAT_VERSION
+    from sadtalker_lib.data.identities import real_portrait_image
+    from sadtalker_lib.face.detect import detect_landmarks
+
+    faces = [cv2.resize(skimage.data.astronaut()[:256, 96:352], (160, 160), interpolation=cv2.INTER_AREA),
+             cv2.resize(real_portrait_image("grace_hopper"), (160, 160), interpolation=cv2.INTER_AREA)]
+    clips = []
+    for k in range(4):
+        face = np.roll(faces[k // 2], 2 * (k % 2), axis=1)
+        frames = np.stack([face, face])
+        lm = np.stack([detect_landmarks(f) for f in frames]).astype(np.float32)
+        np.savez_compressed(tmp_path / f"clip_{k:04d}.npz", frames=frames, landmarks=lm)
+        clips.append({"id": f"clip_{k}", "file": f"clip_{k:04d}.npz", "n_frames": 2, "identity_id": k // 2})
+    (tmp_path / "corpus.json").write_text(_json.dumps({"format": FORMAT, "version": FORMAT_VERSION, "clips": clips}))
+    stage = rt.cli_stage(tmp_path, "tiny", every=1, max_frames=1)
+    people = {c["id"]: c["identity_id"] for c in clips}
+    assert stage.split["identity_disjoint"] is True
+    held_people = {people[c] for c in stage.split["heldout"]}
+    assert len(held_people) == 1 and not held_people & {people[c] for c in stage.split["train"]}
+    assert set(stage.heldout.sources) == set(stage.split["heldout"]) and len(stage.train) == 2

@@ -1,10 +1,19 @@
-"""Head motion in distinct styles, and eye blinks, for the default corpus.
+"""Head motion in distinct styles, eye blinks and audio-irrelevant expression motion, for the default corpus.
 
 PoseVAE learns *styles* of head motion (paper Sec. 3.2: a style one-hot picks among the training speakers'
-habits) conditioned on audio. The default corpus therefore needs motion that (a) differs clearly between style
-ids, (b) follows the speech (moves more while speaking, nods on syllable onsets), (c) is reproducible from a
-seed. Each style below is a small recipe: band-limited free motion (a sum of sinusoids with random phases),
-scaled by the speech energy, plus style-specific gestures (nods, shakes, glances, a constant tilt).
+habits) conditioned on audio, with a latent z for what the audio does not decide. The default corpus therefore
+needs motion that (a) differs clearly between style ids, (b) is partly locked to the speech, (c) is partly
+random, (d) is reproducible from a seed. ``head_motion`` has three parts, each with a strength: audio-independent
+"free" motion (band-limited sinusoids with random phases, glances, shakes: what z must carry), a loudness
+coupling (louder -> larger), and speech-locked nods: strokes that reach an extreme and pause on each accent of
+the speech (``nod_frames``: the audio's onset peaks, the loudness rises, or the stressed syllables from eSpeak
+NG's phoneme times), alternately chin down and up from a random start (their phase), with a per-style amplitude
+(``MotionStyle.nod``); the free motion slows down on the accents too, so the whole head pauses there (the
+motion beats of Beat Align, ``metrics.beat_align``, fall on the speech's beats).
+
+``expression_drift`` is the face's own motion that the audio cannot predict (brows, lids, cheeks drifting,
+smile episodes): the default corpus adds it to the "real" coefficients and not to the lip-only target, as a
+real video's fitted coefficients differ from Wav2Lip's lip-only ones (paper Eq. 3, Table 3).
 
 Pose layout: the official 70-coefficient layout is [exp 64, angle 3, trans 3] with the angles in radians in the
 order of Deep3DFaceRecon's ``compute_rotation`` (rotation about x, y, z), i.e. ``POSE_NAMES`` =
@@ -15,17 +24,18 @@ intervals set by the style's blink rate, instead of the official uniform gaps.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..blink import BLINK_SHAPE
 from ..audio import DEFAULT_CONFIG
 from ..coeffs import EXP_DIM
-from .visemes import BLINK_DIMS, EXPRESSION_DIMS, FPS
+from .visemes import BLINK_DIMS, EXPRESSION_DIMS, FPS, is_vowel
 
 __all__ = [
     "POSE_NAMES", "MotionStyle", "MOTION_STYLES", "STYLE_IDS", "style_id", "speech_energy", "head_motion",
+    "stressed_syllables", "NOD_SOURCES", "nod_frames", "DRIFT_DIRECTIONS", "SMILE_DIRECTION", "expression_drift",
     "blink_ratio", "blink_expression", "Motion", "generate_motion", "motion_features",
 ]
 
@@ -57,17 +67,19 @@ class MotionStyle:
 
 
 MOTION_STYLES: tuple[MotionStyle, ...] = (
-    MotionStyle("calm", (0.015, 0.02, 0.01), (0.1, 0.4), energy_gain=0.3),
+    MotionStyle("calm", (0.015, 0.02, 0.01), (0.1, 0.4), energy_gain=0.3, nod=0.03),
     MotionStyle("nodding", (0.02, 0.015, 0.01), (0.2, 0.6), energy_gain=0.5, nod=0.12, blinks_per_min=18),
-    MotionStyle("swaying", (0.015, 0.1, 0.08), (0.08, 0.25), energy_gain=0.2, translation=(0.03, 0.01, 0.01)),
-    MotionStyle("energetic", (0.05, 0.07, 0.035), (0.6, 1.8), energy_gain=1.0, nod=0.05,
+    MotionStyle("swaying", (0.015, 0.1, 0.08), (0.08, 0.25), energy_gain=0.2, nod=0.03,
+                translation=(0.03, 0.01, 0.01)),
+    MotionStyle("energetic", (0.05, 0.07, 0.035), (0.6, 1.8), energy_gain=1.0, nod=0.07,
                 translation=(0.03, 0.03, 0.04), blinks_per_min=22),
-    MotionStyle("shaking", (0.01, 0.02, 0.01), (0.15, 0.4), energy_gain=0.3, shake=0.09, blinks_per_min=16),
-    MotionStyle("tilted", (0.015, 0.02, 0.02), (0.1, 0.3), bias=(0.06, 0.0, 0.16), energy_gain=0.3,
+    MotionStyle("shaking", (0.01, 0.02, 0.01), (0.15, 0.4), energy_gain=0.3, nod=0.02, shake=0.09,
+                blinks_per_min=16),
+    MotionStyle("tilted", (0.015, 0.02, 0.02), (0.1, 0.3), bias=(0.06, 0.0, 0.16), energy_gain=0.3, nod=0.05,
                 blinks_per_min=12),
     MotionStyle("still", (0.004, 0.004, 0.003), (0.1, 0.3), energy_gain=0.0, translation=(0.002, 0.002, 0.002),
                 blinks_per_min=8),
-    MotionStyle("looking_around", (0.01, 0.01, 0.01), (0.1, 0.3), energy_gain=0.2, glance=0.25,
+    MotionStyle("looking_around", (0.01, 0.01, 0.01), (0.1, 0.3), energy_gain=0.2, nod=0.03, glance=0.25,
                 blinks_per_min=20),
 )
 STYLE_IDS: dict[str, int] = {s.name: i for i, s in enumerate(MOTION_STYLES)}
@@ -109,9 +121,11 @@ def _smooth(x: np.ndarray, width: int) -> np.ndarray:
 
 
 def _band_noise(rng: np.random.Generator, n_frames: int, band_hz: tuple[float, float], fps: float,
-                n_waves: int = 6) -> np.ndarray:
-    """Unit-variance band-limited motion [T]: sinusoids with log-uniform frequencies and random phases."""
-    t = np.arange(n_frames) / fps
+                n_waves: int = 6, clock: np.ndarray | None = None) -> np.ndarray:
+    """Unit-variance band-limited motion [T]: sinusoids with log-uniform frequencies and random phases.
+
+    clock: the time of each frame in frames [T] (default 0, 1, ...; a warped clock slows the motion locally)."""
+    t = (np.arange(n_frames) if clock is None else np.asarray(clock, np.float64)) / fps
     freqs = np.exp(rng.uniform(np.log(band_hz[0]), np.log(band_hz[1]), n_waves))
     phases = rng.uniform(0, 2 * np.pi, n_waves)
     amps = rng.uniform(0.5, 1.0, n_waves)
@@ -131,12 +145,42 @@ def _onsets(energy: np.ndarray, min_gap: int = 8) -> list[int]:
     return sorted(onsets)
 
 
-def _bumps(n_frames: int, at: list[int], heights: np.ndarray, width: int) -> np.ndarray:
-    kernel = np.sin(np.linspace(0, np.pi, width)) ** 2
-    out = np.zeros(n_frames + width)
-    for i, h in zip(at, heights):
-        out[i: i + width] += h * kernel
-    return out[:n_frames]
+def stressed_syllables(phonemes, n_frames: int, fps: float = FPS, min_gap: int = 8,
+                       length_ratio: float = 1.15) -> list[int]:
+    """Frames of the stressed syllables' vowels, from eSpeak NG phonemes [(IPA name, start_ms, end_ms)].
+
+    eSpeak's phoneme events carry no stress marks, so stress is read from duration, its main cue in speech:
+    a vowel is stressed when it is long (``ː``) or lasts ``length_ratio`` x the utterance's median vowel. Longest
+    first, at least ``min_gap`` frames apart; the frame is the vowel's start (the syllable nucleus onset).
+    """
+    vowels = [(float(s), float(e) - float(s), "ː" in name) for name, s, e in phonemes if is_vowel(name) and e > s]
+    if not vowels:
+        return []
+    median = float(np.median([d for _, d, _ in vowels]))
+    stressed = sorted([v for v in vowels if v[2] or v[1] >= length_ratio * median], key=lambda v: -v[1])
+    frames: list[int] = []
+    for start, _, _ in stressed:
+        i = int(round(start * fps / 1000.0))
+        if 0 <= i < n_frames and all(abs(i - j) >= min_gap for j in frames):
+            frames.append(i)
+    return sorted(frames)
+
+
+def _strokes(n_frames: int, anchors: list[int], heights: np.ndarray, lead: int) -> np.ndarray:
+    """Head strokes ``[T]`` that reach ``heights[k]`` at ``anchors[k]`` and pause there: cosine easing between
+    consecutive knots (speed 0 at every anchor), from / back to 0 over ``lead`` frames before the first / after
+    the last anchor."""
+    out = np.zeros(n_frames)
+    if not len(anchors):
+        return out
+    knots = [(anchors[0] - lead, 0.0)] + [(int(a), float(h)) for a, h in zip(anchors, heights)]
+    knots.append((anchors[-1] + lead, 0.0))
+    t = np.arange(n_frames)
+    for (ta, va), (tb, vb) in zip(knots[:-1], knots[1:]):
+        inside = (t >= ta) & (t < tb)
+        u = (t[inside] - ta) / max(tb - ta, 1)
+        out[inside] = va + (vb - va) * (1 - np.cos(np.pi * u)) / 2
+    return out
 
 
 def _glances(rng: np.random.Generator, n_frames: int, amplitude: float, fps: float) -> np.ndarray:
@@ -149,37 +193,119 @@ def _glances(rng: np.random.Generator, n_frames: int, amplitude: float, fps: flo
     return _smooth(np.concatenate(targets)[:n_frames], int(0.3 * fps))
 
 
+PAUSE_WIDTH_FRAMES, PAUSE_DEPTH = 2.5, 0.9  # the free motion slows by up to 90% within ~+-2.5 frames of an accent
+NOD_MIN_GAP = 12  # frames between speech-locked nods (~0.5 s: Beat Align smooths the head speed over 5 frames)
+
+
+NOD_SOURCES = ("onsets", "energy", "stress")
+
+
+def nod_frames(n_frames: int, energy: np.ndarray | None = None, phonemes=None, fps: float = FPS, *,
+               audio: np.ndarray | None = None, sample_rate: int = DEFAULT_CONFIG.sample_rate,
+               source: str = "energy") -> list[int]:
+    """Where the speech-locked nods peak (the speech's accents), by ``source``:
+
+    "onsets": the onset-strength peaks of ``audio`` (``metrics.beat_align.audio_beats``: librosa-style spectral
+    flux, peak-picked as Bailando does; the audio beats of Beat Align); "energy": the loudness rises of
+    ``energy`` [T], ``NOD_MIN_GAP`` frames apart; "stress": the stressed syllables of ``phonemes``. Without what
+    the source needs: the loudness rises, else (no audio) every 1.2 s from 1 s on.
+    """
+    if source not in NOD_SOURCES:
+        raise ValueError(f"nod source must be one of {NOD_SOURCES}, got {source!r}")
+    if source == "onsets" and audio is not None:
+        from ..metrics.beat_align import audio_beats
+
+        return [int(b) for b in audio_beats(np.asarray(audio, np.float32), sample_rate, fps) if b < n_frames]
+    if source == "stress" and phonemes is not None:
+        return stressed_syllables(phonemes, n_frames, fps, min_gap=NOD_MIN_GAP)
+    if energy is not None:
+        return _onsets(np.asarray(energy, np.float64)[:n_frames], min_gap=NOD_MIN_GAP)
+    return list(range(int(fps), n_frames, int(1.2 * fps)))
+
+
 def head_motion(n_frames: int, style: int | str = 0, seed: int = 0, energy: np.ndarray | None = None,
-                fps: float = FPS) -> np.ndarray:
+                fps: float = FPS, *, nods_at: list[int] | None = None, nod_scale: float = 1.0,
+                energy_scale: float = 1.0, free_scale: float = 1.0) -> np.ndarray:
     """Head pose ``float32 [T, 6]`` = (pitch, yaw, roll, tx, ty, tz) for one style; deterministic in ``seed``.
 
-    energy: speech loudness per frame [T] in [0, 1] (``speech_energy``); None = no audio coupling.
+    Three parts, each with its own random stream (so a scale of 0 leaves the others unchanged):
+
+    * audio-independent ("free") motion, ``free_scale``: band-limited sinusoids with random phases, glances,
+      the translation drift, the style's shake (random phase); the style's constant ``bias`` is kept;
+    * loudness coupling, ``energy_scale``: louder speech -> larger free motion (the style's ``energy_gain``);
+      ``energy``: loudness per frame [T] in [0, 1] (``speech_energy``), None = no coupling;
+    * pauses on the accents, with the nods (depth ``PAUSE_DEPTH`` x min(``nod_scale``, 1)): the free motion runs
+      on a clock that slows down near each accent, so the whole head is still there;
+    * speech-locked nods, ``nod_scale``: pitch strokes that reach an extreme at each frame of ``nods_at``
+      (default :func:`nod_frames` of ``energy``) and pause there, alternately chin down and chin up (which
+      first is random: the nods' phase), of height ``style.nod`` x 0.6-1.0; so the head is still on the
+      accents and moves between them (the motion beats of Beat Align fall on the speech beats).
     """
     sid = style_id(style)
     st = MOTION_STYLES[sid]
-    rng = np.random.default_rng([int(seed), sid, 0x0F05E])
+    rngs = [np.random.default_rng([int(seed), sid, 0x0F05E, k]) for k in range(5)]  # free, nod, shake, glance, trans
     e = np.full(n_frames, 0.5) if energy is None else np.asarray(energy, np.float64)[:n_frames]
     if e.shape[0] != n_frames:
         raise ValueError(f"energy has {e.shape[0]} frames, expected {n_frames}")
-    e_slow = _smooth(e, int(0.4 * fps))
-    gain = np.clip(1.0 + st.energy_gain * 2.0 * (e_slow - 0.5), 0.2, None)  # louder speech -> larger motion
-    angles = np.stack([a * _band_noise(rng, n_frames, st.band_hz, fps) for a in st.amplitude], 1) * gain[:, None]
-    onsets = _onsets(e) if energy is not None else list(range(int(fps), n_frames, int(1.2 * fps)))
-    if st.nod:  # pitch down-up bumps starting at speech onsets (positive pitch = chin down, see render.py)
-        heights = st.nod * rng.uniform(0.6, 1.0, len(onsets))
-        angles[:, 0] += _bumps(n_frames, onsets, heights, int(0.4 * fps))
-    if st.shake:  # side-to-side oscillation while speaking
-        t = np.arange(n_frames) / fps
-        angles[:, 1] += st.shake * e_slow * np.sin(2 * np.pi * st.shake_hz * t + rng.uniform(0, 2 * np.pi))
+    e_mix = np.clip(0.5 + energy_scale * (_smooth(e, int(0.4 * fps)) - 0.5), 0.0, 1.0)
+    gain = np.clip(1.0 + st.energy_gain * 2.0 * (e_mix - 0.5), 0.2, None)  # louder speech -> larger motion
+    anchors = nod_frames(n_frames, energy, fps=fps) if nods_at is None else sorted(int(i) for i in nods_at)
+    # the head pauses on the accents: the free motion runs on a clock that slows down around each anchor
+    pause = np.zeros(n_frames)
+    for a in anchors:
+        pause = np.maximum(pause, np.exp(-0.5 * ((np.arange(n_frames) - a) / PAUSE_WIDTH_FRAMES) ** 2))
+    rate = 1.0 - min(nod_scale, 1.0) * PAUSE_DEPTH * pause
+    clock = np.cumsum(rate) - rate[0]
+    clock *= (n_frames - 1) / max(clock[-1], 1e-9) if n_frames > 1 else 1.0  # same mean speed, same duration
+    angles = np.stack([a * _band_noise(rngs[0], n_frames, st.band_hz, fps, clock=clock) for a in st.amplitude], 1)
+    angles *= free_scale * gain[:, None]
+    if st.shake:  # side-to-side oscillation, larger while speaking
+        t = clock / fps
+        angles[:, 1] += free_scale * st.shake * e_mix * np.sin(2 * np.pi * st.shake_hz * t + rngs[2].uniform(0, 6.3))
     if st.glance:
-        angles[:, 1] += _glances(rng, n_frames, st.glance, fps)
-        angles[:, 0] += _glances(rng, n_frames, 0.3 * st.glance, fps)
+        angles[:, 1] += free_scale * _glances(rngs[3], n_frames, st.glance, fps)
+        angles[:, 0] += free_scale * _glances(rngs[3], n_frames, 0.3 * st.glance, fps)
+    sign = np.where(np.arange(len(anchors)) % 2 == 0, 1.0, -1.0) * rngs[1].choice((-1.0, 1.0))  # random phase
+    heights = st.nod * nod_scale * sign * rngs[1].uniform(0.6, 1.0, len(anchors))
+    angles[:, 0] += _strokes(n_frames, anchors, heights, int(0.4 * fps))  # positive pitch = chin down (render.py)
     angles += np.asarray(st.bias)[None]
     # translation follows the rotation a little (the neck pivots) plus its own slow drift
-    trans = np.stack([s * _band_noise(rng, n_frames, (0.05, 0.3), fps) for s in st.translation], 1)
+    trans = np.stack([free_scale * s * _band_noise(rngs[4], n_frames, (0.05, 0.3), fps) for s in st.translation], 1)
     trans[:, 0] += 0.3 * (angles[:, 1] - st.bias[1])
     trans[:, 1] += -0.3 * (angles[:, 0] - st.bias[0])
     return np.concatenate([angles, trans], 1).astype(np.float32)
+
+
+# audio-irrelevant expression motion of the "real" coefficients: direction -> amplitude (expression units)
+DRIFT_DIRECTIONS: dict[str, float] = {"brows_raise": 0.35, "brows_lower": 0.2, "squint": 0.3, "cheek_puff": 0.25,
+                                      "nose_wrinkle": 0.15}
+SMILE_DIRECTION = "lip_corners_up"
+
+
+def expression_drift(n_frames: int, seed: int = 0, fps: float = FPS, drift: float = 1.0,
+                     smiles: float = 1.0) -> np.ndarray:
+    """Audio-irrelevant expression motion ``float32 [T, 64]``, 0 at frame 0 (the reference frame stays the rest).
+
+    drift: scale of slow (0.08-0.5 Hz) random drifts of brows, lids, cheeks, nose (``DRIFT_DIRECTIONS``).
+    smiles: scale of smile episodes (``lip_corners_up`` 0.4-0.9, held 0.8-2.5 s, ~0.3 s ramps, about one per
+    3.5 s, never in the first 0.3 s). Each part has its own random stream.
+    """
+    out = np.zeros((n_frames, EXP_DIM), np.float64)
+    rng = np.random.default_rng([int(seed), 0xD21F7])
+    for name, amp in DRIFT_DIRECTIONS.items():
+        wave = _band_noise(rng, n_frames, (0.08, 0.5), fps, n_waves=4)
+        out[:, EXPRESSION_DIMS[name]] = drift * amp * (wave - wave[0])
+    rng = np.random.default_rng([int(seed), 0x5311E])
+    level = np.zeros(n_frames + int(4 * fps))
+    t = int(0.3 * fps) + int(rng.gamma(2.0, 1.75 * fps / 2.0))
+    while t < n_frames:
+        hold, amp = int(rng.uniform(0.8, 2.5) * fps), rng.uniform(0.4, 0.9)
+        level[t: t + hold] = np.maximum(level[t: t + hold], amp)
+        t += hold + int(rng.gamma(2.0, 3.5 * fps / 2.0))
+    ramp = int(0.3 * fps)
+    smooth = np.convolve(np.pad(level, (ramp, 0)), np.ones(ramp) / ramp, mode="valid")[:n_frames]
+    out[:, EXPRESSION_DIMS[SMILE_DIRECTION]] = smiles * smooth
+    return out.astype(np.float32)
 
 
 def blink_ratio(n_frames: int, seed: int = 0, blinks_per_min: float = 15.0, fps: float = FPS) -> np.ndarray:
@@ -212,17 +338,26 @@ class Motion:
     blink_exp: np.ndarray
     style_id: int
     style: str
+    nod_frames: list = field(default_factory=list)  # where the speech-locked nods peak
 
 
 def generate_motion(n_frames: int, style: int | str = 0, seed: int = 0, audio: np.ndarray | None = None,
-                    sample_rate: int = DEFAULT_CONFIG.sample_rate, fps: float = FPS) -> Motion:
-    """Head pose and blinks for one clip, coupled to ``audio`` (float32 [N] at ``sample_rate``) when given."""
+                    sample_rate: int = DEFAULT_CONFIG.sample_rate, fps: float = FPS, *, phonemes=None,
+                    nod_source: str = "onsets", nod_scale: float = 1.0, energy_scale: float = 1.0,
+                    free_scale: float = 1.0) -> Motion:
+    """Head pose and blinks for one clip, coupled to ``audio`` (float32 [N] at ``sample_rate``) when given.
+
+    nod_source / phonemes: where the speech-locked nods fall (:func:`nod_frames`; phonemes: eSpeak NG's
+    [(IPA, start_ms, end_ms)] for "stress"). The scales: see :func:`head_motion`.
+    """
     sid = style_id(style)
     energy = None if audio is None else speech_energy(audio, n_frames, sample_rate, fps)
-    pose = head_motion(n_frames, sid, seed, energy, fps)
+    nods = nod_frames(n_frames, energy, phonemes, fps, audio=audio, sample_rate=sample_rate, source=nod_source)
+    pose = head_motion(n_frames, sid, seed, energy, fps, nods_at=nods, nod_scale=nod_scale,
+                       energy_scale=energy_scale, free_scale=free_scale)
     blink = blink_ratio(n_frames, seed, MOTION_STYLES[sid].blinks_per_min, fps)
     return Motion(pose=pose, blink=blink, blink_exp=blink_expression(blink), style_id=sid,
-                  style=MOTION_STYLES[sid].name)
+                  style=MOTION_STYLES[sid].name, nod_frames=nods)
 
 
 def motion_features(pose: np.ndarray, fps: float = FPS) -> np.ndarray:

@@ -183,6 +183,11 @@ class PortraitAnimator:
         src[uncovered] = self._grid[uncovered][:, :2]
         return cv2.remap(self.image, src[..., 0], src[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
 
+    def warp_to(self, landmarks: np.ndarray) -> np.ndarray:
+        """The portrait image uint8 [S, S, 3] warped so that its landmarks move to ``landmarks`` [68, 2] (x, row);
+        the ring follows the head, the border stays, no mouth is painted (used to make identity variants)."""
+        return self._warp(self._target_points(np.asarray(landmarks, np.float64)))
+
     def mouth_opening(self, coeffs: np.ndarray) -> np.ndarray:
         """Inner-lip gap in portrait pixels, ``float32 [T]``, from the expression alone (pose does not open it)."""
         c = np.array(coeffs, np.float64).reshape(-1, MOTION_DIM)

@@ -8,6 +8,9 @@ module             what it computes (reference implementation)
 ``csim``           identity cosine similarity (ArcFace when present; offline dlib ResNet, "CSIM [dlib]")
 ``lse``            LSE-D / LSE-C with SyncNet (joonson/syncnet_python protocol; ``syncnet``, ``mfcc``,
                    ``train.syncnet`` trains the "trained-here" stand-in)
+``lipsync``        LSE-C / LSE-D [landmark stand-in]: dlib mouth shape vs audio -> mouth regressor, SyncNet's
+                   definitions; ``default_lip_sync_scorer()`` (official syncnet_v2.model when present);
+                   ``lipsync_train`` trains it, ``lipsync_validate`` checks it, ``evaluate.evaluate_video`` (CLI)
 ``diversity``      std of head-motion features (``head_pose``: Hopenet when present; offline solvePnP)
 ``beat_align``     Bailando's Beat Align Score (audio onset beats vs head-motion velocity minima)
 ``tables``         ``evaluate(...)`` -> Table-1-shaped DataFrame, ``paper_table1()``, plots
@@ -23,6 +26,7 @@ from .faces import FaceTrack, NoFaceError, track_faces
 from .fid import fid, fid_from_features, frechet_distance, load_inception
 from .head_pose import HopenetHeadPose, PnPHeadPose, head_motion
 from .lse import LseResult, SyncNetScorer, load_syncnet, lse, lse_from_embeddings
+from .lipsync import LandmarkSyncScorer, default_lip_sync_scorer
 from .tables import (METRICS, display_table, evaluate, paper_table, paper_table1, plot_metrics, side_by_side,
                      table_notes)
 from .video_io import Clip, NoAudioTrackError, VideoError, load_clip
@@ -35,6 +39,7 @@ __all__ = [
     "cpbd", "cpbd_frames",
     "csim", "cosine_similarity", "DlibFaceEmbedder", "ArcFaceEmbedder",
     "lse", "lse_from_embeddings", "load_syncnet", "SyncNetScorer", "LseResult",
+    "default_lip_sync_scorer", "LandmarkSyncScorer",
     "diversity", "head_motion", "PnPHeadPose", "HopenetHeadPose",
     "beat_align", "beat_align_score",
     "load_clip", "Clip", "track_faces", "FaceTrack",

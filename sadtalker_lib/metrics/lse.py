@@ -20,6 +20,9 @@ The protocol is joonson/syncnet_python as Wav2Lip's ``evaluation/scores_LSE`` ru
 
 With the official ``syncnet_v2.model`` the numbers are the paper's metric; with a SyncNet trained here the
 protocol is the same but the scale is not comparable, so the table labels the column ``[trained-here]``.
+That crop SyncNet stays at chance on a CPU budget; the offline metric that works is ``metrics.lipsync``
+(``LSE [landmark stand-in]``, same definitions, mouth landmarks instead of crops), which
+``lipsync.default_lip_sync_scorer`` returns when ``syncnet_v2.model`` is absent.
 """
 from __future__ import annotations
 
@@ -240,7 +243,12 @@ def lse_from_embeddings(lip_feats, aud_feats, vshift: int = VSHIFT, label: str =
 
 def lse(clip: Clip, scorer: SyncNetScorer, *, track: FaceTrack | None = None, vshift: int = VSHIFT,
         max_missing_fraction: float = 0.2) -> LseResult:
-    """LSE-D / LSE-C of a clip (25 fps frames + 16 kHz audio) with ``scorer``'s SyncNet."""
+    """LSE-D / LSE-C of a clip (25 fps frames + 16 kHz audio) with ``scorer``'s SyncNet.
+
+    A scorer whose model is not a SyncNet (the landmark stand-in, ``metrics.lipsync.LandmarkSyncScorer``) scores
+    with its own features and the same definitions (its ``score``)."""
+    if not isinstance(scorer.model, SyncNet):
+        return scorer.score(clip, track=track, vshift=vshift, max_missing_fraction=max_missing_fraction)
     if abs(clip.fps - EVAL_FPS) > 1e-6:
         raise ValueError(f"{clip.name or 'clip'} is {clip.fps:g} fps; SyncNet's protocol needs {EVAL_FPS:g} fps "
                          "(load_clip(..., fps=25) resamples)")

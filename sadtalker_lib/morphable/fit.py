@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from .model import (ANGLE_DIM, EXP_DIM, ID_DIM, TRANS_DIM, MorphableModel, coeffs_70, coeffs_73, coeffs_257,
-                    official_image_rows)
+                    official_image_rows, split_coeff)
 
 __all__ = [
     "FitConfig",
@@ -37,6 +37,9 @@ __all__ = [
     "fit_image",
     "fit_images",
     "fit_video",
+    "MOUTH_LANDMARKS",
+    "CHIN_LANDMARKS",
+    "fit_mouth",
 ]
 
 
@@ -331,3 +334,85 @@ def _fit_prepared(prepared, model, config, video: bool) -> FitResult:
     result.trans_params = trans_params
     result.crops = np.stack([p[2] for p in prepared])
     return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Lip-only refit (the offline stand-in for Wav2Lip + R_e)
+# ---------------------------------------------------------------------------------------------
+MOUTH_LANDMARKS = tuple(range(48, 68))  # iBUG-68 outer (48-59) and inner (60-67) lips
+CHIN_LANDMARKS = tuple(range(5, 12))  # the jaw line around the chin, which jaw opening moves
+
+
+def fit_mouth(full: FitResult, mouth_dims, model: MorphableModel | None = None, *, iterations: int = 100,
+              lr: float = 0.05, exp_weight: float = 0.05, smooth_weight: float = 0.1,
+              reference_frame: int = 0) -> FitResult:
+    """Lip-only expression of a video fit: only the mouth moves, everything else stays at the reference frame.
+
+    The paper's lip-only target (Sec. 3.1, Eq. 3) is R_e applied to Wav2Lip's re-synthesis of the FIRST frame:
+    a video in which the mouth follows the audio and identity, head pose and every non-mouth expression stay as
+    in frame 0. Offline stand-in: the real video already has the mouth of each frame, so the mouth is re-read
+    from it with everything else frozen:
+
+        beta^lip_t[d] = beta_ref[d]     for d not in ``mouth_dims`` (brows, eyes, cheeks: frame 0's values)
+        beta^lip_t[m] = argmin  sum_{i in lips + chin} ||P_i(alpha, beta^lip_t, r_t, t_t) - Q_{t,i}||^2
+                                + exp_weight ||beta^lip_t[m]||^2 + smooth_weight ||beta^lip_t[m] - beta^lip_{t-1}[m]||^2
+
+    with alpha the clip's shared identity, Q_t the frame's targets and (r_t, t_t) the frame's fitted pose from
+    ``full`` (``fit_video``). The pose is used only to read the mouth shape of frame t in the model's own frame
+    (a mouth shape does not depend on where the head points), so the result is the expression Wav2Lip + R_e
+    would give with the head held at frame 0; eye blinks and brow motion cannot leak into it, because only the
+    lip and chin landmarks enter the loss and the other dimensions are frozen.
+
+    full: a ``fit_video`` result [T frames]. mouth_dims: the expression indices that move the mouth.
+    Returns a :class:`FitResult` whose ``expression`` [T, 64] is beta^lip (pose columns: the per-frame pose it
+    was read through; identity: ``full``'s); ``error_px`` [T] is the mean lip + chin landmark error at 224 px
+    and ``extra`` holds ``mouth_dims`` and ``reference_frame``.
+    """
+    model = model or default_model()
+    dims = torch.as_tensor(sorted({int(d) for d in mouth_dims}), dtype=torch.long)
+    if len(dims) == 0 or int(dims.min()) < 0 or int(dims.max()) >= EXP_DIM:
+        raise ValueError(f"mouth_dims must be indices in [0, {EXP_DIM}), got {list(mouth_dims)}")
+    dev = model.mean_shape.device
+    c = split_coeff(torch.as_tensor(np.asarray(full.coeffs_257, np.float32)).to(dev))
+    b = c["exp"].shape[0]
+    if not 0 <= reference_frame < b:
+        raise ValueError(f"reference_frame {reference_frame} is outside the {b} fitted frames")
+    points = torch.as_tensor(MOUTH_LANDMARKS + CHIN_LANDMARKS, dtype=torch.long)
+    tgt = torch.as_tensor(np.asarray(full.target, np.float32)).to(dev)
+    size = model.camera.image_size
+    tgt_v = torch.stack([tgt[..., 0], official_image_rows(tgt[..., 1], size)], -1)[:, points]  # [T, P, 2] v up
+    base = c["exp"][reference_frame].expand(b, EXP_DIM).clone()  # [T, 64]: frame 0 everywhere
+    mouth = c["exp"][:, dims].clone().requires_grad_(True)  # warm start: the full fit's mouth [T, M]
+    alpha, angle, trans = c["id"], c["angle"], c["trans"]
+    opt = torch.optim.Adam([mouth], lr=lr)
+
+    def losses():
+        exp = base.index_copy(1, dims, mouth)
+        lm = model.project_landmarks(alpha, exp, angle, trans)  # [T, 68, 2]
+        d2 = ((lm[:, points] - tgt_v) ** 2).sum(-1)  # [T, P]
+        total = d2.mean(1).sum() + exp_weight * (mouth**2).sum()
+        if b > 1:
+            total = total + smooth_weight * ((mouth[1:] - mouth[:-1]) ** 2).sum()
+        return total, exp, lm, d2
+
+    history_px, history_loss = [], []
+    with _single_thread():
+        for _ in range(iterations):
+            opt.zero_grad()
+            total, _, _, d2 = losses()
+            total.backward()
+            opt.step()
+            history_px.append(float(d2.detach().sqrt().mean()))
+            history_loss.append(float(total.detach()) / b)
+        with torch.no_grad():
+            _, exp, lm, d2 = losses()
+            c257 = coeffs_257(exp=exp, angle=angle, trans=trans, id=alpha)
+            crop = torch.as_tensor(np.asarray(full.coeffs_73, np.float32)[:, -3:])
+            return FitResult(
+                coeffs_257=c257.cpu().numpy(), coeffs_70=coeffs_70(c257).cpu().numpy(),
+                coeffs_73=coeffs_73(c257, crop.to(c257)).cpu().numpy(),
+                landmarks=torch.stack([lm[..., 0], official_image_rows(lm[..., 1], size)], -1).cpu().numpy(),
+                target=np.asarray(full.target, np.float32), error_px=d2.sqrt().mean(1).cpu().numpy(),
+                history_px=np.asarray(history_px, np.float32), history_loss=np.asarray(history_loss, np.float32),
+                model_name=model.name, trans_params=full.trans_params,
+                extra={"mouth_dims": dims.tolist(), "reference_frame": int(reference_frame)})

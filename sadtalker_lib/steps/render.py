@@ -13,10 +13,14 @@ frame from each of B pieces of the clip (the official ``get_facerender_data`` la
 (every network is in eval mode), which the parity tests check against the official fixtures.
 
 The networks are reached through a :class:`~sadtalker_lib.wrapper.Models` (``encode_source``, ``keypoints``,
-``render_frames``), which owns device and precision.
+``render_frames``), which owns device and precision (``exact`` / ``fast``: :mod:`sadtalker_lib.precision`).
+With ``prefetch`` (default on a GPU) the next batch renders in a background thread while the caller pastes and
+encodes the current one; the frames and their order are the same.
 """
 from __future__ import annotations
 
+import queue
+import threading
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -61,17 +65,69 @@ class RenderedBatch:
 
 def render_stream(models, source_image, windows: DrivingWindows, *, full: bool = False, batch_size: int = 2,
                   start: int = 0, stop: int | None = None, progress: bool = True,
-                  source: SourceEncoding | None = None) -> Iterator[RenderedBatch]:
+                  source: SourceEncoding | None = None, prefetch: bool | None = None) -> Iterator[RenderedBatch]:
     """Yield :class:`RenderedBatch` es in frame order, ``batch_size`` consecutive frames at a time.
 
     models: a :class:`~sadtalker_lib.wrapper.Models`. source_image: uint8 [S, S, 3] or float [1, 3, S, S] in
     [0, 1]. windows: from :func:`~sadtalker_lib.steps.windows.driving_windows`. full: the 73-channel MappingNet
     (``--preprocess full / extfull``). start / stop: render only frames start .. stop-1 (their windows still see
-    the whole clip). source: a ready :class:`SourceEncoding` (else encoded here, once).
+    the whole clip). source: a ready :class:`SourceEncoding` (else encoded here, once). prefetch: render one
+    batch ahead in a background thread (default: on for CUDA devices, off on CPUs, whose cores are shared).
     """
+    if prefetch is None:
+        prefetch = getattr(models, "device", torch.device("cpu")).type == "cuda"
+    batches = _render_batches(models, source_image, windows, full=full, batch_size=batch_size, start=start,
+                              stop=stop, progress=progress, source=source)
+    yield from (_prefetched(batches) if prefetch else batches)
+
+
+def _render_batches(models, source_image, windows: DrivingWindows, *, full, batch_size, start, stop, progress,
+                    source) -> Iterator[RenderedBatch]:
     enc = source if source is not None else models.encode_source(source_image, windows.source, full=full)
     stop = len(windows) if stop is None else min(stop, len(windows))
     for batch in tqdm(windows.batches(batch_size, start, stop), desc="render", total=-(-(stop - start) // batch_size),
                       disable=not progress):
         kp_d = models.keypoints(enc, batch.windows, full=full, **batch.angles)
         yield RenderedBatch(batch.start, models.render_frames(enc, kp_d), kp_d.float().cpu())
+
+
+_DONE = object()
+
+
+def _prefetched(items: Iterator, depth: int = 1) -> Iterator:
+    """Yield ``items`` in order while a background thread computes up to ``depth`` items ahead; an exception in
+    the thread is raised here; closing this generator early stops the thread."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(x) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(x, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work():
+        try:
+            for item in items:
+                if not put((item, None)):
+                    return
+            put((_DONE, None))
+        except BaseException as e:  # handed to the consumer
+            put((None, e))
+
+    thread = threading.Thread(target=work, name="render-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, err = q.get()
+            if err is not None:
+                raise err
+            if item is _DONE:
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join()

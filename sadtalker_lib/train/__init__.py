@@ -25,9 +25,9 @@ from .posevae import (
     POSEVAE_ABLATIONS,
     PoseVAETrainConfig,
     evaluate_posevae,
-    evaluate_posevae_clips,
     train_posevae,
 )
+from .posevae_eval import evaluate_posevae_clips
 
 __all__ = [
     "TrainConfig", "TrainHistory", "Stage", "run", "seed_everything",

@@ -29,7 +29,8 @@ import torch
 from ..models.posevae import PoseVAE, PoseVAEConfig
 from ..data.windows import ExpWindows, PoseWindows
 from .expnet import EXPNET_ABLATIONS, ExpNetTrainConfig, train_expnet, train_expnet_lipreader
-from .posevae import POSEVAE_ABLATIONS, PoseVAETrainConfig, evaluate_posevae_clips, train_posevae
+from .posevae import POSEVAE_ABLATIONS, PoseVAETrainConfig, train_posevae
+from .posevae_eval import evaluate_posevae_clips
 
 __all__ = [
     "EXPNET_ROWS", "POSEVAE_ROWS", "PAPER_TABLE3", "PAPER_TABLE4", "AblationResult",
@@ -172,7 +173,8 @@ def run_posevae_ablations(train: PoseWindows, heldout: PoseWindows, heldout_clip
     table = table.iloc[sorted(range(len(table)), key=lambda i: order.get(table.index[i], len(order)))]
     table.attrs["caption"] = (f"Table 4 at the CPU preset: {config.steps} steps x {config.batch_size} windows; "
                               f"{len(heldout_clips)} held-out clips; Diversity in radians (3 angles), "
-                              "Beat Align as Bailando.")
+                              "Beat Align [pose angles]: Bailando's score on the generated pose angles, a "
+                              "stand-in for the paper's on video-detected head poses.")
     return AblationResult(table=table, runs=runs, before=before)
 
 
@@ -244,8 +246,10 @@ class AblationExplorer:
                                          num_styles=self.num_styles, progress=False)
             self.pose.runs.update(more.runs)
         ours = self.tables[table]
-        self.tables[table] = pd.concat([ours.drop(index=[i for i in more.table.index if i in ours.index]),
-                                        more.table])
+        merged = pd.concat([ours.drop(index=[i for i in more.table.index if i in ours.index]), more.table])
+        # the retrained rows keep their places (the widget's row list and the plot keep the table's order)
+        self.tables[table] = merged.loc[[i for i in ours.index if i in merged.index]
+                                        + [i for i in merged.index if i not in ours.index]]
         return self.tables[table]
 
     def widget(self):
@@ -256,28 +260,44 @@ class AblationExplorer:
         rows_w = widgets.SelectMultiple(rows=7, description="rows")
         metric_w = widgets.Dropdown(description="metric")
         steps_w = widgets.IntSlider(value=40, min=10, max=400, step=10, description="more steps")
-        train_w = widgets.Button(description="Continue training", icon="play")
+        train_w = widgets.Button(description="Continue training", icon="play", layout=widgets.Layout(width="auto"))
         plot_w = widgets.Output()
 
+        updating = []  # non-empty while refresh() sets several controls: one redraw at its end, not one each
+
         def redraw(*_):
+            if updating:
+                return
             plot_w.clear_output(wait=True)
             with plot_w:
                 self.draw(table_w.value, list(rows_w.value), metric_w.value)
 
         def refresh(*_):
             ours = self.tables[table_w.value]
-            rows_w.options = list(ours.index)
-            rows_w.value = tuple(ours.index)
-            metric_w.options = [c for c in ours.columns if c not in ("variant", "style")]
+            metrics = [c for c in ours.columns if c not in ("variant", "style")]
+            keep = metric_w.value
+            updating.append(True)
+            try:
+                rows_w.options = list(ours.index)
+                rows_w.value = tuple(ours.index)
+                metric_w.options = metrics
+                # new options leave a Dropdown's value None (ipywidgets 8): the menu would show no metric
+                metric_w.value = keep if keep in metrics else metrics[0]
+            finally:
+                updating.clear()
             redraw()
 
         def on_train(_):
             ours = self.tables[table_w.value]
             variants = {ours.loc[r, "variant"] for r in rows_w.value}
-            with plot_w:
+            train_w.disabled, done = True, False
+            with plot_w:  # an error while training shows here (the Output prints the traceback)
                 print("training", sorted(variants), "for", steps_w.value, "more steps ...")
-            self.continue_training(table_w.value, variants, steps_w.value)
-            refresh()
+                self.continue_training(table_w.value, variants, steps_w.value)
+                done = True
+            train_w.disabled = False
+            if done:
+                refresh()
 
         table_w.observe(refresh, "value")
         rows_w.observe(redraw, "value")

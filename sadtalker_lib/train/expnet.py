@@ -19,27 +19,26 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..data.windows import ExpWindows, frame_energy
+from ..data.windows import ExpWindows
 from ..models.expnet import ExpNet, ExpNetConfig
-from ..morphable.render import mouth_opening
 from ..official import OFFICIAL_NETWORKS
 from ..official.io import load_official, save_official_pth
 from .lipreader import (
     LIPREADER_FILE,
-    MOUTH_LANDMARKS,
     LipReader,
-    lipreader_accuracy,
     load_lipreader,
     mouth_features,
     save_lipreader,
     train_lipreader,
 )
+from .expnet_heldout import ExpNetMetrics, evaluate_expnet, expnet_heldout, heldout_report
+from .heldout import HeldoutReport
 from .loop import RunContext, Stage, StepContext, TrainConfig, TrainHistory, precise_batchnorm, run
 from .losses import blink_target_ratio, distill_loss, expnet_total, eye_ratio, landmark_loss, read_loss
 
@@ -55,16 +54,21 @@ __all__ = [
     "evaluate_expnet",
     "eye_closing_direction",
     "warm_start_mapping",
+    "lip_subspace",
     "calibrate_batchnorm",
     "ExpNetStage",
     "train_expnet",
     "cli_stage",
+    "expnet_corpus_windows",
+    "expnet_heldout",
+    "heldout_report",
 ]
 
 NETWORK = "audio2exp"
 CKPT_STEM = "auido2exp"  # the official file's stem (auido2exp_00300-model.pth, sic)
 LR_EXPNET = 2e-5  # Sec. 4.1: "ExpNet, PoseVAE, and FaceRender are trained with a learning rate of 2e-5, 1e-4, 2e-4"
 EXPNET_WINDOW = 5  # Sec. 4.1: "ExpNet uses continuous 5 frames to learn"
+WARM_STARTS = ("lip_subspace", "reference", "none")  # how Phi_M starts (warm_start_mapping); the paper does not say
 
 
 @dataclass
@@ -76,11 +80,17 @@ class ExpNetTrainConfig(TrainConfig):
     coefficients). use_landmark_loss: L_lks on/off. mapping_lr_scale: learning-rate factor for the linear
     Phi_M (1 = the paper; the CPU preset raises it, see ``cpu``). lipreader_path: a file written by
     ``lipreader.save_lipreader`` (None: train the stand-in here, ``lipreader_steps`` steps).
-    warm_start: start Phi_M (fresh weights only) as beta = beta_0 + z_blink d, d the face model's eye-closing
-    direction, with zero audio columns (:func:`warm_start_mapping`). The paper does not say how Phi_M starts;
-    from a random start the single linear layer must first learn to copy beta_0 and to map z to a blink, which
-    Adam at lr 2e-5 does only after thousands of steps, while the random audio columns add noise of about
-    0.5 per coefficient and the eye loss (weight lambda_lks * lambda_eye = 2) shakes every coefficient.
+    warm_start: how Phi_M starts (fresh weights only; :func:`warm_start_mapping`), zero audio columns and the
+    face model's eye-closing direction d on z_blink in each case: "lip_subspace" (default) beta_0 with its mouth
+    replaced by the training targets' average mouth, "reference" beta = beta_0 + z d, "none" torch's random
+    init (True / False mean "lip_subspace" / "none"). The paper does not say how Phi_M starts; from a random
+    start the single linear layer must first learn to copy beta_0 and to map z to a blink, which Adam at lr 2e-5
+    does only after thousands of steps, while the random audio columns add noise of about 0.5 per coefficient
+    and the eye loss (weight lambda_lks * lambda_eye = 2) shakes every coefficient; from "reference" it must
+    first unlearn the first frame's mouth, which is why that start barely beat beta_0 alone in 300 steps.
+    lr_decay_start / lr_final_scale: constant lr, then (from ``lr_decay_start * steps`` on) a linear fall to
+    ``lr_final_scale * lr`` at the last step (:meth:`lr_factor`); the CPU preset decays over its second half, so
+    the exported weights are not one noisy iterate of a constant-lr run (the paper gives no schedule).
     precise_bn_windows: before every held-out evaluation and the final save, re-estimate the audio encoder's
     BatchNorm statistics on this many training windows (:func:`calibrate_batchnorm`; 0 = keep the running
     averages). With small batches the running averages of a fast-changing network differ from the population
@@ -101,20 +111,27 @@ class ExpNetTrainConfig(TrainConfig):
     lipreader_path: str | None = None
     lipreader_steps: int = 400
     mapping_lr_scale: float = 1.0
-    warm_start: bool = True
+    warm_start: str | bool = "lip_subspace"
+    lr_decay_start: float = 1.0  # fraction of the steps after which lr falls linearly (1: constant, the paper)
+    lr_final_scale: float = 0.05  # lr at the last step, as a fraction of lr (when it decays)
     precise_bn_windows: int = 256
 
     def __post_init__(self):
+        if self.warm_start is True or self.warm_start is False:
+            self.warm_start = "lip_subspace" if self.warm_start else "none"
+        if self.warm_start not in WARM_STARTS:
+            raise ValueError(f"warm_start must be one of {WARM_STARTS}, got {self.warm_start!r}")
         if self.target not in ("lip", "real"):
             raise ValueError(f"target must be 'lip' (lip-only teacher) or 'real' (full coefficients), "
                              f"got {self.target!r}")
 
     @classmethod
     def cpu(cls, **changes) -> "ExpNetTrainConfig":
-        """Small CPU preset (notebooks, CI): 300 steps of 8 windows at lr 3e-4 (15x the paper's 2e-5, so that a
-        minute or two of training shows), held-out loss every 50 steps, BatchNorm re-estimated on 128 windows."""
-        base = dict(steps=300, batch_size=8, lr=3e-4, eval_every=50, checkpoint_every=100, lipreader_steps=300,
-                    precise_bn_windows=128)
+        """Small CPU preset (notebooks, the CLI): 600 steps of 8 windows at lr 3e-4 (15x the paper's 2e-5, so that
+        a few minutes of training show), falling linearly over the second half; held-out loss every 50 steps,
+        BatchNorm re-estimated on 128 windows."""
+        base = dict(steps=600, batch_size=8, lr=3e-4, eval_every=50, checkpoint_every=100, lipreader_steps=300,
+                    precise_bn_windows=128, lr_decay_start=0.5)
         return cls(**{**base, **changes})
 
     @classmethod
@@ -123,6 +140,13 @@ class ExpNetTrainConfig(TrainConfig):
         base = dict(steps=4, batch_size=4, lr=3e-4, eval_every=2, checkpoint_every=2, lipreader_steps=20,
                     precise_bn_windows=8, progress=False)
         return cls(**{**base, **changes})
+
+    def lr_factor(self, step: int) -> float:
+        """The lr multiplier of (0-based) optimizer step ``step``: 1, then linear to ``lr_final_scale``."""
+        start = self.lr_decay_start * self.steps
+        if step < start:
+            return 1.0
+        return 1.0 - (1.0 - self.lr_final_scale) * (step - start) / max(1.0, self.steps - 1 - start)
 
     def ablation(self, name: str) -> "ExpNetTrainConfig":
         """This config with a Table 3 row's switches (:data:`EXPNET_ABLATIONS`)."""
@@ -206,77 +230,6 @@ def train_expnet_lipreader(windows: ExpWindows, morphable=None, steps: int = 400
     return train_lipreader(feats, windows.viseme, steps=steps, seed=seed)
 
 
-@dataclass
-class ExpNetMetrics:
-    """Held-out numbers for one ExpNet.
-
-    loss / distill / lks / eye / read: the Eq. 3-10 terms with a fixed blink draw.
-    exp_error: MSE of beta^g (z_blink = 0) against the lip-only teacher (expression error vs the teacher);
-    mouth_error: the same comparison seen on the face: mean distance (px, 224 image) of the 20 mouth landmarks.
-    mouth_energy_corr: correlation over frames between mouth opening (inner-lip gap 62-66 over the eye-corner
-    distance) and audio energy (a lip-sync measure); teacher_mouth_energy_corr: the same for the teacher.
-    lipreader_acc: frame accuracy of the lip reader on the generated mouths (nan without labels / reader).
-    """
-
-    loss: float
-    distill: float
-    lks: float
-    eye: float
-    read: float
-    exp_error: float
-    mouth_error: float
-    mouth_energy_corr: float
-    teacher_mouth_energy_corr: float
-    lipreader_acc: float
-
-
-def _corr(a: torch.Tensor, b: torch.Tensor) -> float:
-    a, b = a.flatten().double(), b.flatten().double()
-    a, b = a - a.mean(), b - b.mean()
-    den = float(a.norm() * b.norm())
-    return float((a * b).sum()) / den if den > 0 else float("nan")
-
-
-@torch.no_grad()
-def evaluate_expnet(model: ExpNet, windows: ExpWindows, config: ExpNetTrainConfig | None = None, morphable=None,
-                    lipreader: LipReader | None = None, seed: int = 1234, batch_size: int = 64) -> ExpNetMetrics:
-    """Held-out evaluation in eval mode (BatchNorm running statistics), deterministic for ``seed``."""
-    config = config or ExpNetTrainConfig()
-    morphable = morphable or default_morphable_model()
-    was_training = model.training
-    model.eval()
-    g = torch.Generator().manual_seed(seed)
-    n, t = len(windows), windows.window
-    z_all = torch.rand(n, t, generator=g)
-    sums: dict[str, float] = {}
-    preds = []
-    for s in range(0, n, batch_size):
-        part = windows[torch.arange(s, min(s + batch_size, n))]
-        _, terms, _ = expnet_step_losses(model, part, z_all[s:s + batch_size], config, morphable, lipreader)
-        for k, v in terms.items():
-            sums[k] = sums.get(k, 0.0) + v * len(part)
-        ref = part.ref_exp if config.use_ref_exp else torch.zeros_like(part.ref_exp)
-        preds.append(model(part.mel, ref[:, None].expand(-1, t, -1), torch.zeros(len(part), t, 1)))
-    model.train(was_training)
-    pred = torch.cat(preds)
-    lm = project_expression(morphable, pred, windows.id_coeff)
-    lm_teacher = project_expression(morphable, windows.exp_lip, windows.id_coeff)
-    energy = frame_energy(windows.mel)
-    acc = float("nan")
-    if lipreader is not None and windows.viseme is not None:
-        acc = lipreader_accuracy(lipreader, mouth_features(lm), windows.viseme)
-    mean = {k: v / n for k, v in sums.items()}
-    return ExpNetMetrics(
-        loss=mean["loss"], distill=mean["distill"], lks=mean.get("lks", float("nan")),
-        eye=mean.get("eye", float("nan")), read=mean.get("read", float("nan")),
-        exp_error=float(distill_loss(pred, windows.exp_lip)),
-        mouth_error=float((lm - lm_teacher)[..., list(MOUTH_LANDMARKS), :].norm(dim=-1).mean()),
-        mouth_energy_corr=_corr(mouth_opening(lm), energy),
-        teacher_mouth_energy_corr=_corr(mouth_opening(lm_teacher), energy),
-        lipreader_acc=acc,
-    )
-
-
 def eye_closing_direction(morphable) -> torch.Tensor:
     """The smallest expression change d [64] that closes the eyes of the mean face to first order.
 
@@ -289,14 +242,38 @@ def eye_closing_direction(morphable) -> torch.Tensor:
     return (-r.detach() * jac / jac.pow(2).sum().clamp_min(1e-12)).detach()
 
 
-@torch.no_grad()
-def warm_start_mapping(model: ExpNet, morphable) -> ExpNet:
-    """Phi_M (``mapping1``: Linear([audio 512 | beta_0 64 | z 1] -> 64)) set so that beta = beta_0 + z d.
+def lip_subspace(windows: ExpWindows, energy: float = 0.999) -> tuple[torch.Tensor, torch.Tensor]:
+    """(U [64, k], mean [64]): the directions in which the lip-only target moves WITHIN a clip, and its mean.
 
-    The beta_0 block becomes the identity (the official code's commented-out ``+ ref`` residual, expressed as
-    an initialisation: the architecture and checkpoint layout stay official), the z column the eye-closing
-    direction d (:func:`eye_closing_direction`), the audio block and the bias zero ("zero-init the last
-    layer"; the audio encoder gets gradients from the first update of these columns on).
+    The target keeps the first frame's expression except the mouth, which follows the audio (Eq. 3), so its
+    within-clip variation spans the lip-motion subspace of the coefficient space, whatever the face model (the
+    stand-in's designed lip directions, or mixtures of BFM components). U: the top principal directions of the
+    target minus its clip mean, enough for ``energy`` of that variance.
+    """
+    x = windows.exp_lip.reshape(len(windows), -1, windows.exp_lip.shape[-1])  # [N, T, 64]
+    clip = windows.clip
+    means = torch.zeros(int(clip.max()) + 1, x.shape[-1]).index_add_(0, clip, x.mean(1))
+    counts = torch.zeros(int(clip.max()) + 1).index_add_(0, clip, torch.ones(len(clip)))
+    dev = (x - (means / counts.clamp_min(1)[:, None])[clip][:, None]).reshape(-1, x.shape[-1]).double()
+    _, s, vh = torch.linalg.svd(dev, full_matrices=False)
+    share = (s ** 2).cumsum(0) / (s ** 2).sum().clamp_min(1e-30)
+    k = int((share < energy).sum()) + 1
+    return vh[:k].T.float(), x.reshape(-1, x.shape[-1]).mean(0)
+
+
+@torch.no_grad()
+def warm_start_mapping(model: ExpNet, morphable, windows: ExpWindows | None = None) -> ExpNet:
+    """Phi_M (``mapping1``: Linear([audio 512 | beta_0 64 | z 1] -> 64)) set so that beta = B beta_0 + c + z d.
+
+    The z column is the eye-closing direction d (:func:`eye_closing_direction`), the audio block zero
+    ("zero-init the last layer"; the audio encoder gets gradients from the first update of these columns on).
+    Without ``windows``: B = I, c = 0 (the official code's commented-out ``+ ref`` residual, expressed as an
+    initialisation: the architecture and checkpoint layout stay official). With training ``windows``:
+    B = I - U U^T and c = U U^T mean(beta^lip), U the target's lip subspace (:func:`lip_subspace`): beta_0 with
+    its mouth replaced by the average mouth. beta_0 is the first frame, caught mid-word as often as not, while
+    the target's mouth follows the audio only; starting from B = I the network would first have to unlearn the
+    first frame's mouth, O(1) changes of single weights that Adam makes at about ``lr`` per step (hundreds of
+    steps at the CPU preset, thousands at the paper's lr) while the audio columns learn the mouth on top of it.
     """
     a, e = model.config.audio_dim, model.config.exp_dim
     with torch.enable_grad():
@@ -306,6 +283,11 @@ def warm_start_mapping(model: ExpNet, morphable) -> ExpNet:
     w[:, a:a + e] = torch.eye(e)
     w[:, a + e] = d
     model.mapping1.bias.zero_()
+    if windows is not None:
+        u, mean = lip_subspace(windows)
+        proj = u @ u.T  # [64, 64]
+        w[:, a:a + e] -= proj
+        model.mapping1.bias.copy_(proj @ mean)
     return model
 
 
@@ -334,7 +316,7 @@ class ExpNetRun:
     model: ExpNet
     history: TrainHistory
     checkpoint: Path | None
-    out_dir: Path
+    out_dir: Path | None
     config: ExpNetTrainConfig
     lipreader: LipReader | None
     step: int
@@ -346,7 +328,9 @@ class ExpNetStage(Stage):
     name, stem = "ExpNet", CKPT_STEM
 
     def __init__(self, train: ExpWindows, heldout: ExpWindows | None = None, config: ExpNetTrainConfig | None = None,
-                 *, init: ExpNet | str | os.PathLike | None = None, morphable=None, lipreader: LipReader | None = None):
+                 *, init: ExpNet | str | os.PathLike | None = None, morphable=None, lipreader: LipReader | None = None,
+                 split: dict | None = None):
+        self.split = split  # what heldout.json says the numbers were measured on (CorpusSplit.to_json())
         self.config = config or ExpNetTrainConfig()
         if train.window != self.config.window:
             raise ValueError(f"the windows have {train.window} frames, config.window is {self.config.window}")
@@ -364,8 +348,10 @@ class ExpNetStage(Stage):
             model.load_state_dict(self.init.state_dict())
         elif self.init is not None:
             load_official(model, NETWORK, self.init)
-        elif config.warm_start:
-            warm_start_mapping(model, self.morphable)
+        elif config.warm_start != "none":
+            # the subspace of the target trained on ("w/ real coeffs.": the full coefficients' within-clip motion)
+            target = self.train if config.target == "lip" else replace(self.train, exp_lip=self.train.exp_real)
+            warm_start_mapping(model, self.morphable, target if config.warm_start == "lip_subspace" else None)
         model.train()
         groups = [{"params": list(model.audio_encoder.parameters())},
                   {"params": list(model.mapping1.parameters()), "lr": config.lr * config.mapping_lr_scale}]
@@ -385,6 +371,9 @@ class ExpNetStage(Stage):
 
     def train_step(self, ctx: StepContext) -> dict[str, float]:
         batch = _to(self.train[ctx.indices], ctx.device)
+        factor = self.config.lr_factor(ctx.step)  # a function of the step: a resumed run decays the same
+        for group in self.optimizers["main"].param_groups:
+            group["lr"] = group.setdefault("base_lr", group["lr"]) * factor
         z_blink = ctx.rand(self.config.window)
         loss, terms, _ = expnet_step_losses(ctx.module("expnet"), batch, z_blink, self.config, self.morphable,
                                             self.lipreader)
@@ -408,6 +397,14 @@ class ExpNetStage(Stage):
             return None
         return save_official_pth({NETWORK: self.model}, out_dir / OFFICIAL_NETWORKS[NETWORK].pth_file,
                                  epoch=self.config.steps)
+
+    def heldout_report(self, ctx: RunContext) -> HeldoutReport | None:
+        """Trained vs beta0_only / mean_mouth / teacher on the held-out windows (``expnet_heldout``)."""
+        if self.heldout is None or not len(self.heldout):
+            return None
+        result = expnet_heldout(self.model, _to(self.heldout, ctx.device), self.morphable, self.config.use_ref_exp,
+                                self.train)
+        return heldout_report(result, self.split)
 
 
 def _to(windows: ExpWindows, device) -> ExpWindows:
@@ -441,7 +438,7 @@ def _lipreader_for(config: ExpNetTrainConfig, train: ExpWindows, out_dir: Path |
 
 
 def train_expnet(train: ExpWindows, heldout: ExpWindows | None = None, config: ExpNetTrainConfig | None = None,
-                 out_dir: str | os.PathLike = "runs/expnet", *, init: ExpNet | str | os.PathLike | None = None,
+                 out_dir: str | os.PathLike | None = "runs/expnet", *, init: ExpNet | str | os.PathLike | None = None,
                  resume: bool = True, morphable=None, lipreader: LipReader | None = None,
                  stop_after: int | None = None) -> ExpNetRun:
     """Distil ExpNet on ``train`` windows, logging the held-out loss; resumable (``loop.run`` on :class:`ExpNetStage`).
@@ -457,14 +454,31 @@ def train_expnet(train: ExpWindows, heldout: ExpWindows | None = None, config: E
     stage = ExpNetStage(train, heldout, config, init=init, morphable=morphable, lipreader=lipreader)
     res = run(stage, out_dir, resume=resume, stop_after=stop_after)
     stage.model.eval()
-    return ExpNetRun(model=stage.model, history=res.history, checkpoint=res.final, out_dir=Path(out_dir),
+    return ExpNetRun(model=stage.model, history=res.history, checkpoint=res.final, out_dir=res.out_dir,
                      config=stage.config, lipreader=stage.lipreader, step=res.step)
 
 
-def cli_stage(corpus: Path, preset: str, heldout_clips: int = 1, **overrides) -> ExpNetStage:
-    """``sadtalker-lab train expnet``: windows of a corpus folder (the last ``heldout_clips`` clips held out)."""
-    from ..data.windows import corpus_windows, exp_windows_from_dataset
+def expnet_corpus_windows(corpus: str | os.PathLike, window: int = EXPNET_WINDOW, heldout_fraction: float = 0.25,
+                          seed: int = 0, train_stride: int = 2):
+    """(train, held-out, split) ExpNet windows of a corpus folder, split by person (``corpus.splits.identity_split``:
+    whole identities held out where there are several, else the last clips). Held-out windows tile each clip
+    (stride = window), so the per-clip measures of ``expnet_heldout`` see every frame once, in order. With one
+    person in the corpus, ``round(heldout_fraction * clips)`` clips are held out (same person: the split says so)."""
+    from ..data.corpus import CorpusDataset, load_index
+    from ..data.corpus.splits import identity_split
+    from ..data.windows import exp_windows_from_dataset
 
+    n_clips = len(load_index(corpus)["clips"])
+    split = identity_split(corpus, heldout_fraction=heldout_fraction, seed=seed,
+                           min_heldout_clips=max(1, round(heldout_fraction * n_clips)))  # one person: the last clips
+    train = exp_windows_from_dataset(CorpusDataset(corpus, window=window, stride=train_stride, clips=split.train))
+    held = exp_windows_from_dataset(CorpusDataset(corpus, window=window, stride=window, clips=split.heldout))
+    return train, held, split
+
+
+def cli_stage(corpus: Path, preset: str, heldout_fraction: float = 0.25, **overrides) -> ExpNetStage:
+    """``sadtalker-lab train expnet``: windows of a corpus folder, identity-disjoint held-out clips
+    (:func:`expnet_corpus_windows`); the run writes ``heldout.json`` (:meth:`ExpNetStage.heldout_report`)."""
     config = getattr(ExpNetTrainConfig, preset)(**overrides)
-    train, heldout = corpus_windows(corpus, exp_windows_from_dataset, config.window, heldout_clips, (2, 3))
-    return ExpNetStage(train, heldout, config)
+    train, heldout, split = expnet_corpus_windows(corpus, config.window, heldout_fraction, config.seed)
+    return ExpNetStage(train, heldout, config, split=split.to_json())

@@ -3,12 +3,16 @@
 One step on a batch of 33-frame windows (rho_0 and the 32 frames after it; official ``Audio2Pose.forward``):
 
     Delta rho = rho_{1..32} - rho_0                                     the residual motion        [B, 32, 6]
-    a = Phi_A(mel_{1..32})      (frozen audio encoder, as the official Audio2Pose freezes its Wav2Lip encoder)
+    a = Phi_A(mel_{1..32})      (frozen, as the official Audio2Pose freezes its Wav2Lip encoder; offline the
+                                 CPU preset trains its top 2 blocks: posevae_audio.py)
     mu, logvar = Encoder(Delta rho, rho_0, a, style);  z = mu + eps exp(logvar / 2)
     Delta rho' = Decoder(z, rho_0, a, style)
     L_MSE = MSE(Delta rho', Delta rho)  (Eq. 11);  L_KL = KL(q(z) || N(0, I))
     D: 1-D PatchGAN on pose sequences rho_0 + Delta rho' (fake) vs rho_{1..32} (real), least squares (Eq. 12)
-    L_pose = lambda_MSE L_MSE + lambda_KL L_KL + lambda_GAN L_GAN        (Eq. 13)
+    L_pose = lambda_MSE L_MSE + lambda_KL L_KL + lambda_GAN L_GAN        (Eq. 13; L_KL with optional free bits)
+
+Held-out evaluation against a still head and a random training sequence, and the whole-clip metrics (Diversity,
+Beat Align): ``posevae_eval.py``; ``PoseVAEStage.heldout_report`` writes them to ``heldout.json``.
 
 Table 4 switches (:data:`POSEVAE_ABLATIONS`): ``use_gan`` (w/o L_GAN), ``use_ref_pose`` (w/o initial pose:
 rho_0 = 0 as the condition), ``use_audio`` (w/o audio: zero audio embeddings), and all three conditions off
@@ -21,25 +25,26 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Mapping, Sequence
+
 
 import numpy as np
 import torch
 
-from ..coeffs import ANGLE
 from ..data.windows import PoseWindows
 from ..models.posevae import PoseVAE, PoseVAEConfig
 from ..official import OFFICIAL_NETWORKS
-from ..official.io import load_official, official_state_dict, read_checkpoint, save_official_pth
+from ..official.io import load_official, save_official_pth
 from .loop import RunContext, Stage, StepContext, TrainConfig, TrainHistory, precise_batchnorm, run
 from .losses import gan_discriminator_loss, gan_generator_loss, kl_loss, mse_loss, pose_total
+from .posevae_audio import AudioFrameCache, audio_embeddings, load_audio_encoder, split_audio_encoder
+from .posevae_audio import with_embeddings as _with_embeddings
 
 __all__ = [
     "PoseVAETrainConfig", "POSEVAE_ABLATIONS", "load_audio_encoder", "audio_embeddings", "posevae_forward",
-    "PoseVAEHeldout", "evaluate_posevae", "PoseClipMetrics", "evaluate_posevae_clips", "calibrate_batchnorm",
+    "PoseVAEHeldout", "evaluate_posevae", "calibrate_batchnorm",
     "residual_rms", "fold_pose_scale", "PoseVAERun", "PoseVAEStage", "train_posevae", "cli_stage",
 ]
 
@@ -70,6 +75,18 @@ class PoseVAETrainConfig(TrainConfig):
     (:func:`fold_pose_scale`): the final official-layout file works in raw units like any official checkpoint.
     precise_bn_windows: before every held-out evaluation and the final save, re-estimate the encoder's and
     decoder's BatchNorm statistics on this many training windows (:func:`calibrate_batchnorm`; 0 = off).
+    kl_free_bits / kl_warmup_steps: keep the CVAE from collapsing to its mean (z ignored): the KL of each latent
+    dimension counts as at least ``kl_free_bits`` nats (:func:`free_bits_kl`), and lambda_KL ramps up from 0 over
+    the first ``kl_warmup_steps`` steps (:meth:`kl_weight`). 0 / 0 (the defaults): the plain Eq. 13.
+    zero_init_output: a fresh model starts with the decoder's last layer (``pose_linear``) at zero, i.e. as the
+    still head (Delta rho' = 0), instead of a random offset of the residuals' size that the CPU preset's few
+    hundred steps spend unlearning.
+    audio_train_layers: train the audio encoder's last k blocks with the CVAE (0: all frozen, as the official
+    training freezes its *pretrained* Wav2Lip encoder; ``posevae_audio.py``). Needs windows with ``mel``.
+    standardize_ref_pose: feed rho_0 to the encoder and decoder with unit std per value over the training windows
+    (a gain folded into their first layers at export). In pose units rho_0 is a weak input (std ~0.3 beside 64
+    latent and 192 audio inputs of std ~1), and the motion's mean reversion towards the style's rest pose, the
+    most predictable part of Delta rho, depends on it.
     """
 
     lr: float = LR_POSEVAE
@@ -88,21 +105,37 @@ class PoseVAETrainConfig(TrainConfig):
     pose_scale: float | None = None
     pose_rms: float = 0.25
     precise_bn_windows: int = 256
+    kl_free_bits: float = 0.0
+    kl_warmup_steps: int = 0
+    zero_init_output: bool = False
+    audio_train_layers: int = 0
+    standardize_ref_pose: bool = False
 
     @classmethod
     def cpu(cls, **changes) -> "PoseVAETrainConfig":
         """Small CPU preset (notebooks, CI): 200 steps of 16 windows, lr 1e-3 for both nets (10x the paper's
-        1e-4), held-out loss every 25 steps, BatchNorm re-estimated on 128 windows."""
+        1e-4), held-out loss every 25 steps, BatchNorm re-estimated on 128 windows; against a collapsed posterior
+        (Adam rescales even a tiny KL gradient to full-size steps, so lowering lambda_KL alone does not help):
+        0.25 free nats per latent dimension, the decoder's output layer starting at zero (the still head), and
+        the audio encoder's top 2 blocks trained (a random frozen encoder is no Wav2Lip), rho_0 standardised,
+        and residuals of unit RMS in training units (L_MSE on the scale of L_GAN and L_KL, which Eq. 13's weights
+        1, 1, 0.7 balance; at RMS 0.25 the adversarial term outweighs L_MSE ~15x)."""
         base = dict(steps=200, batch_size=16, lr=1e-3, lr_discriminator=1e-3, eval_every=25, checkpoint_every=50,
-                    precise_bn_windows=128)
+                    precise_bn_windows=128, kl_free_bits=0.25, zero_init_output=True, audio_train_layers=2,
+                    standardize_ref_pose=True, pose_rms=1.0)
         return cls(**{**base, **changes})
 
     @classmethod
     def tiny(cls, **changes) -> "PoseVAETrainConfig":
-        """Seconds-long smoke preset (tests, CLI checks): 4 steps of 4 windows at the CPU preset's lr."""
-        base = dict(steps=4, batch_size=4, lr=1e-3, lr_discriminator=1e-3, eval_every=2, checkpoint_every=2,
-                    precise_bn_windows=8, progress=False)
-        return cls(**{**base, **changes})
+        """Seconds-long smoke preset (tests, CLI checks): 4 steps of 4 windows, otherwise the CPU preset."""
+        base = dict(steps=4, batch_size=4, eval_every=2, checkpoint_every=2, precise_bn_windows=8, progress=False)
+        return cls.cpu(**{**base, **changes})
+
+    def kl_weight(self, step: int) -> float:
+        """lambda_KL at optimizer step ``step``: ramped linearly from 0 over ``kl_warmup_steps`` (KL annealing)."""
+        if self.kl_warmup_steps <= 0:
+            return self.lambda_kl
+        return self.lambda_kl * min(1.0, step / self.kl_warmup_steps)
 
     def ablation(self, name: str) -> "PoseVAETrainConfig":
         """This config with a Table 4 row's switches (:data:`POSEVAE_ABLATIONS`)."""
@@ -121,64 +154,19 @@ POSEVAE_ABLATIONS: dict[str, dict] = {
 }
 
 
-# --- Audio features ---------------------------------------------------------------------------------------------------
-def load_audio_encoder(model: PoseVAE, source: str | os.PathLike | Mapping) -> PoseVAE:
-    """Copy Phi_A into ``model.audio_encoder`` from an auido2exp / auido2pose checkpoint (file, folder or dict)."""
-    ckpt = source if isinstance(source, Mapping) else None
-    if ckpt is None and Path(source).is_file():
-        ckpt = read_checkpoint(source)
-    for network, prefix in (("audio2exp", "audio_encoder."), ("audio2pose", "audio_encoder.audio_encoder.")):
-        try:
-            sd = official_state_dict(network, ckpt if ckpt is not None else source)
-        except Exception:  # noqa: BLE001 - try the next layout
-            continue
-        enc = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
-        if enc:
-            from ..official.io import load_state_dict_checked
-
-            load_state_dict_checked(model.audio_encoder, enc, where=f"{source} [{network} audio encoder]")
-            return model
-    raise ValueError(f"{source} holds no audio encoder (looked for auido2exp and auido2pose layouts)")
-
-
-@torch.no_grad()
-def audio_embeddings(model: PoseVAE, windows: PoseWindows, batch_frames: int = 256) -> torch.Tensor:
-    """Phi_A (eval mode) on frames 1..T of every window: [N, T, 512].
-
-    Frames shared by overlapping windows of the same clip (known from ``clip`` and ``start``) are encoded once.
-    """
-    if windows.mel is None:
-        raise ValueError("the windows carry no mel windows to encode")
-    enc = model.audio_encoder
-    was = enc.training
-    enc.eval()
-    n, t1 = windows.mel.shape[:2]
-    if windows.start is not None:
-        frame_ids = windows.clip[:, None] * 1_000_000 + windows.start[:, None] + torch.arange(1, t1)  # [N, T]
-    else:
-        frame_ids = torch.arange(n * (t1 - 1)).reshape(n, t1 - 1)
-    uniq, inverse = torch.unique(frame_ids.reshape(-1), return_inverse=True)
-    first = torch.full((len(uniq),), -1, dtype=torch.long)
-    flat_pos = torch.arange(frame_ids.numel())
-    first.scatter_reduce_(0, inverse, flat_pos, reduce="amin", include_self=False)
-    mels = windows.mel[:, 1:].reshape(-1, *windows.mel.shape[2:])[first]  # [U, 1, 80, 16]
-    out = torch.cat([enc(mels[i:i + batch_frames]).reshape(-1, enc.out_channels)
-                     for i in range(0, len(mels), batch_frames)])
-    enc.train(was)
-    return out[inverse].reshape(n, t1 - 1, -1)
-
-
-def _with_embeddings(model: PoseVAE, windows: PoseWindows | None) -> PoseWindows | None:
-    if windows is None or windows.audio_emb is not None:
-        return windows
-    from dataclasses import replace
-
-    return replace(windows, audio_emb=audio_embeddings(model, windows), mel=None)
+def free_bits_kl(mu: torch.Tensor, logvar: torch.Tensor, free_bits: float) -> torch.Tensor:
+    """L_KL with "free bits" (Kingma et al. 2016): per latent dimension, the batch-mean KL, raised to at least
+    ``free_bits`` nats (no gradient below it), then averaged over dimensions. 0: :func:`losses.kl_loss`."""
+    if free_bits <= 0:
+        return kl_loss(mu, logvar)
+    per_dim = (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp())).mean(0)  # [64]
+    return per_dim.clamp(min=free_bits).mean()
 
 
 # --- Forward pass and losses ------------------------------------------------------------------------------------------
-def _conditions(pose: torch.Tensor, emb: torch.Tensor, style: torch.Tensor, config: PoseVAETrainConfig):
-    ref = pose[:, 0]
+def _conditions(pose: torch.Tensor, emb: torch.Tensor, style: torch.Tensor, config: PoseVAETrainConfig,
+                ref_gain: torch.Tensor | None = None):
+    ref = pose[:, 0] if ref_gain is None else pose[:, 0] * ref_gain.to(pose.device)  # standardize_ref_pose
     ref_c = ref if config.use_ref_pose else torch.zeros_like(ref)  # "w/o initial pose"
     emb_c = emb if config.use_audio else torch.zeros_like(emb)  # "w/o audio"
     style_c = style if config.use_style else torch.zeros_like(style)  # one shared style
@@ -186,13 +174,13 @@ def _conditions(pose: torch.Tensor, emb: torch.Tensor, style: torch.Tensor, conf
 
 
 def posevae_forward(model: PoseVAE, pose: torch.Tensor, emb: torch.Tensor, style: torch.Tensor,
-                    eps: torch.Tensor | None, config: PoseVAETrainConfig):
+                    eps: torch.Tensor | None, config: PoseVAETrainConfig, ref_gain: torch.Tensor | None = None):
     """The CVAE training path. pose [B, T+1, 6], emb [B, T, 512], style [B]; eps [B, 64] (None: z = mu).
 
     Returns (Delta rho' [B, T, 6], Delta rho [B, T, 6], mu, logvar [B, 64]).
     """
     motion_gt = pose[:, 1:] - pose[:, :1]  # Delta rho
-    ref_c, emb_c, style_c = _conditions(pose, emb, style, config)
+    ref_c, emb_c, style_c = _conditions(pose, emb, style, config, ref_gain)
     h_mu, h_logvar = model.encoder(motion_gt, ref_c, emb_c, style_c)
     z = h_mu if eps is None else h_mu + eps * torch.exp(0.5 * h_logvar)  # reparameterisation
     return model.decoder(z, ref_c, emb_c, style_c), motion_gt, h_mu, h_logvar
@@ -211,7 +199,7 @@ class PoseVAEHeldout:
 
 @torch.no_grad()
 def evaluate_posevae(model: PoseVAE, windows: PoseWindows, config: PoseVAETrainConfig | None = None,
-                     seed: int = 1234, batch_size: int = 64) -> PoseVAEHeldout:
+                     seed: int = 1234, batch_size: int = 64, ref_gain: torch.Tensor | None = None) -> PoseVAEHeldout:
     """Held-out losses on windows (which must carry ``audio_emb`` or ``mel``); deterministic for ``seed``."""
     config = config or PoseVAETrainConfig()
     windows = _with_embeddings(model, windows)
@@ -223,8 +211,8 @@ def evaluate_posevae(model: PoseVAE, windows: PoseWindows, config: PoseVAETrainC
     for s in range(0, n, batch_size):
         sl = slice(s, min(s + batch_size, n))
         pose, emb, style = windows.pose[sl], windows.audio_emb[sl], windows.style[sl]
-        pred, gt, mu, logvar = posevae_forward(model, pose, emb, style, None, config)
-        ref_c, emb_c, style_c = _conditions(pose, emb, style, config)
+        pred, gt, mu, logvar = posevae_forward(model, pose, emb, style, None, config, ref_gain)
+        ref_c, emb_c, style_c = _conditions(pose, emb, style, config, ref_gain)
         z = torch.randn(len(pose), model.config.latent_size, generator=g)
         prior = model.decoder(z, ref_c, emb_c, style_c)
         sums += len(pose) * np.array([float(mse_loss(pred, gt)), float(kl_loss(mu, logvar)),
@@ -234,68 +222,9 @@ def evaluate_posevae(model: PoseVAE, windows: PoseWindows, config: PoseVAETrainC
     return PoseVAEHeldout(loss=config.lambda_mse * mse + config.lambda_kl * kl, mse=mse, kl=kl, prior_mse=prior_mse)
 
 
-# --- Whole-clip metrics: diversity and beat alignment (Table 4) -------------------------------------------------------
-@dataclass
-class PoseClipMetrics:
-    """Per-clip means over generated clips. diversity: mean over angles of the std over time (radians,
-    ``metrics.diversity``); beat_align: Bailando's Beat Align Score of the head angles against the speech
-    (``metrics.beat_align``); real_*: the same for the corpus motion of those clips; style: how styles were picked."""
-
-    diversity: float
-    beat_align: float
-    real_diversity: float
-    real_beat_align: float
-    style: str
-    per_clip: list[dict]
-
-
-def evaluate_posevae_clips(model: PoseVAE, clips: Sequence[Mapping], style: str = "fixed", fixed_style: int = 0,
-                           seed: int = 0, num_styles: int | None = None) -> PoseClipMetrics:
-    """Generate every clip's head motion with the inference path (``audio2coeff.predict_pose``: 32-frame chunks,
-    z ~ N(0, I), savgol smoothing) and score it.
-
-    clips: dicts with ``mel`` [T, 1, 80, 16], ``coeffs`` [T, 70] (rho_0 = frame 0's pose; the rest is the real
-    motion for the reference numbers), ``audio`` (16 kHz) and ``style_id``. style: "fixed" (every clip with
-    ``fixed_style``: Table 4 "Single Fixed Style") or "mixed" (a randomly selected style per clip out of
-    ``num_styles``, default the styles present in ``clips``: "Mixed Style").
-    """
-    from sadtalker_lib.metrics.beat_align import beat_align
-    from sadtalker_lib.metrics.diversity import diversity
-
-    from ..audio2coeff import predict_pose
-
-    if style not in ("fixed", "mixed"):
-        raise ValueError(f"style must be 'fixed' or 'mixed', got {style!r}")
-    rng = np.random.default_rng(seed)
-    g = torch.Generator().manual_seed(seed)
-    pool = sorted({int(c["style_id"]) for c in clips}) if num_styles is None else list(range(num_styles))
-    was = model.training
-    model.eval()
-    rows = []
-    for c in clips:
-        mel = torch.as_tensor(np.asarray(c["mel"]), dtype=torch.float32)[None]
-        coeffs = np.asarray(c["coeffs"], np.float32)
-        sid = fixed_style if style == "fixed" else int(rng.choice(pool))
-        pred = predict_pose(model, mel, torch.from_numpy(coeffs[:1])[None], style=sid, generator=g)
-        angles = pred.pose[0, :, :3].numpy()
-        real = coeffs[:, ANGLE]
-        audio = np.asarray(c["audio"], np.float32)
-        row = {"style_id": sid, "diversity": diversity(angles), "real_diversity": diversity(real)}
-        for key, feats in (("beat_align", angles), ("real_beat_align", real)):
-            try:
-                row[key] = beat_align(audio, 16000, feats, 25.0).score
-            except ValueError:
-                row[key] = float("nan")
-        rows.append(row)
-    model.train(was)
-    mean = {k: float(np.nanmean([r[k] for r in rows])) for k in ("diversity", "beat_align", "real_diversity",
-                                                                  "real_beat_align")}
-    return PoseClipMetrics(style=style, per_clip=rows, **mean)
-
-
 @torch.no_grad()
 def calibrate_batchnorm(model: PoseVAE, windows: PoseWindows, config: PoseVAETrainConfig, n_windows: int = 256,
-                        batch_size: int = 64, seed: int = 0) -> PoseVAE:
+                        batch_size: int = 64, seed: int = 0, ref_gain: torch.Tensor | None = None) -> PoseVAE:
     """``loop.precise_batchnorm`` for the CVAE (encoder and decoder; the frozen audio encoder and the
     discriminator keep theirs) on ``n_windows`` training windows, through the training path (z = mu + eps sigma)."""
     if n_windows <= 0:
@@ -307,7 +236,7 @@ def calibrate_batchnorm(model: PoseVAE, windows: PoseWindows, config: PoseVAETra
         for s in range(0, len(idx), batch_size):
             i = idx[s:s + batch_size]
             eps = torch.randn(len(i), model.config.latent_size, generator=g)
-            posevae_forward(model, windows.pose[i], windows.audio_emb[i], windows.style[i], eps, config)
+            posevae_forward(model, windows.pose[i], windows.audio_emb[i], windows.style[i], eps, config, ref_gain)
 
     precise_batchnorm([model.encoder, model.decoder], run)
     return model
@@ -355,8 +284,6 @@ class PoseVAERun:
 
 
 def _scaled(windows: PoseWindows | None, scale: float) -> PoseWindows | None:
-    from dataclasses import replace
-
     return None if windows is None else replace(windows, pose=windows.pose / scale)
 
 
@@ -374,6 +301,7 @@ class PoseVAEStage(Stage):
                              f"{self.config.window}")
         self.train, self.heldout, self.init = train, heldout, init
         self.exported = False
+        self.split: dict = {}  # what heldout.json says the numbers were measured on (cli_stage: the corpus split)
 
     def build(self, ctx: RunContext) -> None:
         config = self.config
@@ -385,32 +313,62 @@ class PoseVAEStage(Stage):
             load_official(model, NETWORK, self.init)
         elif config.audio_encoder:
             load_audio_encoder(model, config.audio_encoder)
+        if self.init is None and config.zero_init_output:
+            torch.nn.init.zeros_(model.decoder.pose_linear.weight)  # start as the still head: Delta rho' = 0
+            torch.nn.init.zeros_(model.decoder.pose_linear.bias)
         if int(self.train.style.max()) >= model.config.num_classes:
             raise ValueError(f"style ids must be < {model.config.num_classes}, got {int(self.train.style.max())}")
         model.train()
         model.audio_encoder.eval()
         for p in model.audio_encoder.parameters():
             p.requires_grad_(False)  # frozen, as the official Audio2Pose freezes its Wav2Lip encoder
+        top = split_audio_encoder(model, config.audio_train_layers)[1] if self.train.mel is not None else None
+        for p in top.parameters() if top is not None else ():
+            p.requires_grad_(True)  # ... except its top blocks when asked (posevae_audio.py)
         betas = tuple(config.adam_betas)
         self.model = model
         self.modules = {NETWORK: model}
         self.train_modules = {"encoder": model.encoder, "decoder": model.decoder}
+        if top is not None and len(top):
+            self.train_modules["audio_top"] = top
         if config.use_gan:
             self.train_modules["discriminator"] = model.discriminator
+        params = [*model.encoder.parameters(), *model.decoder.parameters(), *(top.parameters() if top else ())]
         self.optimizers = {
-            "main": torch.optim.Adam(list(model.encoder.parameters()) + list(model.decoder.parameters()),
-                                     lr=config.lr, betas=betas),
+            "main": torch.optim.Adam(params, lr=config.lr, betas=betas),
             "discriminator": torch.optim.Adam(model.discriminator.parameters(), lr=config.lr_discriminator,
                                               betas=betas),
         }
 
     def start(self, ctx: RunContext, checkpoint: dict | None) -> None:
         self.model.audio_encoder.eval()
-        train = _with_embeddings(self.model, self.train)  # after a restore: the saved (frozen) encoder's features
-        heldout = _with_embeddings(self.model, self.heldout)
+        self.audio_cache: dict[str, AudioFrameCache] = {}
+        if "audio_top" in self.train_modules:  # the frozen bottom once per frame; the top runs in every step
+            bottom = split_audio_encoder(self.model, self.config.audio_train_layers)[0]
+            self.audio_cache = {k: AudioFrameCache.build(bottom, w) for k, w in (("train", self.train),
+                                                                                 ("heldout", self.heldout))
+                                if w is not None and w.mel is not None}
+        top = split_audio_encoder(self.model, self.config.audio_train_layers)[1]
+        with torch.no_grad():
+            cached = {k: replace(getattr(self, k), audio_emb=c.embed(top), mel=None)
+                      for k, c in self.audio_cache.items()}
+        # after a restore: the saved encoder's features
+        train = cached.get("train") or _with_embeddings(self.model, self.train)
+        heldout = cached.get("heldout") or _with_embeddings(self.model, self.heldout)
         config = self.config
         self.scale = float(config.pose_scale) if config.pose_scale else residual_rms(train) / config.pose_rms
         self.train_units, self.heldout_units = _scaled(train, self.scale), _scaled(heldout, self.scale)
+        self.ref_gain = None
+        if config.standardize_ref_pose:  # rho_0 as a condition: unit std per value over the training windows
+            self.ref_gain = 1.0 / self.train_units.pose[:, 0].std(0).clamp(min=0.05)
+
+    @torch.no_grad()
+    def _refresh_audio(self) -> None:
+        """Held-out and training windows get the audio embeddings of the current (partly trained) encoder."""
+        top = split_audio_encoder(self.model, self.config.audio_train_layers)[1]
+        for key, cache in self.audio_cache.items():
+            w = self.train_units if key == "train" else self.heldout_units
+            w.audio_emb = cache.embed(top)
 
     def extra_state(self) -> dict:
         return {"pose_scale": self.scale}
@@ -421,9 +379,11 @@ class PoseVAEStage(Stage):
     def train_step(self, ctx: StepContext) -> dict[str, float]:
         config, w, idx = self.config, self.train_units, ctx.indices
         pose, emb, style = (x.to(ctx.device) for x in (w.pose[idx], w.audio_emb[idx], w.style[idx]))
+        if self.audio_cache:
+            emb = self.audio_cache["train"].embed(ctx.module("audio_top"), idx).to(ctx.device)
         eps = ctx.randn(self.model.config.latent_size)
         cvae = SimpleNamespace(encoder=ctx.module("encoder"), decoder=ctx.module("decoder"))  # DDP-wrapped
-        pred, gt, mu, logvar = posevae_forward(cvae, pose, emb, style, eps, config)
+        pred, gt, mu, logvar = posevae_forward(cvae, pose, emb, style, eps, config, self.ref_gain)
         fake = pose[:, :1] + pred  # rho_0 + Delta rho'
         real = pose[:, 1:]
         terms: dict[str, float] = {}
@@ -440,8 +400,8 @@ class PoseVAEStage(Stage):
         else:
             l_gan = torch.zeros((), device=ctx.device)
         l_mse, l_kl = mse_loss(pred, gt), kl_loss(mu, logvar)  # Eq. 11, KL
-        loss = pose_total(l_mse, l_kl, l_gan, lambda_mse=config.lambda_mse, lambda_kl=config.lambda_kl,
-                          lambda_gan=config.lambda_gan if config.use_gan else 0.0)  # Eq. 13
+        loss = pose_total(l_mse, free_bits_kl(mu, logvar, config.kl_free_bits), l_gan, lambda_mse=config.lambda_mse,
+                          lambda_kl=config.kl_weight(ctx.step), lambda_gan=config.lambda_gan if config.use_gan else 0.0)
         ctx.update("main", loss)
         terms.update(loss=loss.item(), mse=l_mse.item(), kl=l_kl.item(), gan=l_gan.item())
         return terms
@@ -449,20 +409,43 @@ class PoseVAEStage(Stage):
     def evaluate(self, ctx: RunContext) -> dict[str, float] | None:
         if self.heldout_units is None or not len(self.heldout_units):
             return None
+        self._refresh_audio()
         calibrate_batchnorm(self.model, self.train_units, self.config, self.config.precise_bn_windows,
-                            seed=self.config.seed)
-        m = evaluate_posevae(self.model, self.heldout_units, self.config, seed=self.config.seed + 1)
+                            seed=self.config.seed, ref_gain=self.ref_gain)
+        m = evaluate_posevae(self.model, self.heldout_units, self.config, seed=self.config.seed + 1,
+                             ref_gain=self.ref_gain)
         self.model.audio_encoder.eval()
         return {k: v for k, v in vars(m).items() if not math.isnan(v)}
 
+    def heldout_report(self, ctx: RunContext):
+        """``heldout.json``: held-out pose MSE vs a still head and a random training sequence, diversity, KL, z use
+        (:mod:`sadtalker_lib.train.posevae_eval`), in raw units (after :meth:`export`)."""
+        if self.heldout_units is None or not len(self.heldout_units):
+            return None
+        from .posevae_eval import evaluate_pose_heldout, pose_heldout_report
+
+        raw = 1.0 / self.scale if self.exported else 1.0
+        self.heldout_metrics = evaluate_pose_heldout(self.model, _scaled(self.heldout_units, raw),
+                                                     _scaled(self.train_units, raw), self.config, seed=self.config.seed)
+        return pose_heldout_report(self.heldout_metrics, self.split)
+
     def finalize(self, ctx: RunContext) -> None:
+        self._refresh_audio()
         if self.heldout_units is None or not len(self.heldout_units):  # else the last evaluation calibrated them
             calibrate_batchnorm(self.model, self.train_units, self.config, self.config.precise_bn_windows,
-                                seed=self.config.seed)
+                                seed=self.config.seed, ref_gain=self.ref_gain)
+
+    def to_raw_units(self) -> None:
+        """Fold ``ref_gain`` and the pose scale into the weights: from here on the model works in raw units."""
+        if self.ref_gain is not None:
+            with torch.no_grad():
+                for mlp in (self.model.encoder.MLP, self.model.decoder.MLP):
+                    mlp.L0.weight[:, :6] *= self.ref_gain
+        fold_pose_scale(self.model, self.scale)
+        self.exported = True
 
     def export(self, ctx: RunContext, out_dir: Path | None) -> Path | None:
-        fold_pose_scale(self.model, self.scale)  # from here on the model works in raw units
-        self.exported = True
+        self.to_raw_units()
         if out_dir is None or not ctx.is_main:
             return None
         return save_official_pth({NETWORK: self.model}, out_dir / OFFICIAL_NETWORKS[NETWORK].pth_file,
@@ -484,16 +467,26 @@ def train_posevae(train: PoseWindows, heldout: PoseWindows | None = None, config
     stage = PoseVAEStage(train, heldout, config, init=init)
     res = run(stage, out_dir, resume=resume, stop_after=stop_after)
     if not stage.exported:
-        fold_pose_scale(stage.model, stage.scale)
+        stage.to_raw_units()
     stage.model.eval()
     return PoseVAERun(model=stage.model, history=res.history, checkpoint=res.final, out_dir=Path(out_dir),
                       config=stage.config, step=res.step)
 
 
-def cli_stage(corpus: Path, preset: str, heldout_clips: int = 1, **overrides) -> PoseVAEStage:
-    """``sadtalker-lab train posevae``: 33-frame windows of a corpus folder (the last ``heldout_clips`` held out)."""
-    from ..data.windows import corpus_windows, pose_windows_from_dataset
+def cli_stage(corpus: Path, preset: str, heldout_fraction: float = 0.25, **overrides) -> PoseVAEStage:
+    """``sadtalker-lab train posevae``: 33-frame windows of a corpus folder, held out by person
+    (``data.corpus.splits.identity_split``: whole identities; one identity only: the last clips, labelled as such);
+    training windows every 4 frames, held-out windows every 16."""
+    from ..data.corpus import CorpusDataset, load_index
+    from ..data.corpus.splits import identity_split
+    from ..data.windows import pose_windows_from_dataset
 
     config = getattr(PoseVAETrainConfig, preset)(**overrides)
-    train, heldout = corpus_windows(corpus, pose_windows_from_dataset, config.window + 1, heldout_clips, (4, 16))
-    return PoseVAEStage(train, heldout, config)
+    n_clips = len(load_index(corpus)["clips"])
+    split = identity_split(corpus, heldout_fraction, seed=config.seed,
+                           min_heldout_clips=max(1, math.ceil(heldout_fraction * n_clips)))
+    windows = [pose_windows_from_dataset(CorpusDataset(corpus, window=config.window + 1, stride=stride, clips=ids))
+               for ids, stride in ((split.train, 4), (split.heldout, 16))]
+    stage = PoseVAEStage(windows[0], windows[1], config)
+    stage.split = {**{k: v for k, v in split.to_json().items() if isinstance(v, list)}, "kind": [split.describe()]}
+    return stage

@@ -34,6 +34,7 @@ import torch
 from ..coeffs import COEFF_257_SLICES, NUM_LANDMARKS
 from ..data.portraits import RegressorData
 from ..models.regressor import CoefficientRegressor, RegressorConfig
+from .heldout import HeldoutMetric, HeldoutReport
 from .loop import RunContext, Stage, StepContext, TrainConfig, TrainHistory, run
 
 __all__ = [
@@ -127,7 +128,8 @@ class RegressorTrainConfig(TrainConfig):
 class RegressorMetrics:
     """Held-out quality: landmark_px = mean distance (px at 224) between the landmarks of the predicted
     coefficients and the detected ones; fit_px = the same for the fitted targets (the floor); angle_deg = mean
-    absolute angle error vs the targets; exp_rmse / trans_rmse / id_rmse = coefficient errors."""
+    absolute angle error vs the targets; exp_rmse / trans_rmse / id_rmse = coefficient errors; coeff_rmse = the
+    RMSE over the 70 coefficients SadTalker keeps (64 expression, 3 angles, 3 translations)."""
 
     landmark_px: float
     fit_px: float
@@ -135,6 +137,7 @@ class RegressorMetrics:
     exp_rmse: float
     trans_rmse: float
     id_rmse: float
+    coeff_rmse: float = float("nan")
 
 
 @dataclass
@@ -212,7 +215,13 @@ def evaluate_coefficients(coeffs: np.ndarray, data: RegressorData, morphable=Non
         fit_px=float(data.fit_error_px.mean()),
         angle_deg=float(np.degrees(np.abs(c[:, a] - data.coeffs[:, a])).mean()),
         exp_rmse=rmse("exp"), trans_rmse=rmse("trans"), id_rmse=rmse("id"),
+        coeff_rmse=float(np.sqrt(((_kept(c) - _kept(data.coeffs)) ** 2).mean())),
     )
+
+
+def _kept(coeffs: np.ndarray) -> np.ndarray:
+    """[N, 257] -> [N, 70]: the expression, angle and translation coefficients (what SadTalker keeps)."""
+    return np.concatenate([coeffs[:, COEFF_257_SLICES[g]] for g in ("exp", "angle", "trans")], axis=1)
 
 
 @torch.no_grad()
@@ -253,9 +262,11 @@ class RegressorStage(Stage):
 
     def __init__(self, train: RegressorData, heldout: RegressorData | None = None,
                  config: RegressorTrainConfig | None = None, *,
-                 init: CoefficientRegressor | str | os.PathLike | None = None, morphable=None, size: int = 256):
+                 init: CoefficientRegressor | str | os.PathLike | None = None, morphable=None, size: int = 256,
+                 split: dict | None = None):
         from ..morphable.fit import default_model
 
+        self.split = split  # what heldout.json says the numbers were measured on (CorpusSplit.to_json())
         self.config = config or RegressorTrainConfig()
         if len(train) == 0:
             raise ValueError("the regressor training set is empty")
@@ -317,6 +328,25 @@ class RegressorStage(Stage):
             return None
         return save_regressor(out_dir, self.model, size=self.size, morphable_name=self.morphable.name)
 
+    def heldout_report(self, ctx: RunContext) -> HeldoutReport | None:
+        """Held-out coefficient and landmark errors, trained vs ``mean_coefficients`` (the training set's mean:
+        what the untrained network, heads zero with the mean as bias, predicts)."""
+        if self.heldout is None:
+            return None
+        trained = evaluate_regressor(self.model, self.heldout, self.morphable)
+        mean = evaluate_coefficients(np.repeat(self.train.coeffs.mean(0, keepdims=True), len(self.heldout), 0),
+                                     self.heldout, self.morphable)
+        label = f"{self.morphable.name} coefficients fitted here"
+        units = {"coeff_rmse": "exp + angle + trans (70)", "exp_rmse": "64 expression coefficients",
+                 "angle_deg": "degrees", "trans_rmse": "3 translations", "landmark_px": "px at 224"}
+        names = {"coeff_rmse": "coefficient_rmse", "exp_rmse": "expression_rmse", "angle_deg": "angle_error_deg",
+                 "trans_rmse": "translation_rmse", "landmark_px": "landmark_error_px"}
+        metrics = {names[k]: HeldoutMetric(getattr(trained, k), {"mean_coefficients": getattr(mean, k)}, True,
+                                           f"{units[k]}; {label}") for k in names}
+        metrics["landmark_error_px"].baselines["fit_floor"] = trained.fit_px
+        split = {k: list(v) if isinstance(v, (list, tuple)) else [v] for k, v in (self.split or {}).items()}
+        return HeldoutReport("regressor", metrics, split)
+
 
 def train_regressor(train: RegressorData, heldout: RegressorData | None = None,
                     config: RegressorTrainConfig | None = None, out_dir: str | os.PathLike = "runs/regressor", *,
@@ -349,16 +379,19 @@ def train_regressor(train: RegressorData, heldout: RegressorData | None = None,
                         checkpoint=res.final, before=stage.before, after=after, mean_baseline=baseline)
 
 
-def cli_stage(corpus: Path, preset: str, heldout: float = 0.2, every: int = 5, max_frames: int = 40,
+def cli_stage(corpus: Path, preset: str, heldout: float = 0.25, every: int = 5, max_frames: int = 40,
               **overrides) -> RegressorStage:
-    """``sadtalker-lab train regressor``: frames of a corpus folder (``regressor_data_from_corpus``), fitted, with
-    a ``heldout`` fraction held out (by clip when there are >= 3 clips)."""
-    from ..data.portraits import regressor_data_from_corpus, split_regressor_data
+    """``sadtalker-lab train regressor``: frames of a corpus folder (``regressor_data_from_corpus``), with whole
+    identities held out (``corpus.splits.identity_split``; one identity only: its last clips, and the split says
+    so). The run writes ``heldout.json`` (:meth:`RegressorStage.heldout_report`)."""
+    from ..data.corpus.splits import identity_split
+    from ..data.portraits import regressor_data_from_corpus
 
     config = getattr(RegressorTrainConfig, preset)(**overrides)
-    data = regressor_data_from_corpus(corpus, every=every, max_frames=max_frames)
-    train, held = split_regressor_data(data, heldout, seed=config.seed) if len(data) >= 2 else (data, None)
-    return RegressorStage(train, held, config)
+    split = identity_split(corpus, heldout_fraction=heldout, seed=config.seed)
+    train = regressor_data_from_corpus(corpus, every=every, max_frames=max_frames, clips=split.train)
+    held = regressor_data_from_corpus(corpus, every=every, max_frames=max_frames, clips=split.heldout)
+    return RegressorStage(train, held, config, split=split.to_json())
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,27 +1,47 @@
-"""The default corpus, made offline: eSpeak NG speech, the viseme teacher, head motion styles, a rendered portrait.
+"""The default corpus, made offline and CONTROLLED: each phenomenon the paper ablates is present by construction.
 
 ``build_default_corpus`` speaks sentences with eSpeak NG (several languages, voices, rates, pitches), turns
-the phonemes into lip coefficients (``data.visemes``), adds head motion in one of the ``motion.MOTION_STYLES``
-and blinks, and renders a real portrait with them (``data.render``). The clips are written in the corpus
-format (``format.py``).
+the phonemes into lip coefficients (``data.visemes``), adds head motion in one of the ``motion.MOTION_STYLES``,
+blinks and audio-irrelevant expression motion, and renders real portraits with them (``data.render``). The clips
+are written in the corpus format (``format.py``).
+
+The phenomena, each with a strength in :class:`Phenomena` (0 removes it; the index stores the values):
+
+* several identities: the real photos installed packages ship (``identities.REAL_PORTRAITS``: scikit-image's
+  astronaut, matplotlib's Grace Hopper) plus face-model variants of them; ``identity_id`` per clip, so
+  ``splits.identity_split`` gives identity-disjoint splits;
+* a resting expression per identity (smile / frown, brows, squint; plus a smaller per-clip part), in every
+  frame of both targets, so beta_0 (the first frame) carries what the audio cannot predict;
+* audio-irrelevant expression motion (``motion.expression_drift``: brow / lid / cheek drifts, smile episodes)
+  in the "real" coefficients ``coeffs[:, EXP]`` only, not in the lip-only target ``exp_lip`` (Table 3:
+  lip-only vs real coefficients);
+* head motion: speech-locked nods that pause on the speech's accents (onset peaks, by default) with a
+  per-style amplitude and a random phase, a loudness coupling, and audio-independent motion with random phases
+  (``motion.head_motion``; Table 4: audio, style and z).
+
+Per frame: ``exp_lip = teacher lips + rest``; ``coeffs[:, EXP] = exp_lip + drift + blinks``; ``coeffs[:, POSE]``
+the head motion; ``drift`` is 0 in the first frame, so beta_0 = coeffs[0, EXP] is the rest (plus that frame's
+lips and blink).
 """
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from ...coeffs import EXP_DIM
-from ..motion import MOTION_STYLES, generate_motion
+from ..identities import REAL_PORTRAITS, identity_specs
+from ..motion import MOTION_STYLES, expression_drift, generate_motion
 from ..visemes import EXPRESSION_DIMS, teacher_expression
 from .format import FPS, audio_fields, make_index, save_clip, write_index
+from .phenomena import Phenomena
 
 __all__ = [
-    "SENTENCES", "DEFAULT_LANGUAGES", "VOICE_VARIANTS", "ClipPlan", "draw_rest_expression",
-    "rest_expression_vector", "plan_default_corpus", "build_default_corpus",
+    "SENTENCES", "DEFAULT_LANGUAGES", "VOICE_VARIANTS", "Phenomena", "ClipPlan", "draw_rest_expression",
+    "rest_expression_vector", "clip_rest_expression", "plan_default_corpus", "build_default_corpus",
 ]
 
 # A few sentences per language, written for this project: varied vowels, bilabials, labiodentals and rounding.
@@ -97,7 +117,7 @@ DEFAULT_LANGUAGES = ("en", "de", "fr", "es", "it", "pt", "nl")
 VOICE_VARIANTS = ("", "+f1", "+f2", "+f3", "+f4", "+m1", "+m2", "+m3", "+m4", "+m7")  # eSpeak NG variants
 
 # ---------------------------------------------------------------------------------------------
-# The default corpus (espeak-ng speech + viseme teacher + motion styles + rendered portrait)
+# The default corpus (espeak-ng speech + viseme teacher + motion styles + rendered portraits)
 # ---------------------------------------------------------------------------------------------
 @dataclass
 class ClipPlan:
@@ -120,8 +140,8 @@ class ClipPlan:
 
 
 def draw_rest_expression(rng: np.random.Generator) -> dict[str, float]:
-    """A speaker's resting expression: a smile (half of the clips) or a slight frown, raised or lowered brows, a
-    squint; values in the DefaultMorphableModel's expression units (1 = a natural extreme)."""
+    """A resting expression: a smile (half of the draws) or a slight frown, raised or lowered brows, a squint;
+    values in the DefaultMorphableModel's expression units (1 = a natural extreme)."""
     rest = {}
     if rng.random() < 0.5:
         rest["lip_corners_up"] = rng.uniform(0.2, 0.8)
@@ -137,36 +157,69 @@ def rest_expression_vector(rest: dict[str, float], n_exp: int = EXP_DIM) -> np.n
     """``float32 [64]`` expression coefficients of a resting expression dict (``draw_rest_expression``)."""
     vec = np.zeros(n_exp, np.float32)
     for name, value in rest.items():
-        vec[EXPRESSION_DIMS[name]] = value
+        vec[EXPRESSION_DIMS[name]] += value
     return vec
+
+
+def clip_rest_expression(seed: int, identity_id: int, clip: int, spread: float = 1.0,
+                         clip_share: float = 0.25) -> dict[str, float]:
+    """The rest of one clip: ``spread`` x (the identity's rest + ``clip_share`` x a per-clip draw), both drawn
+    with ``draw_rest_expression`` (the identity's from ``seed`` and ``identity_id``, the clip's from ``clip``)."""
+    rest: dict[str, float] = {}
+    for key, share in (((int(seed), int(identity_id), 0x1DE57), 1.0), ((int(seed), int(clip), 0x5E), clip_share)):
+        for name, value in draw_rest_expression(np.random.default_rng(list(key))).items():
+            rest[name] = rest.get(name, 0.0) + spread * share * value
+    return {k: float(np.round(v, 3)) for k, v in rest.items() if np.round(v, 3) != 0}
 
 
 def plan_default_corpus(n_clips: int, seed: int = 0, languages: Sequence[str] = DEFAULT_LANGUAGES,
                         n_identities: int = 1, styles: Sequence[int] | None = None,
                         voices: Sequence[str] = VOICE_VARIANTS, rate_range: tuple[int, int] = (140, 210),
                         pitch_range: tuple[int, int] = (30, 70), sentences_per_clip: int = 1,
-                        rest_expressions: bool = True) -> list[ClipPlan]:
-    """Draw the clip recipes: languages and styles cycle (so a small corpus covers them), the rest is random."""
+                        rest_expressions: bool = True, phenomena: Phenomena | dict | None = None) -> list[ClipPlan]:
+    """Draw the clip recipes: languages, styles and identities cycle (so a small corpus covers them), the rest is
+    random. Rest expressions follow ``phenomena`` (``rest_spread``, ``rest_clip_share``); ``rest_expressions``
+    False: none."""
     unknown = [lang for lang in languages if lang not in SENTENCES]
     if unknown:
         raise ValueError(f"no sentences for languages {unknown}; known: {sorted(SENTENCES)}")
+    phen = Phenomena.coerce(phenomena)
     styles = list(range(len(MOTION_STYLES))) if styles is None else [int(s) for s in styles]
     plans = []
     for i in range(n_clips):
         rng = np.random.default_rng([int(seed), i, 0xC0])
         lang = languages[i % len(languages)]
         picks = rng.choice(len(SENTENCES[lang]), size=min(sentences_per_clip, len(SENTENCES[lang])), replace=False)
+        identity = i % n_identities
         plans.append(ClipPlan(
             index=i, language=lang, voice=lang + voices[int(rng.integers(len(voices)))],
             text=" ".join(SENTENCES[lang][int(k)] for k in picks),
             rate_wpm=int(rng.integers(rate_range[0], rate_range[1] + 1)),
             pitch=int(rng.integers(pitch_range[0], pitch_range[1] + 1)),
-            style_id=styles[(i + int(seed)) % len(styles)], identity_id=i % n_identities,
+            style_id=styles[(i + int(seed)) % len(styles)], identity_id=identity,
             articulation=float(np.round(rng.uniform(0.8, 1.2), 3)), motion_seed=int(rng.integers(2**31)),
-            rest_expression=draw_rest_expression(np.random.default_rng([int(seed), i, 0x5E])) if rest_expressions
-            else {},
+            rest_expression=clip_rest_expression(seed, identity, i, phen.rest_spread, phen.rest_clip_share)
+            if rest_expressions else {},
         ))
     return plans
+
+
+def _photo_list(portraits: Sequence | None) -> list[tuple[str, object]]:
+    """(name, source) of the photos to animate: ``portraits`` (paths / arrays), or the real photos of
+    ``identities.REAL_PORTRAITS`` (source None)."""
+    if portraits is None:
+        return [(name, None) for name in REAL_PORTRAITS]
+    return [(Path(p).stem if isinstance(p, (str, Path)) else f"portrait{k}", p) for k, p in enumerate(portraits)]
+
+
+def _load_photo(name: str, source, size: int):
+    """``render.Portrait`` of one photo of ``_photo_list`` (the astronaut from the per-size cache)."""
+    from ..identities import real_portrait_image
+    from ..render import default_portrait, load_portrait
+
+    if source is None and name == "astronaut":
+        return default_portrait(size)
+    return load_portrait(real_portrait_image(name) if source is None else source, size=size, name=name)
 
 
 def build_default_corpus(out_dir: str | os.PathLike, n_clips: int = 8, seed: int = 0, size: int = 128,
@@ -174,34 +227,48 @@ def build_default_corpus(out_dir: str | os.PathLike, n_clips: int = 8, seed: int
                          styles: Sequence[int] | None = None, voices: Sequence[str] = VOICE_VARIANTS,
                          rate_range: tuple[int, int] = (140, 210), pitch_range: tuple[int, int] = (30, 70),
                          sentences_per_clip: int = 2, max_seconds: float | None = None,
-                         rest_expressions: bool = True, progress: bool = True) -> Path:
+                         rest_expressions: bool = True, progress: bool = True,
+                         phenomena: Phenomena | dict | None = None) -> Path:
     """Generate the default corpus offline into ``out_dir``; returns the path of its ``corpus.json``.
 
     n_clips: how many clips (the corpus size). seed: everything is a function of it (same seed -> identical
     arrays). size: frame size in px. languages: eSpeak NG language codes with sentences in ``SENTENCES``.
-    portraits: images (paths / arrays) to animate, one identity each (default: skimage's astronaut).
-    styles: motion style ids to cycle through (default all of ``MOTION_STYLES``). max_seconds: crop clips.
-    rest_expressions: give each clip a resting expression (``draw_rest_expression``) under the lip motion, so
-    that beta_0 carries what the audio cannot predict (False: a neutral face, lips only).
+    portraits: photos (paths / arrays) to animate (default: the real photos of ``identities.REAL_PORTRAITS``);
+    with ``phenomena.identity_variants`` face-model variants of each; clip k shows identity k mod (number of
+    identities). styles: motion style ids to cycle through (default all of ``MOTION_STYLES``). max_seconds: crop
+    clips. rest_expressions: False = a neutral rest face (as ``phenomena.rest_spread`` 0). phenomena:
+    :class:`Phenomena` (or a dict of some of its fields): the strength of each phenomenon.
     Needs eSpeak NG (``apt-get install espeak-ng``).
     """
     from tqdm.auto import tqdm
 
-    from ..render import PortraitAnimator, default_portrait, load_portrait
+    from ..identities import identity_portrait
+    from ..render import PortraitAnimator
     from ..tts import espeak_backend, synthesize
 
+    phen = Phenomena.coerce(phenomena)
+    if not rest_expressions:
+        phen = replace(phen, rest_spread=0.0)
     backend = espeak_backend()  # fails early, with the install hint, when eSpeak NG is missing
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    if portraits is None:
-        portrait_list = [default_portrait(size)]
-    else:
-        portrait_list = [
-            load_portrait(p, size=size, name=Path(p).stem if isinstance(p, (str, Path)) else f"portrait{k}")
-            for k, p in enumerate(portraits)]
+    photos = _photo_list(portraits)
+    specs = identity_specs([name for name, _ in photos], phen.identity_variants, phen.identity_spread, seed)
+    plans = plan_default_corpus(n_clips, seed, languages, len(specs), styles, voices, rate_range, pitch_range,
+                                sentences_per_clip, phenomena=phen)
+    loaded: dict[int, object] = {}
     animators: dict[int, PortraitAnimator] = {}
-    plans = plan_default_corpus(n_clips, seed, languages, len(portrait_list), styles, voices, rate_range,
-                                pitch_range, sentences_per_clip, rest_expressions)
+
+    def animator(identity: int) -> PortraitAnimator:  # photos and variants are made when first needed
+        if identity not in animators:
+            spec = specs[identity]
+            if spec.photo not in loaded:
+                loaded[spec.photo] = _load_photo(*photos[spec.photo], size)
+            base = loaded[spec.photo]
+            animators[identity] = PortraitAnimator(base if spec.draw is None else
+                                                   identity_portrait(base, spec.draw, spec.name))
+        return animators[identity]
+
     max_frames = None if max_seconds is None else max(1, int(round(max_seconds * FPS)))
     entries = []
     for plan in tqdm(plans, desc="default corpus", disable=not progress):
@@ -209,28 +276,36 @@ def build_default_corpus(out_dir: str | os.PathLike, n_clips: int = 8, seed: int
         wav, mel, n = audio_fields(speech.samples, max_frames)
         exp_lip = teacher_expression(speech.phonemes, n, scale=plan.articulation)
         exp_lip = exp_lip + rest_expression_vector(plan.rest_expression, exp_lip.shape[1])
-        motion = generate_motion(n, plan.style_id, plan.motion_seed, audio=wav)
-        coeffs = np.concatenate([exp_lip + motion.blink_exp, motion.pose], 1).astype(np.float32)
-        if plan.identity_id not in animators:
-            animators[plan.identity_id] = PortraitAnimator(portrait_list[plan.identity_id])
-        frames, landmarks = animators[plan.identity_id].render_sequence(coeffs)
+        motion = generate_motion(n, plan.style_id, plan.motion_seed, audio=wav,
+                                 phonemes=speech.phonemes, nod_source=phen.nod_source,
+                                 nod_scale=phen.speech_nods, energy_scale=phen.energy_coupling,
+                                 free_scale=phen.free_motion)
+        drift = expression_drift(n, plan.motion_seed, drift=phen.expression_drift, smiles=phen.smiles)
+        coeffs = np.concatenate([exp_lip + drift + motion.blink_exp, motion.pose], 1).astype(np.float32)
+        frames, landmarks = animator(plan.identity_id).render_sequence(coeffs)
         names = np.array([p[0] for p in speech.phonemes], dtype="<U8")
         times = np.array([[p[1], p[2]] for p in speech.phonemes], np.float32).reshape(-1, 2)
         clip_id = f"clip_{plan.index:04d}"
         file = save_clip(out_dir, clip_id, dict(
             frames=frames, audio=wav, mel=mel, landmarks=landmarks, coeffs=coeffs, exp_lip=exp_lip,
             blink=motion.blink.astype(np.float32), phonemes=names, phoneme_ms=times))
+        spec = specs[plan.identity_id]
         entries.append(dict(
             id=clip_id, file=file, n_frames=int(n), duration_s=n / FPS,
             style_id=plan.style_id, style=MOTION_STYLES[plan.style_id].name,
-            identity_id=plan.identity_id, identity=portrait_list[plan.identity_id].name,
+            identity_id=plan.identity_id, identity=spec.name, identity_photo=photos[spec.photo][0],
+            identity_variant=spec.variant,
             language=plan.language, voice=plan.voice, rate_wpm=plan.rate_wpm, pitch=plan.pitch, text=plan.text,
             articulation=plan.articulation, motion_seed=plan.motion_seed, rest_expression=plan.rest_expression,
-            coeffs_fitted=True, coeffs_source="viseme-teacher+motion", lip_source="viseme-teacher"))
+            nod_frames=[int(i) for i in motion.nod_frames if i < n],
+            coeffs_fitted=True, coeffs_source="viseme-teacher+rest+expression-drift+blinks+motion",
+            lip_source="viseme-teacher+rest"))
     index = make_index(
         "default", size,
         seed=int(seed), tts_backend=backend, expression_space="DefaultMorphableModel",
-        styles=[s.name for s in MOTION_STYLES], identities=[p.name for p in portrait_list],
+        styles=[s.name for s in MOTION_STYLES], identities=[s.name for s in specs],
+        identity_info=[dict(s.describe(), photo=photos[s.photo][0]) for s in specs],
+        phenomena=phen.to_json(),
         builder=dict(n_clips=n_clips, languages=list(languages), voices=list(voices), rate_range=list(rate_range),
                      pitch_range=list(pitch_range), sentences_per_clip=sentences_per_clip, max_seconds=max_seconds,
                      rest_expressions=rest_expressions),

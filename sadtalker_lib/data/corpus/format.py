@@ -5,7 +5,8 @@ A corpus folder (written by ``default.py`` or ``videos.py``, read by ``dataset.p
     root/corpus.json        the index: format, version, kind, fps, sample_rate, size, styles, identities,
                             builder settings, and one entry per clip (id, file, n_frames, duration_s, style_id,
                             identity_id, ... source-specific fields)
-    root/clip_0000.npz      one file per clip (numpy, no pickles):
+    root/clip_0000.npz      one file per clip (numpy, no pickles; the entry's ``file`` is its path relative to root,
+                            e.g. ``clips/<video stem>.npz`` in a video corpus):
         frames     uint8   [T, S, S, 3]   25 fps RGB, a square face crop (rendered portrait or video crop)
         audio      float32 [T * 640]      16 kHz mono, cropped to whole video frames (official crop_pad_audio)
         mel        float32 [T, 1, 80, 16] one 0.2 s mel window per frame (sadtalker_lib.audio, official get_data)
@@ -15,6 +16,10 @@ A corpus folder (written by ``default.py`` or ``videos.py``, read by ``dataset.p
         blink      float32 [T]            eye closure in [0, 1] (1 = closed)
         phonemes   str     [P]            IPA phonemes (empty for videos) with
         phoneme_ms float32 [P, 2]         their start / end times in ms
+      optional (``OPTIONAL_CLIP_KEYS``; written when the builder has them, e.g. ``videos.py``):
+        id_coeff   float32 [80]           the clip's shared fitted identity alpha
+        eye_ratio  float32 [T]            eye aspect ratio R (supp. Eq. 4-6) of ``landmarks``
+        face_descriptors float32 [K, 128] dlib face descriptors of K evenly spaced frames (who is in the clip)
 """
 from __future__ import annotations
 
@@ -29,12 +34,13 @@ from ...audio import DEFAULT_CONFIG, crop_to_frames, mel_windows, melspectrogram
 __all__ = [
     "FORMAT", "FORMAT_VERSION", "INDEX_FILE", "CLIP_KEYS", "FPS", "SAMPLE_RATE", "SAMPLES_PER_FRAME",
     "is_corpus", "clip_file", "save_clip", "write_index", "make_index", "load_index", "load_clip", "select_clips",
-    "audio_fields",
+    "audio_fields", "OPTIONAL_CLIP_KEYS",
 ]
 
 FORMAT, FORMAT_VERSION = "sadtalker-lab-corpus", 1
 INDEX_FILE = "corpus.json"
 CLIP_KEYS = ("frames", "audio", "mel", "landmarks", "coeffs", "exp_lip", "blink", "phonemes", "phoneme_ms")
+OPTIONAL_CLIP_KEYS = ("id_coeff", "eye_ratio", "face_descriptors")  # saved when given; old corpora lack them
 FPS = DEFAULT_CONFIG.fps  # 25: the official frame rate
 SAMPLE_RATE = DEFAULT_CONFIG.sample_rate  # 16 kHz
 SAMPLES_PER_FRAME = DEFAULT_CONFIG.samples_per_frame  # 640 = 16 kHz / 25 fps
@@ -55,7 +61,8 @@ def clip_file(clip_id: str) -> str:
 # Writing
 # ---------------------------------------------------------------------------------------------
 def save_clip(root: str | os.PathLike, clip_id: str, arrays: dict[str, np.ndarray]) -> str:
-    """Write one clip's arrays (all of ``CLIP_KEYS``, per-frame ones of equal length) atomically.
+    """Write one clip's arrays (all of ``CLIP_KEYS``, per-frame ones of equal length, and any of
+    ``OPTIONAL_CLIP_KEYS`` given) atomically.
 
     Returns the file name to store in the index entry.
     """
@@ -67,7 +74,10 @@ def save_clip(root: str | os.PathLike, clip_id: str, arrays: dict[str, np.ndarra
     name = clip_file(clip_id)
     path = Path(root) / name
     tmp = path.with_name(path.stem + ".tmp.npz")
-    np.savez_compressed(tmp, **{k: arrays[k] for k in CLIP_KEYS})
+    if "eye_ratio" in arrays:
+        assert arrays["eye_ratio"].shape[0] == t, f"eye_ratio has {arrays['eye_ratio'].shape[0]} frames, coeffs {t}"
+    keys = CLIP_KEYS + tuple(k for k in OPTIONAL_CLIP_KEYS if k in arrays)
+    np.savez_compressed(tmp, **{k: arrays[k] for k in keys})
     os.replace(tmp, path)
     return name
 

@@ -1,152 +1,187 @@
-"""A corpus from real talking-face videos (VoxCeleb / HDTF style), in the corpus format (``format.py``).
+"""A corpus from a folder of real talking-face videos (VoxCeleb / HDTF style), in the corpus format (``format.py``).
 
-``build_video_corpus`` decodes each video at 25 fps with 16 kHz audio (``sadtalker_lib.video``), finds dlib
-landmarks per frame, crops a fixed square around the face and fits the morphable model to the landmarks.
+``build_video_corpus`` (CLI: ``sadtalker-lab corpus build --videos DIR --out DIR``):
+
+1. every video of the folder (``video.VIDEO_SUFFIXES``: .mp4, .mpg, ...) becomes one clip
+   (``video_clip.process_clip``: official crop, 25 fps, 16 kHz audio, mel windows, dlib landmarks, the
+   morphable model fitted with one identity per clip, the lip-only target, head pose, eye ratio and blink);
+   clips run in ``workers`` processes, each finished clip is kept under ``out/clips/`` and reused by a later
+   build with the same settings (a killed build resumes; a finished clip is not redone);
+2. a person per clip (``people.assign_people``: dlib face descriptors clustered at distance 0.6, or
+   ``people.csv`` in the video folder) -> ``identity_id``;
+3. the identity-disjoint train / held-out split (``splits.identity_split``) stored in the index as ``split``
+   (recomputable with the stored ``split_settings``).
+
+Clips that fail (no face, no audio) are reported under ``skipped`` in the index and left out.
 """
 from __future__ import annotations
 
+import json
 import os
+import queue
+import sys
+import threading
 import warnings
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-
-from ...coeffs import EXP_DIM, MOTION_DIM
 from ...video import VIDEO_SUFFIXES
-from ..visemes import EXPRESSION_DIMS
-from .format import FPS, SAMPLES_PER_FRAME, audio_fields, make_index, save_clip, write_index
+from .format import make_index, write_index
+from .people import PEOPLE_FILE, SAME_PERSON_DISTANCE, assign_people, read_people_csv
+from .video_clip import CLIP_DIR, MOUTH_DIMS, WORKER_PREFIX, ClipSettings, cached_result, process_clip
 
-__all__ = ["MOUTH_DIMS", "VIDEO_SUFFIXES", "build_video_corpus"]
-
-# the expression directions that move the mouth: the lip-only projection of fitted (real) coefficients
-MOUTH_DIMS = tuple(EXPRESSION_DIMS[n] for n in ("jaw_open", "lip_corners_up", "lip_corners_down", "lip_stretch",
-                                                "pucker", "upper_lip_raise", "lower_lip_depress", "lips_part",
-                                                "mouth_shift"))
+__all__ = ["MOUTH_DIMS", "VIDEO_SUFFIXES", "find_videos", "build_video_corpus"]
 
 
-def _track_landmarks(frames: np.ndarray, detector) -> np.ndarray:
-    """dlib landmarks for every frame [T, 68, 2]; frames where no face is found reuse the nearest found one."""
-    from ...face.detect import MultipleFacesWarning, NoFaceError
-
-    out: list[np.ndarray | None] = []
-    for frame in frames:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", MultipleFacesWarning)
-                out.append(detector.landmarks(frame))
-        except NoFaceError:
-            out.append(None)
-    found = [i for i, lm in enumerate(out) if lm is not None]
-    if not found:
-        raise NoFaceError("no face found in any frame")
-    for i in range(len(out)):
-        if out[i] is None:
-            out[i] = out[min(found, key=lambda j: abs(j - i))]
-    return np.stack(out).astype(np.float32)
+def find_videos(video_dir: str | os.PathLike) -> list[Path]:
+    """The video files of a folder (sorted by name); ``FileNotFoundError`` when there are none."""
+    video_dir = Path(video_dir)
+    videos = sorted(p for p in video_dir.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES) \
+        if video_dir.is_dir() else []
+    if not videos:
+        raise FileNotFoundError(f"no videos ({', '.join(VIDEO_SUFFIXES)}) in {video_dir}")
+    return videos
 
 
-def _fixed_crop(landmarks: np.ndarray, size: int, face_fraction: float = 0.5) -> np.ndarray:
-    """One square crop for the whole clip (as ``render.load_portrait`` frames a portrait): affine [2, 3]."""
-    lo, hi = landmarks.min(1), landmarks.max(1)  # [T, 2]
-    side = float(np.median(np.maximum(hi[:, 0] - lo[:, 0], 0.8 * (hi[:, 1] - lo[:, 1])))) / face_fraction
-    cx, cy = np.median((lo + hi) / 2, axis=0)
-    cy -= 0.06 * side
-    s = size / side
-    return np.array([[s, 0, size / 2 - s * cx], [0, s, size / 2 - s * cy]])
+def _worker_command(out_dir: Path, settings: ClipSettings) -> tuple[list[str], dict]:
+    import sadtalker_lib
+
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    root = str(Path(sadtalker_lib.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    code = ("import sys; from sadtalker_lib.data.corpus.video_clip import worker_main; "
+            "sys.exit(worker_main(sys.argv[1:3]))")
+    cmd = [sys.executable, "-c", code, str(out_dir), json.dumps(dict(settings))]
+    return cmd, env
 
 
-def _blink_from_landmarks(landmarks: np.ndarray) -> np.ndarray:
-    """Eye closure [T] in [0, 1] from the eye aspect ratio (supp. Eq. 4-6) relative to the clip's open eyes.
+def _serve(proc, jobs: queue.Queue, results: dict, lock: threading.Lock, bar) -> None:
+    """Feed one worker process video paths until the queue is empty (one JSON line back per clip)."""
+    try:
+        while True:
+            try:
+                p = jobs.get_nowait()
+            except queue.Empty:
+                break
+            proc.stdin.write(f"{p}\n")
+            proc.stdin.flush()
+            meta = None
+            for line in proc.stdout:
+                if line.startswith(WORKER_PREFIX):
+                    meta = json.loads(line[len(WORKER_PREFIX):])
+                    break
+            with lock:
+                results[p] = meta if meta is not None else {"error": "the worker process died"}
+                bar.set_postfix_str(p.name[:30])
+                bar.update()
+            if meta is None:
+                break
+    finally:
+        proc.stdin.close()
+        proc.wait()
 
-    0 while the ratio stays above 90 % of the clip's open-eye value (its 90th percentile), 1 at 30 % and below.
-    """
-    from ...morphable.render import eye_aspect_ratio
 
-    ear = eye_aspect_ratio(landmarks.astype(np.float64))
-    rel = ear / max(float(np.percentile(ear, 90)), 1e-6)
-    return np.clip((0.9 - rel) / 0.6, 0.0, 1.0).astype(np.float32)
+def _run_clips(todo: list[Path], out_dir: Path, settings: ClipSettings, workers: int, detector, bar) -> dict:
+    """process_clip over ``todo`` -> {path: meta}: in this process, or in ``workers`` worker processes
+    (``video_clip.worker_main``, fed one path at a time, so the load stays balanced and
+    no ``if __name__ == "__main__"`` guard is needed in the caller's script)."""
+    results: dict[Path, dict] = {}
+    if workers > 1 and len(todo) > 1 and detector is None:
+        import subprocess
+
+        jobs: queue.Queue = queue.Queue()
+        for p in todo:
+            jobs.put(p)
+        cmd, env = _worker_command(out_dir, settings)
+        lock = threading.Lock()
+        threads = []
+        for _ in range(min(workers, len(todo))):
+            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+            threads.append(threading.Thread(target=_serve, args=(proc, jobs, results, lock, bar), daemon=True))
+            threads[-1].start()
+        for t in threads:
+            t.join()
+        for p in todo:  # a worker that died leaves its remaining videos to this process
+            if p not in results or results[p].get("error") == "the worker process died":
+                results[p] = process_clip(p, out_dir, settings)
+    else:
+        for p in todo:
+            results[p] = process_clip(p, out_dir, settings, detector=detector)
+            bar.set_postfix_str(p.name[:30])
+            bar.update()
+    return results
 
 
 def build_video_corpus(video_dir: str | os.PathLike, out_dir: str | os.PathLike, size: int = 128,
-                       max_seconds: float | None = None, max_clips: int | None = None, fit_coeffs: bool = True,
+                       max_seconds: float | None = 10.0, max_clips: int | None = None, fit_coeffs: bool = True,
                        fit_iterations: int | None = None, identity_of: Callable[[Path], str] | None = None,
-                       detector=None, progress: bool = True) -> Path:
-    """Cache a folder of real talking-face videos (``*.mp4``, ...) into ``out_dir``; returns its ``corpus.json``.
+                       detector=None, progress: bool = True, *, workers: int = 2, lip_iterations: int = 100,
+                       people_csv: str | os.PathLike | None = None,
+                       identity_threshold: float = SAME_PERSON_DISTANCE, heldout_fraction: float = 0.25,
+                       split_seed: int = 0) -> Path:
+    """Cache a folder of real talking-face videos into the corpus folder ``out_dir``; returns its ``corpus.json``.
 
-    Each video: frames at 25 fps and its audio at 16 kHz (imageio-ffmpeg), dlib landmarks per frame, one fixed
-    square face crop of ``size`` px, and coefficients fitted to the landmarks (``morphable.fit.fit_video``, one
-    identity per clip; ``fit_coeffs=False`` stores zeros and ``coeffs_fitted: false``). ``exp_lip`` is the fitted
-    expression restricted to the mouth directions (``MOUTH_DIMS``). Identity labels: ``identity_of(path)``
-    (default: the file name); the style id of a clip is its identity id, as the official PoseVAE's 46 style
-    classes are its training speakers. Videos without an audio track or a face are skipped with a warning.
+    size: stored frame size (px). max_seconds: at most this much of each video (None: all of it).
+    max_clips: only the first videos (by name). fit_coeffs: fit the morphable model (False: zeros and
+    ``coeffs_fitted: false``); fit_iterations / lip_iterations: Adam steps of ``fit_video`` / ``fit_mouth``.
+    workers: processes (1: in this process; a custom ``detector`` always runs here).
+    Person per clip: ``identity_of(path)`` when given, else ``people_csv`` (default: ``people.csv`` in the video
+    folder when present) and the face-descriptor clustering at ``identity_threshold``. The style id of a clip is
+    its identity id, as the official PoseVAE's 46 style classes are its training speakers.
+    The split: ``identity_split(index, heldout_fraction, split_seed)``, stored as ``index["split"]``.
+    ``FileNotFoundError`` when the folder holds no video; ``ValueError`` when no clip is usable.
     """
-    import cv2
     from tqdm.auto import tqdm
 
-    from ...face.detect import DlibDetector, NoFaceError
-    from ...video import VideoError, read_video, read_video_audio
+    from .splits import identity_split
 
     video_dir, out_dir = Path(video_dir), Path(out_dir)
-    videos = sorted(p for p in video_dir.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES) if video_dir.is_dir() else []
-    if not videos:
-        raise FileNotFoundError(f"no videos ({', '.join(VIDEO_SUFFIXES)}) in {video_dir}")
+    videos = find_videos(video_dir)
+    people_path = Path(people_csv) if people_csv is not None else video_dir / PEOPLE_FILE
+    if people_csv is not None and not people_path.is_file():
+        raise FileNotFoundError(f"people file not found: {people_path}")
     videos = videos[:max_clips] if max_clips is not None else videos
-    out_dir.mkdir(parents=True, exist_ok=True)
-    detector = detector or DlibDetector(max_side=320)
-    identity_of = identity_of or (lambda p: p.stem)
-    identities: list[str] = []
-    entries, skipped = [], []
-    max_frames = None if max_seconds is None else max(1, int(round(max_seconds * FPS)))
-    for path in tqdm(videos, desc="video corpus", disable=not progress):
-        try:
-            samples = read_video_audio(path)
-            wav, mel, n_audio = audio_fields(samples, max_frames)
-            frames_full = read_video(path, fps=FPS, max_frames=n_audio)
-            n = min(n_audio, len(frames_full))
-            wav, mel, frames_full = wav[: int(n * SAMPLES_PER_FRAME)], mel[:n], frames_full[:n]
-            lm_full = _track_landmarks(frames_full, detector)
-        except (VideoError, NoFaceError, ValueError) as e:
-            warnings.warn(f"skipping {path.name}: {e}", stacklevel=2)
-            skipped.append(dict(file=path.name, reason=str(e)))
-            continue
-        m = _fixed_crop(lm_full, size)
-        frames = np.stack([cv2.warpAffine(f, m, (size, size), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REFLECT)
-                           for f in frames_full])
-        landmarks = (lm_full @ m[:, :2].T + m[:, 2]).astype(np.float32)
-        coeffs = np.zeros((n, MOTION_DIM), np.float32)
-        fit_error = None
-        if fit_coeffs:
-            from ...morphable.fit import FitConfig, fit_video
+    (out_dir / CLIP_DIR).mkdir(parents=True, exist_ok=True)
+    settings = ClipSettings(size=int(size), max_seconds=max_seconds, fit_coeffs=bool(fit_coeffs),
+                            fit_iterations=fit_iterations, lip_iterations=int(lip_iterations))
+    metas = {p: cached_result(p, out_dir, settings) for p in videos}
+    todo = [p for p in videos if metas[p] is None]
+    with tqdm(total=len(videos), initial=len(videos) - len(todo), desc="video corpus", unit="clip",
+              disable=not progress) as bar:
+        metas.update(_run_clips(todo, out_dir, settings, workers, detector, bar))
 
-            cfg = FitConfig() if fit_iterations is None else FitConfig(
-                iterations=fit_iterations, rigid_iterations=max(1, fit_iterations // 5))
-            result = fit_video(frames, config=cfg, landmarks=landmarks)
-            coeffs = result.coeffs_70.astype(np.float32)
-            fit_error = float(result.mean_error_px)
-        exp_lip = np.zeros((n, EXP_DIM), np.float32)
-        exp_lip[:, list(MOUTH_DIMS)] = coeffs[:, list(MOUTH_DIMS)]
-        name = identity_of(path)
-        if name not in identities:
-            identities.append(name)
-        ident = identities.index(name)
-        clip_id = f"clip_{len(entries):04d}"
-        file = save_clip(out_dir, clip_id, dict(
-            frames=frames, audio=wav, mel=mel, landmarks=landmarks, coeffs=coeffs, exp_lip=exp_lip,
-            blink=_blink_from_landmarks(landmarks), phonemes=np.zeros(0, "<U8"),
-            phoneme_ms=np.zeros((0, 2), np.float32)))
-        entries.append(dict(
-            id=clip_id, file=file, n_frames=int(n), duration_s=n / FPS, source=path.name,
-            style_id=ident, style=name, identity_id=ident, identity=name,
-            coeffs_fitted=bool(fit_coeffs), coeffs_source="morphable.fit.fit_video" if fit_coeffs else "zeros",
-            lip_source="fitted-mouth-dims" if fit_coeffs else "zeros", fit_error_px_224=fit_error))
-    if not entries:
+    ok = [p for p in videos if "error" not in metas[p]]
+    skipped = [dict(file=p.name, reason=metas[p]["error"]) for p in videos if "error" in metas[p]]
+    for s in skipped:
+        warnings.warn(f"skipping {s['file']}: {s['reason']}", stacklevel=2)
+    if not ok:
         raise ValueError(f"no usable clip in {video_dir}; skipped: {skipped}")
+
+    if identity_of is not None:
+        names, how = [str(identity_of(p)) for p in ok], {"identity_of": len(ok)}
+    else:
+        people = read_people_csv(people_path) if people_path.is_file() else None
+        names, how = assign_people([p.name for p in ok], [metas[p].get("descriptors") for p in ok], people,
+                                   identity_threshold)
+    identities = list(dict.fromkeys(names))
+    entries = []
+    for k, (p, name) in enumerate(zip(ok, names)):
+        ident = identities.index(name)
+        entries.append(dict(id=f"clip_{k:04d}", **metas[p]["entry"], style_id=ident, style=name,
+                            identity_id=ident, identity=name))
+    fitted = [e["fit_error_px_224"] for e in entries if e.get("fit_error_px_224") is not None]
     index = make_index(
         "video", size,
         source_dir=str(video_dir), expression_space="DefaultMorphableModel" if fit_coeffs else None,
         styles=list(identities), identities=list(identities),
-        builder=dict(max_seconds=max_seconds, max_clips=max_clips, fit_coeffs=fit_coeffs,
-                     fit_iterations=fit_iterations),
+        builder=dict(settings, workers=int(workers), settings_key=settings.key),
+        identity_assignment=dict(method="identity_of" if identity_of is not None else
+                                 "dlib face descriptors, average linkage",
+                                 threshold=float(identity_threshold),
+                                 people_csv=str(people_path) if people_path.is_file() else None, clips=how),
+        mean_fit_error_px_224=float(sum(fitted) / len(fitted)) if fitted else None,
         clips=entries, skipped=skipped)
+    split_settings = dict(heldout_fraction=float(heldout_fraction), seed=int(split_seed))
+    index["split_settings"] = split_settings
+    index["split"] = identity_split(index, **split_settings).to_json() if len(entries) >= 2 else None
     return write_index(out_dir, index)

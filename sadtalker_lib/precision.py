@@ -1,0 +1,201 @@
+"""Precision policies of the renderer: ``exact`` (float32, the parity path) and ``fast``.
+
+The networks (``models/``) hold only layers and forward; everything that changes how they compute lives here
+and is applied by :class:`~sadtalker_lib.wrapper.Models`, which owns device and precision:
+
+* ``exact`` (default): every network as loaded, float32. What the parity tests check.
+* ``fast``: the face-vid2vid generator (~1.2 TFLOP per 256 px frame, ~88% convolution) computes its
+  convolutions in a 16-bit float (bfloat16 on CPUs and on GPUs that have it, float16 on older GPUs) with the
+  float32 activations rounded on the way in and the result handed back as float32, so that the norms,
+  residual sums, softmax, warps (``grid_sample``) and the sigmoid all stay float32. The keypoint detector and
+  the MappingNets (the head-pose path) stay float32: a community fork found that fp16 in the pose path
+  destroys head motion (official SadTalker PR #704); they cost < 2% of a frame anyway.
+
+A policy is a set of named techniques (``TECHNIQUES``), so that the benchmark can measure each one alone:
+
+    fold-norms      spectral norm folded into the conv weights once (the eval-mode weight, computed once
+                    instead of per call); float32, same picture
+    bf16-conv       the generator's convs in the 16-bit float, float32 between them (above)
+    autocast        ``torch.autocast`` over the generator (16-bit activations everywhere, the plain way; measured
+                    for comparison: on the parity weights it loses more than the 35 dB budget on CPU)
+    channels-last   conv inputs and weights in channels-last layout (helps GPUs; not the CPU bf16 path)
+    compile         ``torch.compile`` of the generator's render (GPU option; long first call)
+
+``FAST_TECHNIQUES`` holds the CPU / GPU choices (measured in ``benchmarks/run.py``).
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["PRECISIONS", "TECHNIQUES", "FAST_TECHNIQUES", "PrecisionPolicy", "LowPrecisionConv", "resolve",
+           "convert_network", "low_precision_dtype", "auto_batch_size"]
+
+PRECISIONS = ("exact", "fast")
+TECHNIQUES = ("fold-norms", "bf16-conv", "autocast", "channels-last", "compile")
+# device type -> techniques of ``fast`` (the choice measured in benchmarks/results/generation.md)
+FAST_TECHNIQUES = {"cpu": ("fold-norms", "bf16-conv"), "cuda": ("fold-norms", "bf16-conv", "channels-last")}
+# networks converted by a fast policy; the pose path (kp_detector, mapping nets) stays float32
+LOW_PRECISION_NETWORKS = ("generator",)
+# generator convs that bf16-conv keeps float32: the two that turn the warped volume into the decoder input (which
+# is also the SPADE segmentation map of every decoder block). Measured on the parity weights, 256 px, one frame:
+# all convs in bfloat16 33.7 dB against exact, these two kept float32 37.5 dB (no other group gains > 1.5 dB);
+# they cost < 1% of the FLOPs.
+GENERATOR_FLOAT32_CONVS = ("third.conv", "fourth", "decoder.fc")
+
+
+def low_precision_dtype(device: torch.device | str) -> torch.dtype:
+    """bfloat16 on CPUs and on GPUs that support it, else float16 (on a GPU only: float16 convs on a CPU have no
+    fast kernels). Without CUDA, a ``cuda`` policy built for testing on the CPU gets bfloat16."""
+    device = torch.device(device)
+    if device.type == "cuda" and torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
+        return torch.float16
+    return torch.bfloat16
+
+
+@dataclass(frozen=True)
+class PrecisionPolicy:
+    """How the renderer computes. name: ``exact`` / ``fast`` (or ``custom`` for a technique subset);
+    techniques: a subset of ``TECHNIQUES``; dtype: the 16-bit float of ``bf16-conv`` / ``autocast``;
+    float32_convs: generator convs (qualified names) that ``bf16-conv`` leaves in float32."""
+
+    name: str = "exact"
+    techniques: tuple[str, ...] = ()
+    dtype: torch.dtype = torch.bfloat16
+    float32_convs: tuple[str, ...] = GENERATOR_FLOAT32_CONVS
+
+    def __post_init__(self):
+        unknown = set(self.techniques) - set(TECHNIQUES)
+        if unknown:
+            raise ValueError(f"unknown precision techniques {sorted(unknown)}; known: {', '.join(TECHNIQUES)}")
+        if "bf16-conv" in self.techniques and "autocast" in self.techniques:
+            raise ValueError("'bf16-conv' and 'autocast' are two ways of doing the same thing: pick one")
+        if self.dtype not in (torch.bfloat16, torch.float16):
+            raise ValueError(f"the low-precision dtype must be bfloat16 or float16, got {self.dtype}")
+
+    @property
+    def exact(self) -> bool:
+        return not self.techniques
+
+    def label(self) -> str:
+        return self.name if self.name != "custom" else "+".join(self.techniques)
+
+    @contextlib.contextmanager
+    def autocast(self, network: str, device: torch.device):
+        """The autocast region of ``network``'s forward (a no-op unless the ``autocast`` technique is on)."""
+        if "autocast" in self.techniques and network in LOW_PRECISION_NETWORKS:
+            with torch.autocast(device.type, dtype=self.dtype):
+                yield
+        else:  # leaves any autocast region of the caller as it is
+            yield
+
+
+def resolve(precision: "str | PrecisionPolicy", device: torch.device | str = "cpu") -> PrecisionPolicy:
+    """``"exact"`` / ``"fast"`` (or a ready policy) -> the :class:`PrecisionPolicy` for ``device``."""
+    if isinstance(precision, PrecisionPolicy):
+        return precision
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS} (or a PrecisionPolicy), got {precision!r}")
+    device = torch.device(device)
+    if precision == "exact":
+        return PrecisionPolicy("exact")
+    return PrecisionPolicy("fast", FAST_TECHNIQUES.get(device.type, FAST_TECHNIQUES["cpu"]),
+                           low_precision_dtype(device))
+
+
+class LowPrecisionConv(nn.Module):
+    """A Conv2d / Conv3d computed in a 16-bit float: float32 input [B, C, ...] rounded to ``dtype``, the
+    weights stored in ``dtype`` (converted once), the output returned as float32 [B, C', ...].
+
+    Keeping the output float32 leaves every operation between convolutions (norms, residual sums, warps) at
+    full precision; only the conv operands are rounded (8 mantissa bits for bfloat16).
+    """
+
+    def __init__(self, conv: nn.Conv2d | nn.Conv3d, dtype: torch.dtype = torch.bfloat16,
+                 channels_last: bool = False):
+        super().__init__()
+        if conv.padding_mode != "zeros":
+            raise ValueError(f"only zero-padded convs are converted, got padding_mode={conv.padding_mode!r}")
+        self.conv3d = isinstance(conv, nn.Conv3d)
+        fmt = (torch.channels_last_3d if self.conv3d else torch.channels_last) if channels_last else None
+        self.memory_format = fmt
+        w = conv.weight.detach().to(dtype)
+        self.register_buffer("weight", w.contiguous(memory_format=fmt) if fmt else w.contiguous())
+        self.register_buffer("bias", None if conv.bias is None else conv.bias.detach().to(dtype))
+        self.stride, self.padding, self.dilation, self.groups = conv.stride, conv.padding, conv.dilation, conv.groups
+        self.dtype = dtype
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.dtype)
+        if self.memory_format is not None:
+            x = x.contiguous(memory_format=self.memory_format)
+        fn = F.conv3d if self.conv3d else F.conv2d
+        return fn(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups).float()
+
+    def extra_repr(self) -> str:
+        return f"{tuple(self.weight.shape)}, dtype={self.dtype}, channels_last={self.memory_format is not None}"
+
+
+def _fold_spectral_norm(module: nn.Module) -> None:
+    """Replace every spectral-norm reparametrisation by its eval-mode weight (computed once, as eval does)."""
+    for sub in module.modules():
+        hooks = [h for h in sub._forward_pre_hooks.values() if type(h).__name__ == "SpectralNorm"]
+        if hooks:
+            nn.utils.remove_spectral_norm(sub)
+
+
+def _channels_last(module: nn.Module) -> None:
+    for sub in module.modules():
+        if isinstance(sub, nn.Conv2d):
+            sub.to(memory_format=torch.channels_last)
+        elif isinstance(sub, nn.Conv3d):
+            sub.to(memory_format=torch.channels_last_3d)
+
+
+def _replace_convs(module: nn.Module, dtype: torch.dtype, channels_last: bool, keep: tuple[str, ...] = ()) -> None:
+    """Every zero-padded Conv2d / Conv3d of ``module`` -> :class:`LowPrecisionConv`, except the qualified names
+    in ``keep``."""
+    for name, child in list(module.named_modules()):
+        if type(child) in (nn.Conv2d, nn.Conv3d) and child.padding_mode == "zeros" and name not in keep:
+            parent, _, leaf = name.rpartition(".")
+            setattr(module.get_submodule(parent) if parent else module, leaf,
+                    LowPrecisionConv(child, dtype, channels_last))
+
+
+def convert_network(name: str, module: nn.Module | None, policy: PrecisionPolicy) -> nn.Module | None:
+    """The network ``name`` (a key of ``wrapper.NETWORKS``) as ``policy`` runs it: a converted deep copy (the
+    given module is left as it is), or the module itself when nothing applies (exact, pose-path networks)."""
+    if module is None or policy.exact or name not in LOW_PRECISION_NETWORKS or not isinstance(module, nn.Module):
+        return module
+    if module.training:
+        raise ValueError(f"{name} is in training mode: precision conversions are for inference (.eval() first)")
+    module = copy.deepcopy(module)
+    t = policy.techniques
+    if "fold-norms" in t or "bf16-conv" in t:  # a converted conv has no spectral-norm hook: fold first
+        _fold_spectral_norm(module)
+    if "bf16-conv" in t:
+        _replace_convs(module, policy.dtype, "channels-last" in t, policy.float32_convs)
+    elif "channels-last" in t:
+        _channels_last(module)
+    if "compile" in t:
+        module.render = torch.compile(module.render, dynamic=False)
+    return module
+
+
+def auto_batch_size(device: torch.device | str, size: int, *, free_bytes: int | None = None,
+                    bytes_per_frame_256: float = 1.5e9, cap: int = 32) -> int:
+    """Frames per generator call: 2 on a CPU (larger batches do not speed up the convolutions there); on a GPU
+    as many as fit in ``free_bytes`` (default: the device's free memory) at ``bytes_per_frame_256`` per 256 px
+    frame (activation peak of the exact render, scaled with the pixel count), capped at ``cap``."""
+    device = torch.device(device)
+    if device.type != "cuda" and free_bytes is None:
+        return 2
+    if free_bytes is None:
+        free_bytes, _ = torch.cuda.mem_get_info(device)
+    per_frame = bytes_per_frame_256 * (size / 256) ** 2
+    return int(max(1, min(cap, 0.8 * free_bytes // per_frame)))

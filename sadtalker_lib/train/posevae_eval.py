@@ -1,0 +1,222 @@
+"""PoseVAE on held-out data beside its trivial baselines, and its whole-clip metrics (Table 4).
+
+Held-out pose MSE (this project's definition; the paper reports none): the setup of Sec. 3.2 / official
+``Audio2Pose``: given the first frame's pose rho_0, the audio of frames 1..32 and the style, predict the residual
+motion Delta rho_{1..32} = rho_{1..32} - rho_0 of a held-out window; the error is
+
+    pose_mse = mean over windows, 32 frames and the 6 pose values of (Delta rho'_t - Delta rho_t)^2
+
+in raw units (angles in radians, translations in the morphable model's units). The trained model predicts with
+the decoder alone (the inference path) at z = 0, the prior's mean (``pose_mse``), and with one draw
+z ~ N(0, I) per window (``pose_mse_sampled``). Baselines, each the same error of something trivial:
+
+* ``still_head``: Delta rho' = 0 (rho_t = rho_0: no head motion);
+* ``random_training_sequence``: the real residual motion of a window of another (training) clip, aligned to the
+  held-out window's first frame (rho_0 + its Delta rho).
+
+A sample and the random training sequence are both "a plausible motion, not this one": their errors compare
+like with like; the z = 0 prediction compares with the still head. Use of z: the held-out KL (nats per latent
+dimension; ~0 = the posterior collapsed, the decoder ignores z) and ``z_spread``, the RMS difference of two
+samples with different z over the RMS of the real residuals. Diversity (``metrics.diversity``: mean over the
+three angles of the std over time) of sampled windows over that of the real held-out windows.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+
+from ..coeffs import ANGLE, ANGLE_DIM
+from ..data.windows import PoseWindows
+from ..models.posevae import PoseVAE
+from .heldout import HeldoutMetric, HeldoutReport
+from .losses import kl_loss
+from .posevae import PoseVAETrainConfig, _conditions
+from .posevae_audio import with_embeddings as _with_embeddings
+
+__all__ = ["PoseHeldoutMetrics", "random_training_motion", "decode_windows", "evaluate_pose_heldout",
+           "pose_heldout_report", "PoseClipMetrics", "evaluate_posevae_clips"]
+
+POSE_MSE_LABEL = ("MSE of the residual Delta rho = rho_t - rho_0 over 32 frames x 6 values (rad; model units) given "
+                  "rho_0, audio, style; decoder at z = 0")
+
+
+@dataclass
+class PoseHeldoutMetrics:
+    """Held-out windows: the trained model and its baselines (module docstring). MSEs in raw units."""
+
+    pose_mse: float
+    pose_mse_sampled: float
+    still_head: float
+    random_training_sequence: float
+    kl_per_dim: float
+    z_spread: float
+    diversity: float
+    real_diversity: float
+    random_diversity: float
+    n_windows: int
+
+    @property
+    def diversity_ratio(self) -> float:
+        return self.diversity / self.real_diversity if self.real_diversity else float("nan")
+
+
+def random_training_motion(heldout: PoseWindows, train: PoseWindows, seed: int = 0) -> torch.Tensor:
+    """For each held-out window, the residual motion [N, T, 6] of a random training window (seeded); when the
+    two sets share clip ids (the same windows passed twice), a window of another clip is drawn."""
+    rng = np.random.default_rng([seed, 0x5EC])
+    same = train.pose.shape == heldout.pose.shape and torch.equal(train.pose, heldout.pose)
+    res = train.pose[:, 1:] - train.pose[:, :1]
+    picks = []
+    for i in range(len(heldout)):
+        pool = np.flatnonzero(train.clip.numpy() != int(heldout.clip[i])) if same else np.arange(len(train))
+        picks.append(int(rng.choice(pool if len(pool) else np.arange(len(train)))))
+    return res[torch.as_tensor(picks)]
+
+
+def _window_diversity(motion: torch.Tensor) -> float:
+    """Mean over windows of ``metrics.diversity`` of the three angles of rho_0 + motion (motion [N, T, 6])."""
+    from ..metrics.diversity import diversity
+
+    m = torch.cat([torch.zeros_like(motion[:, :1]), motion], 1)[..., :ANGLE_DIM].numpy()
+    return float(np.mean([diversity(w) for w in m]))
+
+
+@torch.no_grad()
+def decode_windows(model: PoseVAE, windows: PoseWindows, z: torch.Tensor | None = None,
+                   config: PoseVAETrainConfig | None = None, batch_size: int = 64) -> torch.Tensor:
+    """The decoder alone (inference path) on every window: Delta rho' [N, T, 6] given rho_0, audio and style;
+    ``z`` [N, 64] (None: z = 0, the prior's mean). Model and windows in the same units."""
+    config = config or PoseVAETrainConfig()
+    windows = _with_embeddings(model, windows)
+    was = model.training
+    model.eval()
+    z = torch.zeros(len(windows), model.config.latent_size) if z is None else z
+    out = []
+    for s in range(0, len(windows), batch_size):
+        sl = slice(s, s + batch_size)
+        ref_c, emb_c, style_c = _conditions(windows.pose[sl], windows.audio_emb[sl], windows.style[sl], config)
+        out.append(model.decoder(z[sl], ref_c, emb_c, style_c))
+    model.train(was)
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def evaluate_pose_heldout(model: PoseVAE, heldout: PoseWindows, train: PoseWindows,
+                          config: PoseVAETrainConfig | None = None, seed: int = 0,
+                          batch_size: int = 64) -> PoseHeldoutMetrics:
+    """The held-out numbers of the module docstring. ``model`` and both window sets in the same (raw) units;
+    held-out windows carry ``audio_emb`` or ``mel``. Deterministic for ``seed``."""
+    config = config or PoseVAETrainConfig()
+    heldout = _with_embeddings(model, heldout)  # (train: only its poses are used)
+    was = model.training
+    model.eval()
+    g = torch.Generator().manual_seed(seed)
+    gt = heldout.pose[:, 1:] - heldout.pose[:, :1]  # Delta rho [N, T, 6]
+    n, d = len(heldout), model.config.latent_size
+    mean = decode_windows(model, heldout, None, config, batch_size)
+    s1 = decode_windows(model, heldout, torch.randn(n, d, generator=g), config, batch_size)
+    s2 = decode_windows(model, heldout, torch.randn(n, d, generator=g), config, batch_size)
+    kls = []
+    for s in range(0, n, batch_size):
+        sl = slice(s, s + batch_size)
+        ref_c, emb_c, style_c = _conditions(heldout.pose[sl], heldout.audio_emb[sl], heldout.style[sl], config)
+        mu, logvar = model.encoder(gt[sl], ref_c, emb_c, style_c)
+        kls.append(float(kl_loss(mu, logvar)) * len(mu))
+    rand = random_training_motion(heldout, train, seed)
+    model.train(was)
+
+    def mse(pred):
+        return float((pred - gt).pow(2).mean())
+
+    return PoseHeldoutMetrics(
+        pose_mse=mse(mean), pose_mse_sampled=mse(s1), still_head=mse(torch.zeros_like(gt)),
+        random_training_sequence=mse(rand), kl_per_dim=sum(kls) / len(heldout),
+        z_spread=float((s1 - s2).pow(2).mean().sqrt() / gt.pow(2).mean().sqrt()),
+        diversity=_window_diversity(s1), real_diversity=_window_diversity(gt), random_diversity=_window_diversity(rand),
+        n_windows=len(heldout))
+
+
+def pose_heldout_report(m: PoseHeldoutMetrics, split: Mapping | None = None) -> HeldoutReport:
+    """``heldout.json`` of the PoseVAE stage (``train/heldout.py``)."""
+    metrics = {
+        "pose_mse": HeldoutMetric(m.pose_mse, {"still_head": m.still_head,
+                                               "random_training_sequence": m.random_training_sequence},
+                                  label=POSE_MSE_LABEL),
+        "pose_mse_sampled": HeldoutMetric(m.pose_mse_sampled, {"still_head": m.still_head,
+                                                               "random_training_sequence": m.random_training_sequence},
+                                          label="as pose_mse, one draw z ~ N(0, I) per window"),
+        "diversity_ratio": HeldoutMetric(m.diversity_ratio, {"still_head": 0.0,
+                                                             "random_training_sequence":
+                                                                 m.random_diversity / m.real_diversity},
+                                         lower_is_better=False,
+                                         label="Diversity [pose angles, per 33-frame window] of samples / of the "
+                                               "real held-out motion (target >= 0.5)"),
+        "kl_per_dim_nats": HeldoutMetric(m.kl_per_dim, {"collapsed_posterior": 0.0}, lower_is_better=False,
+                                         label="held-out KL(q(z|x) || N(0, I)) per latent dim; ~0: z unused"),
+        "z_spread": HeldoutMetric(m.z_spread, {"collapsed_posterior": 0.0}, lower_is_better=False,
+                                  label="RMS(sample_1 - sample_2) / RMS(real residual); 0: z unused"),
+    }
+    return HeldoutReport(stage="posevae", metrics=metrics, split=dict(split or {}))
+
+
+# --- Whole-clip metrics: diversity and beat alignment (Table 4) -------------------------------------------------------
+@dataclass
+class PoseClipMetrics:
+    """Per-clip means over generated clips. diversity: mean over angles of the std over time (radians,
+    ``metrics.diversity``); beat_align: Bailando's Beat Align Score of the head angles against the speech onsets
+    (``metrics.beat_align``; a stand-in: pose angles, not Hopenet on video); real_*: the same for the corpus
+    motion of those clips; style: how styles were picked."""
+
+    diversity: float
+    beat_align: float
+    real_diversity: float
+    real_beat_align: float
+    style: str
+    per_clip: list[dict]
+
+
+def evaluate_posevae_clips(model: PoseVAE, clips: Sequence[Mapping], style: str = "fixed", fixed_style: int = 0,
+                           seed: int = 0, num_styles: int | None = None) -> PoseClipMetrics:
+    """Generate every clip's head motion with the inference path (``audio2coeff.predict_pose``: 32-frame chunks,
+    z ~ N(0, I), savgol smoothing) and score it.
+
+    clips: dicts with ``mel`` [T, 1, 80, 16], ``coeffs`` [T, 70] (rho_0 = frame 0's pose; the rest is the real
+    motion for the reference numbers), ``audio`` (16 kHz) and ``style_id``. style: "fixed" (every clip with
+    ``fixed_style``: Table 4 "Single Fixed Style"), "mixed" (a randomly selected style per clip out of
+    ``num_styles``, default the styles present in ``clips``: "Mixed Style") or "own" (each clip's own style).
+    """
+    from ..audio2coeff import predict_pose
+    from ..metrics.beat_align import beat_align
+    from ..metrics.diversity import diversity
+
+    if style not in ("fixed", "mixed", "own"):
+        raise ValueError(f"style must be 'fixed', 'mixed' or 'own', got {style!r}")
+    rng = np.random.default_rng(seed)
+    g = torch.Generator().manual_seed(seed)
+    pool = sorted({int(c["style_id"]) for c in clips}) if num_styles is None else list(range(num_styles))
+    was = model.training
+    model.eval()
+    rows = []
+    for c in clips:
+        mel = torch.as_tensor(np.asarray(c["mel"]), dtype=torch.float32)[None]
+        coeffs = np.asarray(c["coeffs"], np.float32)
+        sid = {"fixed": fixed_style, "own": int(c["style_id"])}.get(style)
+        sid = int(rng.choice(pool)) if sid is None else sid
+        pred = predict_pose(model, mel, torch.from_numpy(coeffs[:1])[None], style=sid, generator=g)
+        angles = pred.pose[0, :, :3].numpy()
+        real = coeffs[:, ANGLE]
+        audio = np.asarray(c["audio"], np.float32)
+        row = {"style_id": sid, "diversity": diversity(angles), "real_diversity": diversity(real)}
+        for key, feats in (("beat_align", angles), ("real_beat_align", real)):
+            try:
+                row[key] = beat_align(audio, 16000, feats, 25.0).score
+            except ValueError:
+                row[key] = float("nan")
+        rows.append(row)
+    model.train(was)
+    mean = {k: float(np.nanmean([r[k] for r in rows])) for k in ("diversity", "beat_align", "real_diversity",
+                                                                  "real_beat_align")}
+    return PoseClipMetrics(style=style, per_clip=rows, **mean)
