@@ -35,6 +35,7 @@ VARIANTS = {
     "autocast bf16 (plain)": ("autocast",),
     "bf16-conv, all convs": ("bf16-conv", "all-convs"),
     "bf16-conv + channels-last": ("fold-norms", "bf16-conv", "channels-last"),
+    "bf16-conv + bf16-act": ("fold-norms", "bf16-conv", "bf16-act"),
 }
 QUICK = ("official make_animation (fp32)", "ours exact (fp32)", "ours fast", "autocast bf16 (plain)")
 

@@ -62,7 +62,7 @@ def _numbers(text: str) -> list[int]:
 OPTION_COLUMNS = {  # CSV column -> parser; every key is a GenerationOptions field
     "preprocess": str, "still": _bool, "pose_style": int, "expression_scale": float, "ref_eyeblink": str,
     "ref_pose": str, "input_yaw": _numbers, "input_pitch": _numbers, "input_roll": _numbers, "batch_size": int,
-    "enhancer": str, "seed": int, "seamless": _bool,
+    "enhancer": str, "seed": int, "seamless": _bool, "paste_solver": str,
 }
 PATH_OPTIONS = ("ref_eyeblink", "ref_pose")
 assert set(OPTION_COLUMNS) <= {f.name for f in fields(GenerationOptions)}
@@ -229,8 +229,8 @@ def _run_job(job: Job, out_dir: Path, load_pipeline, process: int) -> dict:
 
 
 def run_batch(jobs_csv: str | os.PathLike, out_dir: str | os.PathLike, *, checkpoints: str | os.PathLike | None = None,
-              size: int = 256, device: str | None = None, old_version: bool = False, pipeline=None,
-              progress: bool = True) -> BatchSummary:
+              size: int = 256, device: str | None = None, old_version: bool = False, precision: str = "exact",
+              pipeline=None, progress: bool = True) -> BatchSummary:
     """Run every unfinished row of ``jobs_csv`` into ``out_dir``, this process's share of them.
 
     ``pipeline``: a ready :class:`TalkingHeadPipeline` (else one is loaded from ``checkpoints`` the first time a
@@ -262,7 +262,8 @@ def run_batch(jobs_csv: str | os.PathLike, out_dir: str | os.PathLike, *, checkp
             if checkpoints is None:
                 raise ValueError("run_batch needs checkpoints= (a folder) or pipeline=")
             loaded[0] = TalkingHeadPipeline.from_checkpoints(checkpoints, size=size, device=run_on,
-                                                             old_version=old_version, progress=False)
+                                                             old_version=old_version, progress=False,
+                                                             precision=precision)
         return loaded[0]
 
     part = _records_dir(out_dir) / f"part-{rank}.jsonl"

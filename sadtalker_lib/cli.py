@@ -48,6 +48,9 @@ def _add_generate(sub) -> None:
     p.add_argument("--seed", type=int, default=None, help="seed for the pose noise and the blinks")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--cpu", action="store_true", help="same as --device cpu (official flag)")
+    p.add_argument("--paste_solver", default=None, choices=["opencv", "fast"],
+                   help="full modes: opencv = official seamlessClone; fast = same result within 1 grey level, "
+                        ">= 5x faster (default: fast with --precision fast, else opencv)")
     p.add_argument("--precision", default="exact", choices=["exact", "fast"],
                    help="renderer arithmetic: exact float32 (default) or fast (16-bit convs, >= 35 dB vs exact)")
 
@@ -64,6 +67,7 @@ def _generate(args) -> int:
         pose_style=args.pose_style, expression_scale=args.expression_scale, ref_eyeblink=args.ref_eyeblink,
         ref_pose=args.ref_pose, input_yaw=args.input_yaw, input_pitch=args.input_pitch,
         input_roll=args.input_roll, batch_size=args.batch_size, enhancer=args.enhancer, seed=args.seed,
+        paste_solver=args.paste_solver,
     )
     print(f"wrote {result.video_path} ({result.num_frames} frames, {result.num_frames / 25:.2f} s)")
     return 0
@@ -188,6 +192,7 @@ def _add_generate_batch(sub) -> None:
     g.add_argument("--old_version", action="store_true", help="read the old .pth files, not the safetensors")
     g.add_argument("--device", default="auto", help="auto (each process's own device), cpu or cuda")
     g.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
+    g.add_argument("--precision", default="exact", choices=["exact", "fast"], help="as for generate")
 
 
 def _generate_batch(args) -> int:
@@ -198,7 +203,7 @@ def _generate_batch(args) -> int:
 
         torch.set_num_threads(args.threads)
     s = run_batch(args.jobs, args.out, checkpoints=args.checkpoints, size=args.size, device=args.device,
-                  old_version=args.old_version)
+                  old_version=args.old_version, precision=args.precision)
     return 1 if s.rows_failed else 0  # only the main process knows (the others return 0 after the last barrier)
 
 

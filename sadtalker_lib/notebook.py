@@ -74,10 +74,26 @@ def cached_default_corpus(folder: str | os.PathLike | None, n_clips: int, seed: 
 
         folder = Path(tempfile.gettempdir()) / f"sadtalker-lab-corpus-n{n_clips}-s{seed}"
     folder = Path(folder)
+    if is_corpus(folder) and _stale_default_corpus(folder, n_clips, seed, build_kwargs):
+        import shutil
+
+        print(f"{folder} holds a default corpus from another builder version or other settings: rebuilding it")
+        shutil.rmtree(folder)
     if not is_corpus(folder):
         build_kwargs.setdefault("progress", False)
         build_default_corpus(folder, n_clips=n_clips, seed=seed, **build_kwargs)
     return folder
+
+
+def _stale_default_corpus(folder: Path, n_clips: int, seed: int, build_kwargs: dict) -> bool:
+    """A cached default corpus built by another builder version or with other n_clips / seed / size."""
+    from .data.corpus.default import DEFAULT_CORPUS_VERSION
+
+    index = load_index(folder)
+    if index.get("kind") != "default":
+        return False  # not ours to replace
+    return (index.get("builder_version") != DEFAULT_CORPUS_VERSION or len(index["clips"]) != n_clips
+            or index.get("seed") != seed or index.get("size") != build_kwargs.get("size", index.get("size")))
 
 
 def clip_dicts(corpus: str | os.PathLike, clips: Sequence[int | str]) -> list[dict]:

@@ -16,6 +16,11 @@ A policy is a set of named techniques (``TECHNIQUES``), so that the benchmark ca
     fold-norms      spectral norm folded into the conv weights once (the eval-mode weight, computed once
                     instead of per call); float32, same picture
     bf16-conv       the generator's convs in the 16-bit float, float32 between them (above)
+    bf16-act        with bf16-conv: the SPADE decoder's convs hand their 16-bit output on (to the SPADE
+                    modulation, LeakyReLU and the next conv) instead of widening it to float32: about half the
+                    memory traffic of the decoder's large (256 px, 256-channel) activations. The decoder's
+                    residual stream stays float32 where it is float32 (after ``decoder.fc``), the instance-norm
+                    statistics accumulate in float32 (PyTorch's CPU kernels), the last conv and sigmoid are float32
     autocast        ``torch.autocast`` over the generator (16-bit activations everywhere, the plain way; measured
                     for comparison: on the parity weights it loses more than the 35 dB budget on CPU)
     channels-last   conv inputs and weights in channels-last layout (helps GPUs; not the CPU bf16 path)
@@ -37,16 +42,21 @@ __all__ = ["PRECISIONS", "TECHNIQUES", "FAST_TECHNIQUES", "PrecisionPolicy", "Lo
            "convert_network", "low_precision_dtype", "auto_batch_size"]
 
 PRECISIONS = ("exact", "fast")
-TECHNIQUES = ("fold-norms", "bf16-conv", "autocast", "channels-last", "compile")
-# device type -> techniques of ``fast`` (the choice measured in benchmarks/results/generation.md)
+TECHNIQUES = ("fold-norms", "bf16-conv", "bf16-act", "autocast", "channels-last", "compile")
+# device type -> techniques of ``fast`` (the choice measured in benchmarks/results/fast_mode.md)
 FAST_TECHNIQUES = {"cpu": ("fold-norms", "bf16-conv"), "cuda": ("fold-norms", "bf16-conv", "channels-last")}
 # networks converted by a fast policy; the pose path (kp_detector, mapping nets) stays float32
 LOW_PRECISION_NETWORKS = ("generator",)
 # generator convs that bf16-conv keeps float32: the two that turn the warped volume into the decoder input (which
-# is also the SPADE segmentation map of every decoder block). Measured on the parity weights, 256 px, one frame:
-# all convs in bfloat16 33.7 dB against exact, these two kept float32 37.5 dB (no other group gains > 1.5 dB);
-# they cost < 1% of the FLOPs.
+# is also the SPADE segmentation map of every decoder block) and the decoder's first conv. Measured on the parity
+# weights at 256 px: one frame with perturbed keypoints, all convs in bfloat16 33.7 dB against exact, third /
+# fourth kept float32 37.5 dB, decoder.fc kept 35.2 dB (no other group > 34 dB); on the benchmark's driven frames
+# (benchmarks/fast_mode.py) third / fourth kept 33.9 dB, + decoder.fc 35.4 dB. They cost ~2% of the FLOPs.
 GENERATOR_FLOAT32_CONVS = ("third.conv", "fourth", "decoder.fc")
+# generator convs whose 16-bit output bf16-act hands on as it is: the SPADE decoder's, except its last conv
+# (``decoder.conv_img``, whose output goes through the float32 sigmoid)
+LOW_PRECISION_OUTPUT_PREFIX = "decoder."
+LOW_PRECISION_OUTPUT_EXCEPT = ("decoder.conv_img",)
 
 
 def low_precision_dtype(device: torch.device | str) -> torch.dtype:
@@ -73,6 +83,8 @@ class PrecisionPolicy:
         unknown = set(self.techniques) - set(TECHNIQUES)
         if unknown:
             raise ValueError(f"unknown precision techniques {sorted(unknown)}; known: {', '.join(TECHNIQUES)}")
+        if "bf16-act" in self.techniques and "bf16-conv" not in self.techniques:
+            raise ValueError("'bf16-act' changes what the 'bf16-conv' convs output: it needs 'bf16-conv'")
         if "bf16-conv" in self.techniques and "autocast" in self.techniques:
             raise ValueError("'bf16-conv' and 'autocast' are two ways of doing the same thing: pick one")
         if self.dtype not in (torch.bfloat16, torch.float16):
@@ -109,15 +121,16 @@ def resolve(precision: "str | PrecisionPolicy", device: torch.device | str = "cp
 
 
 class LowPrecisionConv(nn.Module):
-    """A Conv2d / Conv3d computed in a 16-bit float: float32 input [B, C, ...] rounded to ``dtype``, the
-    weights stored in ``dtype`` (converted once), the output returned as float32 [B, C', ...].
+    """A Conv2d / Conv3d computed in a 16-bit float: the input [B, C, ...] rounded to ``dtype``, the
+    weights stored in ``dtype`` (converted once), the output [B, C', ...] returned as float32 (default) or,
+    with ``float32_output=False``, left in ``dtype``.
 
     Keeping the output float32 leaves every operation between convolutions (norms, residual sums, warps) at
     full precision; only the conv operands are rounded (8 mantissa bits for bfloat16).
     """
 
     def __init__(self, conv: nn.Conv2d | nn.Conv3d, dtype: torch.dtype = torch.bfloat16,
-                 channels_last: bool = False):
+                 channels_last: bool = False, float32_output: bool = True):
         super().__init__()
         if conv.padding_mode != "zeros":
             raise ValueError(f"only zero-padded convs are converted, got padding_mode={conv.padding_mode!r}")
@@ -129,16 +142,19 @@ class LowPrecisionConv(nn.Module):
         self.register_buffer("bias", None if conv.bias is None else conv.bias.detach().to(dtype))
         self.stride, self.padding, self.dilation, self.groups = conv.stride, conv.padding, conv.dilation, conv.groups
         self.dtype = dtype
+        self.float32_output = float32_output
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.dtype)
         if self.memory_format is not None:
             x = x.contiguous(memory_format=self.memory_format)
         fn = F.conv3d if self.conv3d else F.conv2d
-        return fn(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups).float()
+        y = fn(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        return y.float() if self.float32_output else y
 
     def extra_repr(self) -> str:
-        return f"{tuple(self.weight.shape)}, dtype={self.dtype}, channels_last={self.memory_format is not None}"
+        return (f"{tuple(self.weight.shape)}, dtype={self.dtype}, channels_last={self.memory_format is not None}, "
+                f"float32_output={self.float32_output}")
 
 
 def _fold_spectral_norm(module: nn.Module) -> None:
@@ -157,14 +173,17 @@ def _channels_last(module: nn.Module) -> None:
             sub.to(memory_format=torch.channels_last_3d)
 
 
-def _replace_convs(module: nn.Module, dtype: torch.dtype, channels_last: bool, keep: tuple[str, ...] = ()) -> None:
+def _replace_convs(module: nn.Module, dtype: torch.dtype, channels_last: bool, keep: tuple[str, ...] = (),
+                   low_output: bool = False) -> None:
     """Every zero-padded Conv2d / Conv3d of ``module`` -> :class:`LowPrecisionConv`, except the qualified names
-    in ``keep``."""
+    in ``keep``; with ``low_output``, the decoder's convs (``LOW_PRECISION_OUTPUT_PREFIX``) keep 16-bit outputs."""
     for name, child in list(module.named_modules()):
         if type(child) in (nn.Conv2d, nn.Conv3d) and child.padding_mode == "zeros" and name not in keep:
             parent, _, leaf = name.rpartition(".")
+            low = (low_output and name.startswith(LOW_PRECISION_OUTPUT_PREFIX)
+                   and name not in LOW_PRECISION_OUTPUT_EXCEPT)
             setattr(module.get_submodule(parent) if parent else module, leaf,
-                    LowPrecisionConv(child, dtype, channels_last))
+                    LowPrecisionConv(child, dtype, channels_last, float32_output=not low))
 
 
 def convert_network(name: str, module: nn.Module | None, policy: PrecisionPolicy) -> nn.Module | None:
@@ -179,7 +198,7 @@ def convert_network(name: str, module: nn.Module | None, policy: PrecisionPolicy
     if "fold-norms" in t or "bf16-conv" in t:  # a converted conv has no spectral-norm hook: fold first
         _fold_spectral_norm(module)
     if "bf16-conv" in t:
-        _replace_convs(module, policy.dtype, "channels-last" in t, policy.float32_convs)
+        _replace_convs(module, policy.dtype, "channels-last" in t, policy.float32_convs, "bf16-act" in t)
     elif "channels-last" in t:
         _channels_last(module)
     if "compile" in t:

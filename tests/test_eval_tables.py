@@ -63,8 +63,8 @@ def test_evaluate_table_shape_labels_and_na_notes(table):
     assert list(table.index) == ["Real Video", "method A", "method B"]
     assert list(table.columns.get_level_values(0).unique()) == list(GROUPS)
     labels = list(table.columns.get_level_values(1))
-    assert labels == ["LSE-C [trained-here]", "LSE-D [trained-here]", "Diversity [solvePnP]", "Beat Align [solvePnP]", "FID",
-                      "CPBD", "CSIM [dlib]"]
+    assert labels == ["LSE-C [trained-here]", "LSE-D [trained-here]", "Diversity [solvePnP]",
+                      "Beat Align [solvePnP]", "FID", "CPBD", "CSIM [dlib]"]
     notes = table.attrs["notes"]
     # FID: weights missing -> n/a everywhere, with the reason
     assert table[("Video Quality", "FID")].isna().all()

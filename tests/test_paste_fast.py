@@ -90,3 +90,11 @@ def test_fast_paste_bad_inputs():
         SeamlessPaste(full, _info(200, 200, 6, 30))
     with pytest.raises(ValueError, match="larger than the picture"):
         SeamlessPaste(full[:150, :150], info)
+
+
+def test_generation_options_reject_unknown_paste_solver():
+    from sadtalker_lib.pipeline import GenerationOptions
+
+    assert GenerationOptions(paste_solver="fast").paste_solver == "fast"
+    with pytest.raises(ValueError, match="paste_solver"):
+        GenerationOptions(paste_solver="poisson")

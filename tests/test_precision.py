@@ -115,8 +115,6 @@ def test_device_parameter_path_on_cpu(exact):
     _, a = _render(cl, SIZE, w)
     _, b = _render(plain, SIZE, w)
     assert psnr_db(a, b) >= 40.0  # a memory layout, not a different arithmetic (measured: identical or ~60 dB)
-    auto = Models(**nets, precision=PrecisionPolicy("custom", ("autocast",)))
-    assert psnr_db(_render(auto, SIZE, w)[1], _render(exact, SIZE, w)[1]) >= 20.0
     src = torch.zeros(73)
     coeffs = np.zeros((5, 70), np.float32)
     wins = driving_windows(coeffs, src.numpy(), preprocess="crop")

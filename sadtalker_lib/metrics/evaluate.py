@@ -31,7 +31,10 @@ def evaluate_video(video, *, reference=None, json_out=None, max_seconds: float |
     ``json_out``)::
 
         {"video": ..., "metrics": {column label: value or None}, "notes": {column label: [reasons]},
-         "lip_sync": {"offset_frames": k, "lse_c": c, "lse_d": d, "source": "..."}}
+         "lip_sync": {"offset_frames": k, "lse_c": c, "lse_d": d, "lse_c_at_0": c0, "source": "..."}}
+
+    ``lse_c_at_0``: LSE-C at offset 0 (``lipsync.confidence_at_zero``; equals LSE-C when the offset is 0, lower
+    when the audio is out of sync, which SyncNet's LSE-C does not see).
 
     ``reference``: the source portrait for CSIM (default: the video's first frame, noted). ``lip_sync`` is None
     (with a note) when it cannot be computed (no audio, no face). ``scorer``: a lip-sync scorer (default

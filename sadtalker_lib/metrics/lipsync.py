@@ -4,7 +4,9 @@ The paper's LSE-C / LSE-D need ``syncnet_v2.model`` (joonson/syncnet_python), wh
 a crop SyncNet trained here stays at chance on a CPU budget. This stand-in keeps SyncNet's *protocol* and replaces
 its two towers by measured mouth shape and a small audio -> mouth regressor:
 
-* **lip side** (:func:`mouth_features`): per frame, from the 68 dlib landmarks, ``MOUTH_FEATURES`` = inner-lip
+* **lip side** (:func:`mouth_features`): per frame, from the 68 dlib landmarks (found by :func:`lip_track` on frames
+  upsampled so that the face is about ``LIP_FACE_PX`` wide: dlib's shape predictor on a 60 px face misplaces the
+  lips), ``MOUTH_FEATURES`` = inner-lip
   aperture, outer-lip aperture, inner and outer mouth width, and jaw drop (chin to nose tip), each divided by the
   inter-ocular distance (eye centres), then standardised over the clip (z-score, std floored at
   ``MOUTH_STD_FLOOR`` so that a still mouth stays near zero instead of amplifying detector noise);
@@ -22,6 +24,11 @@ padding of the audio embeddings plays in ``calc_pdist``. Then, as in SyncNet:
 
     LSE-D = min_k mean_dists[k],   offset = vshift - argmin_k mean_dists[k],   LSE-C = median(mean_dists) - LSE-D
 
+SyncNet's LSE-C measures how sharp the best alignment is, wherever it lies: a copy whose audio is shifted by a few
+frames keeps (nearly) the same LSE-C. The stand-in therefore also reports :func:`confidence_at_zero`, *LSE-C at
+offset 0* ``= median(mean_dists) - mean_dists[offset 0]`` (equal to LSE-C when the estimated offset is 0, near or
+below 0 for a shifted copy), which scores the clip as it is played.
+
 ``offset`` has SyncNet's sign: positive when the audio leads the video, -k for audio delayed by k frames
 (:func:`delay_audio`). The scale is not SyncNet's, so every table labels the columns ``[landmark stand-in]``.
 When the official ``syncnet_v2.model`` is present, :func:`default_lip_sync_scorer` returns it instead.
@@ -35,12 +42,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..face.detect import FaceDetection, default_detector
 from .faces import FaceTrack, NoFaceError, track_faces
 from .lse import OFFICIAL_LABEL, VSHIFT, LseResult, SyncNetScorer
 from .video_io import AUDIO_RATE, EVAL_FPS, Clip
 
 __all__ = ["STANDIN_LABEL", "STANDIN_FORMAT", "MOUTH_FEATURES", "WINDOW", "AudioToMouthConfig", "AudioToMouth",
-           "mouth_features", "mouth_code", "standardise", "audio_features", "window_distances", "lse_from_features",
+           "mouth_features", "mouth_code",
+           "LIP_FACE_PX", "lip_track", "confidence_at_zero", "standardise", "audio_features", "window_distances",
+           "lse_from_features",
            "LandmarkSyncScorer", "load_standin", "save_standin", "standin_path", "default_lip_sync_scorer",
            "delay_audio", "lip_sync_summary"]
 
@@ -56,6 +66,8 @@ ROBUST_AUDIO = True
 SCORED_FEATURES = (0, 1, 2, 3, 4)  # indices of the MOUTH_FEATURES the model predicts and the score compares
 WINDOW = 5  # frames per window, as SyncNet's lip tower (0.2 s)
 SAMPLES_PER_FRAME = int(AUDIO_RATE // EVAL_FPS)  # 640
+LIP_FACE_PX = 224  # dlib face-box width (px) the frames are enlarged to before the landmarks (project choice)
+MAX_UPSAMPLE = 4
 _MAX_CHANCE_WINDOWS = 600  # chance distance from at most this many windows per side (strided; long clips)
 
 # dlib 68-point indices (0-based)
@@ -127,6 +139,43 @@ def audio_features(audio: np.ndarray, num_frames: int) -> np.ndarray:
     padded = np.pad(bands, ((AUDIO_CONTEXT, AUDIO_CONTEXT), (0, 0)), mode="edge")
     ctx = np.stack([padded[k: k + num_frames] for k in range(2 * AUDIO_CONTEXT + 1)], 1)  # [T, 11, 20]
     return ctx.reshape(num_frames, -1).astype(np.float32)
+
+
+class _UpsampledDetector:
+    """A detector run on frames enlarged ``factor`` times (bicubic); boxes and landmarks in the input's pixels."""
+
+    def __init__(self, detector, factor: float):
+        self.detector, self.factor = detector, float(factor)
+
+    def detect(self, image: np.ndarray) -> FaceDetection:
+        import cv2
+
+        if self.factor == 1.0:
+            return self.detector.detect(image)
+        big = cv2.resize(image, None, fx=self.factor, fy=self.factor, interpolation=cv2.INTER_CUBIC)
+        d = self.detector.detect(big)
+        return FaceDetection(box=d.box / self.factor, landmarks=d.landmarks / self.factor, score=d.score,
+                             num_faces=d.num_faces)
+
+
+def _face_width_px(track: FaceTrack) -> float:
+    w = track.boxes[track.found, 2] - track.boxes[track.found, 0]
+    return float(np.median(w)) if len(w) else float("nan")
+
+
+def lip_track(frames: np.ndarray, *, name: str = "", detector=None, probes: int = 5) -> FaceTrack:
+    """dlib face track of ``uint8 [T, H, W, 3]`` frames for the lip side: the face width is measured on ``probes``
+    frames, then every frame is enlarged (bicubic, at most ``MAX_UPSAMPLE`` times) so that the face is about
+    ``LIP_FACE_PX`` wide before the 68 landmarks are fitted (returned in the input's pixels)."""
+    detector = detector or default_detector()
+    idx = np.unique(np.linspace(0, len(frames) - 1, min(probes, len(frames))).astype(int))
+    width = float("nan")
+    for factor in (1.0, 2.0):
+        width = _face_width_px(track_faces(frames[idx], _UpsampledDetector(detector, factor)))
+        if np.isfinite(width):
+            break
+    factor = 1.0 if not np.isfinite(width) else float(np.clip(round(LIP_FACE_PX / width), 1, MAX_UPSAMPLE))
+    return track_faces(frames, _UpsampledDetector(detector, factor), name=name)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -201,6 +250,13 @@ def lse_from_features(mouth: np.ndarray, predicted: np.ndarray, vshift: int = VS
                      mean_dists=mean_dists, num_windows=len(dists), label=label)
 
 
+def confidence_at_zero(result: LseResult) -> float:
+    """*LSE-C at offset 0* (module docstring): ``median(mean_dists) - mean_dists[offset 0]``; equals LSE-C when the
+    estimated offset is 0. Defined for any ``LseResult`` with ``mean_dists`` over ``-vshift .. vshift``."""
+    md = np.asarray(result.mean_dists, np.float64)
+    return float(np.median(md) - md[(len(md) - 1) // 2])
+
+
 class LandmarkSyncScorer(SyncNetScorer):
     """The stand-in with :class:`~sadtalker_lib.metrics.lse.SyncNetScorer`'s interface: ``metrics.lse.lse`` and
     ``tables.evaluate(syncnet=...)`` accept it; its ``label`` is ``"landmark stand-in"``."""
@@ -217,8 +273,10 @@ class LandmarkSyncScorer(SyncNetScorer):
         return self.model.eval()(feats).cpu().numpy().astype(np.float64)
 
     def score(self, clip: Clip, track: FaceTrack | None = None, *, vshift: int = VSHIFT,
-              max_missing_fraction: float = 0.2) -> LseResult:
-        """LSE of a 25 fps clip with 16 kHz audio (faces found with dlib unless ``track`` is given)."""
+              max_missing_fraction: float = 0.2, retrack: bool = True) -> LseResult:
+        """LSE of a 25 fps clip with 16 kHz audio. Faces: :func:`lip_track` unless ``track`` is given; a given track
+        whose face is under ``LIP_FACE_PX / 1.5`` wide is redone with :func:`lip_track` unless ``retrack`` is
+        False (e.g. landmarks that were not fitted on the frames)."""
         if abs(clip.fps - EVAL_FPS) > 1e-6:
             raise ValueError(f"{clip.name or 'clip'} is {clip.fps:g} fps; lip sync needs {EVAL_FPS:g} fps "
                              "(load_clip(..., fps=25) resamples)")
@@ -229,7 +287,8 @@ class LandmarkSyncScorer(SyncNetScorer):
         if n < WINDOW + 1:
             raise ValueError(f"lip sync needs at least {WINDOW + 1} frames of video with audio, "
                              f"{clip.name or 'the clip'} has {n}")
-        track = track if track is not None else track_faces(clip.frames, name=clip.name)
+        if track is None or (retrack and not _face_width_px(track) >= LIP_FACE_PX / 1.5):
+            track = lip_track(clip.frames, name=clip.name)
         track.require_any()
         if track.missing_fraction > max_missing_fraction:
             raise NoFaceError(f"no face in {track.missing_fraction:.0%} of the frames of {clip.name or 'the clip'} "
@@ -326,6 +385,7 @@ def delay_audio(clip: Clip, frames: int) -> Clip:
 
 
 def lip_sync_summary(result: LseResult, source: str) -> dict:
-    """``{"offset_frames", "lse_c", "lse_d", "source"}`` (the ``evaluate`` JSON's ``lip_sync`` entry)."""
+    """``{"offset_frames", "lse_c", "lse_d", "lse_c_at_0", "source"}`` (the ``evaluate`` JSON's ``lip_sync``
+    entry; ``lse_c_at_0``: :func:`confidence_at_zero`)."""
     return {"offset_frames": int(result.offset), "lse_c": float(result.confidence), "lse_d": float(result.distance),
-            "source": source}
+            "lse_c_at_0": confidence_at_zero(result), "source": source}

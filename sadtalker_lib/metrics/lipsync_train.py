@@ -2,7 +2,8 @@
 
 Data: the clips of a corpus (``data/corpus``; mouth features from its stored landmarks) and, when given, real
 talking-face videos (mouth features from dlib landmarks, cached per file under ``<cache>/lipsync/landmarks``). Real
-videos are split by person (:func:`real_split`, ``data.corpus.splits.identity_split``), so the held-out people of
+videos are split by person (:func:`real_split`: people from dlib face descriptors, ``data.corpus.people``;
+``data.corpus.splits.identity_split``), so the held-out people of
 ``metrics.lipsync_validate`` are never trained on. The loop is the project's one loop (``train/loop.py``): each step
 draws ``batch_size`` frames with ``step_rng(seed, step)`` and minimises the mean squared error.
 
@@ -26,8 +27,8 @@ from .lipsync import (SAMPLES_PER_FRAME, AudioToMouth, AudioToMouthConfig, audio
                       standin_path)
 
 __all__ = ["LipSyncTrainConfig", "SyncExample", "example_from_arrays", "corpus_examples", "real_clip_paths",
-           "person_of", "corpus_split", "real_split", "load_real_clip", "real_track", "video_examples", "LipSyncStage",
-           "train_lipsync", "train_standin", "CPU_CORPUS"]
+           "person_of", "real_people", "corpus_split", "real_split", "load_real_clip", "real_track", "video_examples",
+           "LipSyncStage", "train_lipsync", "train_standin", "CPU_CORPUS"]
 
 # the default corpus the CPU preset trains on (build_default_corpus arguments)
 CPU_CORPUS = dict(n_clips=24, seed=0, size=128)
@@ -82,16 +83,18 @@ def example_from_arrays(name: str, person: str, landmarks: np.ndarray, audio: np
     return SyncExample(name, person, audio_features(audio, n), mouth, real)
 
 
-def corpus_examples(corpus_dir, clips=None) -> list[SyncExample]:
-    """Examples of a corpus's clips (ids or positions; None: all), mouth from the stored landmarks."""
+def corpus_examples(corpus_dir, clips=None, *, detect: bool = False) -> list[SyncExample]:
+    """Examples of a corpus's clips (ids or positions; None: all), mouth from the stored landmarks, or (``detect``)
+    from dlib landmarks fitted on the clip's frames (``lipsync.lip_track``, what scoring sees on any video)."""
     from ..data.corpus.format import load_clip, load_index, select_clips
+    from .lipsync import lip_track
 
     entries = select_clips(load_index(corpus_dir)["clips"], clips)
     out = []
     for e in entries:
         arrays = load_clip(corpus_dir, e)
-        out.append(example_from_arrays(e["id"], f"corpus:{e.get('identity_id', 0)}", arrays["landmarks"],
-                                       arrays["audio"]))
+        lm = lip_track(arrays["frames"], name=str(e["id"])).landmarks if detect else arrays["landmarks"]
+        out.append(example_from_arrays(e["id"], f"corpus:{e.get('identity_id', 0)}", lm, arrays["audio"]))
     return out
 
 
@@ -142,12 +145,40 @@ def corpus_split(corpus_dir, heldout_fraction: float = 0.25, seed: int = 0):
                           min_heldout_clips=max(1, round(heldout_fraction * len(index["clips"]))))
 
 
+def real_people(paths, max_seconds: float | None = REAL_MAX_SECONDS) -> list[str]:
+    """A person per video from dlib face descriptors of ``EMBED_FRAMES`` frames (``data.corpus.people``: average-
+    linkage clusters at dlib's 0.6; a ``people.csv`` beside the videos fixes the files it lists). Without the
+    descriptor model, or for a video with no face, :func:`person_of` (file names)."""
+    from ..data.corpus.people import PEOPLE_FILE, assign_people, read_people_csv
+    from ..data.corpus.video_clip import EMBED_FRAMES
+
+    paths = [Path(p) for p in paths]
+    try:
+        from .csim import DlibFaceEmbedder
+
+        embedder = DlibFaceEmbedder()
+    except (ImportError, RuntimeError):
+        return [person_of(p) for p in paths]
+    embeddings = []
+    for p in paths:
+        clip = load_real_clip(p, max_seconds)
+        track = real_track(clip, p)
+        t = np.flatnonzero(track.found)
+        picks = t[np.unique(np.linspace(0, len(t) - 1, EMBED_FRAMES).round().astype(int))] if len(t) else t
+        embeddings.append(np.stack([embedder.embed(clip.frames[i], track.landmarks[i]) for i in picks])
+                          if len(picks) else None)
+    csv = paths[0].parent / PEOPLE_FILE if paths else None
+    names, _ = assign_people([p.name for p in paths], embeddings,
+                             read_people_csv(csv) if csv is not None and csv.is_file() else None)
+    return [n if e is not None else person_of(p) for n, e, p in zip(names, embeddings, paths)]
+
+
 def real_split(paths, heldout_fraction: float = 0.34, seed: int = 0):
-    """``(train paths, held-out paths)``, identity-disjoint by :func:`person_of` (``identity_split``)."""
+    """``(train paths, held-out paths)``, identity-disjoint by :func:`real_people` (``identity_split``)."""
     from ..data.corpus.splits import identity_split
 
     paths = list(paths)
-    index = {"clips": [{"id": str(p), "identity_id": person_of(p)} for p in paths]}
+    index = {"clips": [{"id": str(p), "identity_id": person} for p, person in zip(paths, real_people(paths))]}
     split = identity_split(index, heldout_fraction=heldout_fraction, seed=seed)
     by = {str(p): p for p in paths}
     return [by[i] for i in split.train], [by[i] for i in split.heldout]
@@ -170,18 +201,20 @@ def load_real_clip(path, max_seconds: float | None = REAL_MAX_SECONDS):
 
 
 def real_track(clip, path, cache: bool = True):
-    """The dlib face track of ``clip`` (cached under ``<cache>/lipsync/landmarks`` by file, size and length)."""
+    """The dlib face track of ``clip`` (``lipsync.lip_track``; cached under ``<cache>/lipsync/landmarks`` by file,
+    size and length)."""
     from ..paths import cache_dir
-    from .faces import FaceTrack, track_faces
+    from .faces import FaceTrack
+    from .lipsync import LIP_FACE_PX, lip_track
 
     path = Path(path)
     st = path.stat()
-    key = f"{path.stem}-{st.st_size}-{int(st.st_mtime)}-{clip.num_frames}-{clip.frames.shape[1]}.npz"
+    key = f"{path.stem}-{st.st_size}-{int(st.st_mtime)}-{clip.num_frames}-{clip.frames.shape[1]}-lip{LIP_FACE_PX}.npz"
     file = cache_dir() / "lipsync" / "landmarks" / key
     if cache and file.is_file():
         with np.load(file) as z:
             return FaceTrack(boxes=z["boxes"], landmarks=z["landmarks"], found=z["found"], name=clip.name)
-    track = track_faces(clip.frames, name=clip.name)
+    track = lip_track(clip.frames, name=clip.name)
     if cache:
         file.parent.mkdir(parents=True, exist_ok=True)
         np.savez(file, boxes=track.boxes, landmarks=track.landmarks, found=track.found)

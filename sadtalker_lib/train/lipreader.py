@@ -272,15 +272,14 @@ def load_lipreader(path: str | os.PathLike) -> LipReader:
     return model
 
 
-def cli_stage(corpus: Path, preset: str, heldout_clips: int = 1, **overrides) -> LipReaderStage:
+def cli_stage(corpus: Path, preset: str, heldout_fraction: float = 0.25, **overrides) -> LipReaderStage:
     """``sadtalker-lab train lipreader``: the teacher's mouths of a corpus folder's 5-frame windows and their
-    viseme labels (the last ``heldout_clips`` clips held out: accuracy)."""
-    from ..data.windows import corpus_windows, exp_windows_from_dataset
-    from .expnet import EXPNET_WINDOW, default_morphable_model, project_expression
+    viseme labels (the people of ExpNet's held-out split held out: accuracy; ``expnet.expnet_corpus_windows``)."""
+    from .expnet import EXPNET_WINDOW, default_morphable_model, expnet_corpus_windows, project_expression
 
     config = getattr(LipReaderTrainConfig, preset)(**overrides)
     mm = default_morphable_model()
-    train, held = corpus_windows(corpus, exp_windows_from_dataset, EXPNET_WINDOW, heldout_clips, (2, 3))
+    train, held, _ = expnet_corpus_windows(corpus, EXPNET_WINDOW, heldout_fraction, config.seed)
 
     def pairs(w):
         with torch.no_grad():

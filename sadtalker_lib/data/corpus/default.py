@@ -222,6 +222,10 @@ def _load_photo(name: str, source, size: int):
     return load_portrait(real_portrait_image(name) if source is None else source, size=size, name=name)
 
 
+#: Bumped whenever the builder's output changes for the same arguments (caches compare it: notebook.py).
+DEFAULT_CORPUS_VERSION = 2
+
+
 def build_default_corpus(out_dir: str | os.PathLike, n_clips: int = 8, seed: int = 0, size: int = 128,
                          languages: Sequence[str] = DEFAULT_LANGUAGES, portraits: Sequence | None = None,
                          styles: Sequence[int] | None = None, voices: Sequence[str] = VOICE_VARIANTS,
@@ -302,7 +306,8 @@ def build_default_corpus(out_dir: str | os.PathLike, n_clips: int = 8, seed: int
             lip_source="viseme-teacher+rest"))
     index = make_index(
         "default", size,
-        seed=int(seed), tts_backend=backend, expression_space="DefaultMorphableModel",
+        builder_version=DEFAULT_CORPUS_VERSION, seed=int(seed), tts_backend=backend,
+        expression_space="DefaultMorphableModel",
         styles=[s.name for s in MOTION_STYLES], identities=[s.name for s in specs],
         identity_info=[dict(s.describe(), photo=photos[s.photo][0]) for s in specs],
         phenomena=phen.to_json(),
