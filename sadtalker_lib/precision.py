@@ -26,7 +26,9 @@ A policy is a set of named techniques (``TECHNIQUES``), so that the benchmark ca
     channels-last   conv inputs and weights in channels-last layout (helps GPUs; not the CPU bf16 path)
     compile         ``torch.compile`` of the generator's render (GPU option; long first call)
 
-``FAST_TECHNIQUES`` holds the CPU / GPU choices (measured in ``benchmarks/run.py``).
+``FAST_TECHNIQUES`` holds the CPU / GPU choices (measured in ``benchmarks/fast_mode.py``). ``bf16-act`` is not in
+them: on the parity weights at 256 px it is ~20% faster than ``fast`` but at ~35.1 dB against exact (``fast``: ~35.5),
+too close to the issue's 35 dB bar (benchmarks/results/fast_mode.md).
 """
 from __future__ import annotations
 

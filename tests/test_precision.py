@@ -86,6 +86,8 @@ def test_precision_and_policy_errors(tiny_dir, exact):
         PrecisionPolicy("custom", ("bf16-conv", "tensorrt"))
     with pytest.raises(ValueError, match="pick one"):
         PrecisionPolicy("custom", ("bf16-conv", "autocast"))
+    with pytest.raises(ValueError, match="needs 'bf16-conv'"):
+        PrecisionPolicy("custom", ("fold-norms", "bf16-act"))
     with pytest.raises(ValueError, match="bfloat16 or float16"):
         PrecisionPolicy("custom", ("bf16-conv",), dtype=torch.float32)
     with pytest.raises(ValueError, match="leave dtype at"):
@@ -123,6 +125,24 @@ def test_device_parameter_path_on_cpu(exact):
     pre = list(render_stream(plain, img, wins, batch_size=2, progress=False, prefetch=True))
     assert [b.start for b in pre] == [0, 2, 4]
     assert all(torch.equal(x, y.frames) for x, y in zip(ref, pre))
+
+
+def test_bf16_act_keeps_decoder_activations_16_bit(exact):
+    """bf16-act: the SPADE decoder's convs hand on bfloat16 (all but decoder.fc, kept float32, and conv_img, whose
+    output feeds the float32 sigmoid); the frames stay float32 and close to exact and to the plain fast mode."""
+    nets = {k: getattr(exact, k) for k in NETWORKS}
+    act = Models(**nets, precision=PrecisionPolicy("custom", ("fold-norms", "bf16-conv", "bf16-act")))
+    plain = Models(**nets, precision="fast")
+    low = {n for n, m in act.generator.named_modules() if isinstance(m, LowPrecisionConv) and not m.float32_output}
+    assert low and all(n.startswith("decoder.") for n in low) and "decoder.conv_img" not in low
+    assert "decoder.G_middle_0.conv_0" in low and "decoder.up_1.norm_0.mlp_gamma" in low
+    assert not any(isinstance(m, LowPrecisionConv) and not m.float32_output for m in plain.generator.modules())
+    w = _windows()
+    _, f_e = _render(exact, SIZE, w)
+    _, f_p = _render(plain, SIZE, w)
+    _, f_a = _render(act, SIZE, w)
+    assert f_a.dtype == torch.float32 and not torch.equal(f_a, f_p)  # the technique changes the arithmetic
+    assert psnr_db(f_a, f_e) >= 24.0 and psnr_db(f_a, f_e) >= psnr_db(f_e[0], f_e[-1]) + 5.0
 
 
 def test_auto_batch_size():

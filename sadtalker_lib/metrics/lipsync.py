@@ -56,7 +56,7 @@ __all__ = ["STANDIN_LABEL", "STANDIN_FORMAT", "MOUTH_FEATURES", "WINDOW", "Audio
 
 STANDIN_LABEL = "landmark stand-in"
 STANDIN_FORMAT = "sadtalker-lab/lipsync-landmark-standin/v1"
-STANDIN_FILE = "lipsync_landmark_standin.pt"
+STANDIN_FILE = "lipsync_landmark_standin_v2.pt"  # v2: lips from lip_track, people from face descriptors
 MOUTH_FEATURES = ("inner_aperture", "outer_aperture", "inner_width", "outer_width", "jaw_drop")
 MOUTH_STD_FLOOR = 0.01  # inter-ocular distances: below 1 % the mouth counts as still (project choice)
 AUDIO_BANDS = 20  # the 80 mel bands averaged in groups of 4

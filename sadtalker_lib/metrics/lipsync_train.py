@@ -28,7 +28,7 @@ from .lipsync import (SAMPLES_PER_FRAME, AudioToMouth, AudioToMouthConfig, audio
 
 __all__ = ["LipSyncTrainConfig", "SyncExample", "example_from_arrays", "corpus_examples", "real_clip_paths",
            "person_of", "real_people", "corpus_split", "real_split", "load_real_clip", "real_track", "video_examples",
-           "LipSyncStage", "train_lipsync", "train_standin", "CPU_CORPUS"]
+           "LipSyncStage", "train_lipsync", "standin_corpus_dir", "train_standin", "CPU_CORPUS"]
 
 # the default corpus the CPU preset trains on (build_default_corpus arguments)
 CPU_CORPUS = dict(n_clips=24, seed=0, size=128)
@@ -296,19 +296,28 @@ def train_lipsync(examples: list[SyncExample], config: LipSyncTrainConfig | None
     return stage.model.eval()
 
 
+def standin_corpus_dir() -> Path:
+    """``<cache>/lipsync/default_corpus_v<DEFAULT_CORPUS_VERSION>``: the CPU preset's default corpus (rebuilt when
+    the builder's version changes)."""
+    from ..data.corpus.default import DEFAULT_CORPUS_VERSION
+    from ..paths import cache_dir
+
+    return cache_dir() / "lipsync" / f"default_corpus_v{DEFAULT_CORPUS_VERSION}"
+
+
 def train_standin(out_path=None, *, config: LipSyncTrainConfig | None = None, corpus_dir=None, video_dir=None,
                   log=print) -> Path:
     """Train the stand-in at the CPU preset and write it (default :func:`standin_path`).
 
     ``corpus_dir``: a corpus folder (default: the CPU preset's default corpus, built once under
-    ``<cache>/lipsync/default_corpus``); ``video_dir``: real videos (default ``../shared/data/clips`` when present;
-    only the training side of :func:`real_split` is used).
+    :func:`standin_corpus_dir`); ``video_dir``: real videos (default ``../shared/data/clips`` when present;
+    only the training side of :func:`real_split` is used; False: none).
     """
-    from ..paths import cache_dir, shared_data_dir
+    from ..paths import shared_data_dir
 
     out_path = Path(out_path) if out_path is not None else standin_path()
     if corpus_dir is None:
-        corpus_dir = cache_dir() / "lipsync" / "default_corpus"
+        corpus_dir = standin_corpus_dir()
         from ..data.corpus.format import is_corpus
 
         if not is_corpus(corpus_dir):
@@ -319,7 +328,7 @@ def train_standin(out_path=None, *, config: LipSyncTrainConfig | None = None, co
     examples = corpus_examples(corpus_dir, corpus_split(corpus_dir).train)  # held-out clips: lipsync_validate
     video_dir = video_dir if video_dir is not None else shared_data_dir("clips")
     used = []
-    if video_dir is not None:
+    if video_dir:  # False: the corpus only
         train_paths, _ = real_split(real_clip_paths(video_dir))
         log(f"lip sync: dlib landmarks of {len(train_paths)} training-split real clips in {video_dir} (cached)")
         real = video_examples(train_paths, log=log)

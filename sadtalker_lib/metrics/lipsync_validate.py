@@ -16,8 +16,8 @@ from the in-sync copy's estimate (shift detection without trusting that the orig
 
 Run ``python -m sadtalker_lib.metrics.lipsync_validate`` for the full validation: the scorer of
 ``default_lip_sync_scorer`` (trained once at the CPU preset when missing) on (a) the held-out clips of its default
-corpus (faces found with dlib on the frames, as ``evaluate`` does) and (b) the held-out people of
-``../shared/data/clips`` (``lipsync_train.real_split``), when present.
+corpus (faces found with dlib on the frames, ``lipsync.lip_track``, as ``evaluate`` does) and (b) the held-out
+people of ``../shared/data/clips`` (``lipsync_train.real_split``: people from dlib face descriptors), when present.
 """
 from __future__ import annotations
 
@@ -116,9 +116,9 @@ def real_heldout(video_dir, *, max_seconds: float | None = 12.0) -> list[tuple[C
 
 
 def main(argv=None) -> int:
-    from ..paths import cache_dir, shared_data_dir
+    from ..paths import shared_data_dir
     from .lipsync import default_lip_sync_scorer
-    from .lipsync_train import corpus_split
+    from .lipsync_train import corpus_split, standin_corpus_dir
 
     ap = argparse.ArgumentParser(prog="python -m sadtalker_lib.metrics.lipsync_validate", description=__doc__)
     ap.add_argument("--corpus", default=None, help="corpus folder (default: the stand-in's cached default corpus)")
@@ -127,7 +127,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     scorer = default_lip_sync_scorer()
     print(f"lip-sync scorer: {scorer.label}")
-    corpus = args.corpus or cache_dir() / "lipsync" / "default_corpus"
+    corpus = args.corpus or standin_corpus_dir()
     split = corpus_split(corpus, args.heldout_fraction)
     print(f"default corpus {corpus}: {split.describe()}")
     res = validate(scorer, corpus_heldout(corpus, split.heldout), log=print)

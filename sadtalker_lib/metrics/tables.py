@@ -139,6 +139,14 @@ class _Scorers:
             try:
                 if isinstance(syncnet, SyncNetScorer):
                     self.syncnet = syncnet
+                elif syncnet is None:  # the official file, else the cached offline stand-in (metrics.lipsync)
+                    from .lipsync import default_lip_sync_scorer
+
+                    try:
+                        self.syncnet = default_lip_sync_scorer(device=device, train_if_missing=False)
+                    except FileNotFoundError as e:
+                        raise WeightsMissingError(f"{e}; `sadtalker-lab evaluate VIDEO` trains and caches the "
+                                                  "stand-in once") from e
                 else:
                     self.syncnet = SyncNetScorer.from_file(syncnet, device=device)
                 if self.syncnet.label != "syncnet_v2":
@@ -272,8 +280,8 @@ def evaluate(
     * ``sources``: CSIM source images (path or ``uint8 [H, W, 3]``), one per video: a list shared by all
       methods or ``{method: [...]}``. Without sources or paired real videos, the first generated frame is
       the source (noted).
-    * ``syncnet``: path to ``syncnet_v2.model`` / a trained-here file / a ``SyncNetScorer`` (None: default
-      locations, see ``metrics.weights``). ``identity``: None (ArcFace if present else dlib), ``"dlib"``,
+    * ``syncnet``: path to ``syncnet_v2.model`` / a trained-here file / a ``SyncNetScorer`` (None: the official
+      file at its default location, else the cached offline ``[landmark stand-in]`` of ``metrics.lipsync``). ``identity``: None (ArcFace if present else dlib), ``"dlib"``,
       ``"arcface"``, a weights path or an embedder. ``head_pose``: None / ``"solvePnP"``, ``"hopenet"``, a
       Hopenet weights path or an estimator. ``fid_weights``: path of pt_inception (None: torch hub cache)
       or an already loaded feature model (``metrics.fid.load_inception()``, or any model with its interface).
