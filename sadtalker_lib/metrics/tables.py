@@ -281,9 +281,10 @@ def evaluate(
       methods or ``{method: [...]}``. Without sources or paired real videos, the first generated frame is
       the source (noted).
     * ``syncnet``: path to ``syncnet_v2.model`` / a trained-here file / a ``SyncNetScorer`` (None: the official
-      file at its default location, else the cached offline ``[landmark stand-in]`` of ``metrics.lipsync``). ``identity``: None (ArcFace if present else dlib), ``"dlib"``,
-      ``"arcface"``, a weights path or an embedder. ``head_pose``: None / ``"solvePnP"``, ``"hopenet"``, a
-      Hopenet weights path or an estimator. ``fid_weights``: path of pt_inception (None: torch hub cache)
+      file at its default location, else the cached offline ``[landmark stand-in]`` of ``metrics.lipsync``).
+      ``identity``: None (ArcFace if present else dlib), ``"dlib"``, ``"arcface"``, a weights path or an
+      embedder. ``head_pose``: None / ``"solvePnP"``, ``"hopenet"``, a Hopenet weights path or an estimator.
+      ``fid_weights``: path of pt_inception (None: torch hub cache)
       or an already loaded feature model (``metrics.fid.load_inception()``, or any model with its interface).
     * Videos are decoded at ``fps`` (25, SyncNet's rate) and ``size`` x ``size`` (256, as in the paper), at
       most ``max_frames`` frames; FID uses every ``fid_step``-th frame, CPBD every ``cpbd_step``-th, CSIM every
