@@ -4,7 +4,7 @@
 #   make lint   ruff (settings in pyproject.toml)
 #   make main   set up and run the workbench end to end on its offline defaults (writes runs/<date>/report.html)
 #   make lab    set up and open JupyterLab on the notebook series
-#   make bench  run the speed / memory benchmarks (tables under benchmarks/results/)
+#   make bench  run the speed / memory benchmarks (tables under benchmarks/results/; BENCH_ARGS=--quick: ~10 min)
 #   make test-browser  notebook 08 in JupyterLab in headless Chromium: run it, move its widgets, check the plot
 #               redraws (screenshots in runs/browser/; a few minutes; not part of `make test`)
 SHELL := /bin/bash
@@ -65,7 +65,7 @@ lab: setup
 	$(BIN)/jupyter lab notebooks/ $$(if [ "$$(id -u)" = 0 ]; then echo --allow-root; fi)
 
 bench: setup
-	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

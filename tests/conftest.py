@@ -172,3 +172,13 @@ def pytest_xdist_make_scheduler(config, log):
 
     config.option.loadscopereorder = False  # keep the notebooks-first order instead of "most tests first"
     return NotebookSplitScheduling(config, log)
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    """A checkpoint folder of seeded tiny networks in the official layout (fast pipeline tests)."""
+    from sadtalker_lib.official.registry import save_networks, seeded_networks, tiny_configs
+
+    d = tmp_path_factory.mktemp("tiny_ckpt")
+    save_networks(d, seeded_networks(seed=0), tiny_configs())
+    return d

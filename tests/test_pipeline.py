@@ -13,7 +13,6 @@ from sadtalker_lib.audio import AudioError
 from sadtalker_lib.coeffs import POSE
 from sadtalker_lib.official.io import CheckpointError
 from sadtalker_lib.face.detect import ImageLoadError, MultipleFacesWarning, NoFaceError
-from sadtalker_lib.official.registry import save_networks, seeded_networks, tiny_configs
 from sadtalker_lib.pipeline import GenerationOptions, TalkingHeadPipeline
 from sadtalker_lib.video import VideoError, probe_video, write_video
 
@@ -24,13 +23,6 @@ def _speech(seconds=0.4, sr=SR, channels=1):
     t = np.arange(int(seconds * sr)) / sr
     x = 0.3 * np.sin(2 * np.pi * 140 * t) * (0.5 + 0.5 * np.sin(2 * np.pi * 4 * t))
     return np.stack([x] * channels, axis=1).astype(np.float32) if channels > 1 else x.astype(np.float32)
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("tiny_ckpt")
-    save_networks(d, seeded_networks(seed=0), tiny_configs())
-    return d
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ import skimage.data
 import torch
 from torch import nn
 
-from sadtalker_lib.official.registry import save_networks, seeded_networks, tiny_configs
 from sadtalker_lib.precision import (
     GENERATOR_FLOAT32_CONVS,
     LowPrecisionConv,
@@ -26,13 +25,6 @@ SIZE = 128  # tiny renderers: sides divisible by 32
 
 def psnr_db(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(10 * torch.log10(1 / ((a - b) ** 2).mean()))
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("tiny_ckpt")
-    save_networks(d, seeded_networks(seed=0), tiny_configs())
-    return d
 
 
 @pytest.fixture(scope="module")
