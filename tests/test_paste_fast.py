@@ -1,5 +1,6 @@
 """The fast seamless paste (face.paste.SeamlessPaste, solver="fast") against cv2.seamlessClone (solver="opencv",
-the official paste_pic): within 1 grey level on real images, every box orientation, and errors on bad input."""
+the official paste_pic): within 1 grey level on real images, every box orientation and every fake-boundary case of
+the padded DST grid; the solver itself against the discrete Poisson equation; errors on bad input."""
 from __future__ import annotations
 
 import cv2
@@ -27,8 +28,11 @@ def _maxdiff(a: np.ndarray, b: np.ndarray) -> int:
     return int(np.abs(a.astype(np.int16) - b.astype(np.int16)).max())
 
 
-# boxes covering both DST axes, even / odd tridiagonal lengths, a box at the picture's right edge
-BOXES = [(133, 14, 184, 185), (120, 30, 181, 182), (100, 40, 203, 170), (90, 60, 150, 211), (330, 100, 182, 150)]
+# boxes covering both orientations, even / odd sizes, a box at the picture's right edge, and every padding case of the
+# DST grid (unknowns n x m = box - 4: n + 1 and m + 1 5-smooth or not, e.g. 183 -> 179 (180 = 2^2 3^2 5) unpadded,
+# 184 -> 180 (181 prime) padded; extfull adds 20 px: 203 -> 199 unpadded, 204 -> 200 (201 = 3 x 67) padded)
+BOXES = [(133, 14, 184, 185), (120, 30, 181, 182), (100, 40, 203, 170), (90, 60, 150, 211), (330, 100, 182, 150),
+         (60, 40, 183, 183), (60, 40, 183, 184), (60, 40, 184, 183)]
 
 
 @pytest.mark.parametrize("box", BOXES)
@@ -47,6 +51,59 @@ def test_fast_paste_matches_seamless_clone(box, extended):
         assert (out != ref).mean() < 0.02  # only truncation flips of the float rounding
         assert _maxdiff(hard, ref) > 10  # the blend does change the picture (a hard paste is far from it)
     assert np.array_equal(full, skimage.data.astronaut())  # the original is untouched
+
+
+def test_boxes_cover_every_padding_case():
+    """The parity test above runs the fake-boundary correction on rows only, columns only, both and neither."""
+    full = skimage.data.astronaut()
+    cases = set()
+    for box in BOXES:
+        for extended in (False, True):
+            fast = SeamlessPaste(full, _info(*box), extended=extended)
+            cases.add(tuple(big > small for big, small in zip(fast.padded_shape, fast.shape)))
+    assert cases == {(False, False), (False, True), (True, False), (True, True)}
+
+
+# the crop the real preprocessing (dlib landmarks, align_face) gives for skimage's astronaut at 512 px and at 1024 px
+# (the picture upscaled; benchmarks/paste_back.py computes them)
+ASTRONAUT_CROPS = {
+    512: CropInfo(size=(184, 185), crop=(115, 0, 334, 216), quad=(18.129, 14.854, 202.471, 199.196), rsize=(512, 512)),
+    1024: CropInfo(size=(364, 365), crop=(232, 0, 668, 431), quad=(36.442, 31.592, 400.908, 396.058),
+                   rsize=(1024, 1024)),
+}
+
+
+@pytest.mark.parametrize("size", [512, 1024])
+@pytest.mark.parametrize("mode", ["full", "extfull"])
+def test_fast_paste_real_portrait_sizes(size, mode):
+    img = skimage.data.astronaut()
+    full = img if size == 512 else cv2.resize(img, (size, size), interpolation=cv2.INTER_CUBIC)
+    info = ASTRONAUT_CROPS[size]
+    face = cv2.resize(img[40:260, 140:360], (256, 256))  # a rendered-like frame: the face, brightened, shifted
+    frame = np.clip(np.roll(face, 4, axis=0).astype(np.int16) + 12, 0, 255).astype(np.uint8)
+    ref = paste_frame(frame, full, info, extended=mode == "extfull", solver="opencv")
+    out = paste_frame(frame, full, info, extended=mode == "extfull", solver="fast")
+    assert _maxdiff(out, ref) <= 1
+    assert (out != ref).mean() < 0.01
+    assert _maxdiff(out, full) > 10  # something was pasted
+
+
+@pytest.mark.parametrize("box", [(60, 40, 183, 183), (60, 40, 183, 184), (60, 40, 184, 183), (60, 40, 184, 185)])
+def test_correction_solves_the_poisson_equation(box):
+    """The solver alone (float64): for a right-hand side on the band, A corr = r with zero Dirichlet values around the
+    n x m interior, whether the DST grid was padded (fake boundary) or not."""
+    sp = SeamlessPaste(skimage.data.astronaut(), _info(*box), dtype=np.float64)
+    (n, m), k = sp.shape, 5
+    rng = np.random.default_rng(0)
+    rows, cols = rng.normal(size=(3, k, m)) * 50, rng.normal(size=(3, n - k, k)) * 50
+    corr = np.array(sp._correction(rows, cols))  # [3, n, m]
+    r = np.zeros((3, n, m))
+    r[:, [0, 1, 2, n - 2, n - 1]] = rows
+    r[:, 3:n - 2][:, :, [0, 1, 2, m - 2, m - 1]] = cols
+    padded = np.pad(corr, ((0, 0), (1, 1), (1, 1)))
+    lap = padded[:, :-2, 1:-1] + padded[:, 2:, 1:-1] + padded[:, 1:-1, :-2] + padded[:, 1:-1, 2:] - 4 * corr
+    assert np.abs(lap - r).max() < 1e-8 * np.abs(r).max()
+    assert np.abs(corr).max() > 1.0  # not a trivial solution
 
 
 def test_paste_frame_fast_cache_and_stream():
@@ -90,6 +147,8 @@ def test_fast_paste_bad_inputs():
         SeamlessPaste(full, _info(200, 200, 6, 30))
     with pytest.raises(ValueError, match="larger than the picture"):
         SeamlessPaste(full[:150, :150], info)
+    with pytest.raises(ValueError, match="workers"):
+        SeamlessPaste(full, info, workers=0)
 
 
 def test_generation_options_reject_unknown_paste_solver():
