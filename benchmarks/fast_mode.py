@@ -33,12 +33,16 @@ VARIANTS = {
     "ours exact (fp32)": (),
     "ours fast": "fast",
     "fold-norms only": ("fold-norms",),
-    "autocast bf16 (plain)": ("autocast",),
+    "fuse-spade only (fp32)": ("fuse-spade",),
+    "bf16-conv (the previous fast)": ("fold-norms", "bf16-conv"),
+    "bf16-conv + bf16-act": ("fold-norms", "bf16-conv", "bf16-act"),
+    "fuse-spade + bf16-conv": ("fuse-spade", "bf16-conv"),
     "bf16-conv, all convs": ("bf16-conv", "all-convs"),
     "bf16-conv + channels-last": ("fold-norms", "bf16-conv", "channels-last"),
-    "bf16-conv + bf16-act": ("fold-norms", "bf16-conv", "bf16-act"),
+    "autocast bf16 (plain)": ("autocast",),
 }
-QUICK = ("official make_animation (fp32)", "ours exact (fp32)", "ours fast", "bf16-conv + bf16-act")
+QUICK = ("official make_animation (fp32)", "ours exact (fp32)", "ours fast", "bf16-conv (the previous fast)",
+         "fuse-spade only (fp32)")
 
 
 def psnr_db(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -90,29 +94,34 @@ def side_by_side(folder: Path, *, size: int = 256, frames: int = 2, rounds: int 
         return torch.cat([b.frames for b in render_stream(m, src.image, windows, batch_size=2, progress=False)])
 
     times = {v: [] for v in variants}
+    cpu = {v: [] for v in variants}  # CPU seconds of this process (all its threads): less sensitive to other jobs
     outs = {}
     for r in range(rounds):
         for v in variants:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             outs[v] = run(v)
             times[v].append((time.perf_counter() - t0) / frames)
-            log(f"round {r + 1}/{rounds} {v}: {times[v][-1]:.2f} s/frame")
+            cpu[v].append((time.process_time() - c0) / frames)
+            log(f"round {r + 1}/{rounds} {v}: {times[v][-1]:.2f} s/frame, {cpu[v][-1]:.2f} CPU s/frame")
     ref = outs.get("ours exact (fp32)")
     base = times.get("official make_animation (fp32)")
     rows = []
     for v in variants:
         ratios = [b / t for b, t in zip(base, times[v])] if base else []
+        cpu_ratios = [b / t for b, t in zip(cpu["official make_animation (fp32)"], cpu[v])] if base else []
         rows.append(dict(variant=v, s_per_frame=statistics.median(times[v]), all_s=times[v],
                          speedup=statistics.median(ratios) if ratios else float("nan"),
+                         cpu_speedup=statistics.median(cpu_ratios) if cpu_ratios else float("nan"),
                          psnr=psnr_db(outs[v], ref) if ref is not None else float("nan"),
                          max_grey=float((outs[v] - ref).abs().max() * 255) if ref is not None else float("nan")))
     lines = [f"### Official vs exact vs fast, {size} px, {frames} frames x {rounds} alternating rounds, batch_size 2, "
              f"{torch.get_num_threads()} threads, parity weights (seeded, official format)", "",
              "| variant | s/frame (median) | s/frame each round | speed vs official (median of per-round ratios) "
-             "| PSNR vs exact (dB) | max diff (grey levels) |", "|---|---|---|---|---|---|"]
+             "| speed vs official in CPU seconds | PSNR vs exact (dB) | max diff (grey levels) |",
+             "|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['variant']} | {r['s_per_frame']:.2f} | {' / '.join(f'{t:.2f}' for t in r['all_s'])} "
-                     f"| {r['speedup']:.2f}x | {r['psnr']:.1f} | {r['max_grey']:.1f} |")
+                     f"| {r['speedup']:.2f}x | {r['cpu_speedup']:.2f}x | {r['psnr']:.1f} | {r['max_grey']:.1f} |")
     return "\n".join(lines), rows
 
 
@@ -123,7 +132,8 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    ap.add_argument("--quick", action="store_true", help="official, exact, fast and fast + bf16-act only")
+    ap.add_argument("--quick", action="store_true",
+                    help="official, exact, fast, the previous fast (bf16-conv) and fuse-spade alone only")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -138,11 +148,19 @@ def main() -> None:
             f"official make_animation re-encodes the source in every generator call).")
     table = f"{table}\n\n{load}"
     print(table)
+    write_table(table, f"python benchmarks/fast_mode.py {' '.join(sys.argv[1:])}")
+
+
+def write_table(table: str, command: str) -> Path:
+    """benchmarks/results/fast_mode.md with ``table`` and the command that wrote it (also ``make bench``)."""
+    from sadtalker_lib.precision import FAST_TECHNIQUES
+
     out = ROOT / "results" / "fast_mode.md"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(f"# Fast mode side by side\n\nReproduce: `python benchmarks/fast_mode.py {' '.join(sys.argv[1:])}`"
-                   f"\n\n{table}\n")
+    out.write_text(f"# Fast mode side by side\n\nReproduce: `{command}`\n\n`--precision fast` on a CPU = "
+                   f"{' + '.join(FAST_TECHNIQUES['cpu'])} (sadtalker_lib/precision.py)\n\n{table}\n")
     print(f"written {out}")
+    return out
 
 
 if __name__ == "__main__":

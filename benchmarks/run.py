@@ -135,8 +135,14 @@ def memory_child(seconds: float, tmp: str, precision: str = "exact") -> None:
     r = pipe.generate(portrait_path(tmp), (speech(seconds), 16000), out=tmp / f"mem_{seconds:g}.mp4", seed=0,
                       batch_size=8, progress=False)
     peak = _rss_mib()[1]
+    if precision != "exact":
+        precision = f"{precision} ({'+'.join(pipe.models.policy.techniques)})"
     print(json.dumps({"seconds": seconds, "precision": precision, "frames": r.num_frames, "peak_mib": peak,
                       "before_mib": before, "wall_s": time.perf_counter() - t0}))
+
+
+MEMORY_TITLE = ("### Peak memory against audio length (tiny renderer [stand-in, seeded], 64 px, frames streamed to "
+                "mp4, fresh process each)")
 
 
 def memory_table(lengths, tmp: Path, precisions=("exact", "fast")) -> str:
@@ -146,13 +152,18 @@ def memory_table(lengths, tmp: Path, precisions=("exact", "fast")) -> str:
             out = subprocess.run([sys.executable, __file__, "--memory-child", str(s), "--tmp", str(tmp),
                                   "--precision", precision], capture_output=True, text=True, check=True)
             rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    lines = ["### Peak memory against audio length (tiny renderer [stand-in, seeded], 64 px, frames streamed to mp4, "
-             "fresh process each)", "",
+    lines = [MEMORY_TITLE, "",
              "| precision | audio (s) | frames | RSS after loading (MiB) | peak RSS (MiB) | wall (s) |",
              "|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['precision']} | {r['seconds']:g} | {r['frames']} | {r['before_mib']:.0f} "
                      f"| {r['peak_mib']:.0f} | {r['wall_s']:.1f} |")
+    lines.append("")
+    for precision in dict.fromkeys(r["precision"] for r in rows):
+        peaks = [r for r in rows if r["precision"] == precision]
+        lo, hi = peaks[0], peaks[-1]
+        lines.append(f"- {precision}: peak RSS {hi['peak_mib'] - lo['peak_mib']:+.0f} MiB from {lo['seconds']:g} s to "
+                     f"{hi['seconds']:g} s of audio ({hi['frames'] / lo['frames']:.0f}x the frames)")
     return "\n".join(lines)
 
 
@@ -170,8 +181,11 @@ def main() -> None:
                     help="frames per variant and round (side by side; the source is encoded once per video, so too "
                          "few frames understate every variant that does not re-encode it per call)")
     ap.add_argument("--rounds", type=int, default=2, help="alternating rounds of the side-by-side table")
+    ap.add_argument("--memory-precisions", nargs="+", default=["exact", "fast"], choices=["exact", "fast"],
+                    help="precisions of the memory table")
     ap.add_argument("--precision", default="exact", help=argparse.SUPPRESS)
-    ap.add_argument("--skip-stages", action="store_true")
+    ap.add_argument("--skip-stages", action="store_true",
+                    help="memory table only (the other sections of generation.md are kept; no paste-back run)")
     ap.add_argument("--memory-child", type=float, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--tmp", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -181,25 +195,30 @@ def main() -> None:
     if args.quick:
         args.sizes, args.render_frames, args.lengths = [256], 1, [5, 20]
     RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / "generation.md"
     with tempfile.TemporaryDirectory() as d:
         parts = []
         if not args.skip_stages:
             parts.append(stage_table(official_folder(args.checkpoints), args.sizes, args.seconds, args.render_frames,
                                      Path(d)))
             print(parts[-1], flush=True)
-            from fast_mode import QUICK, side_by_side
+            from fast_mode import QUICK, side_by_side, write_table
 
             table, _ = side_by_side(official_folder(args.checkpoints), size=args.fast_size, frames=args.fast_frames,
                                     rounds=args.rounds, variants=list(QUICK) if args.quick else None, tmp=Path(d))
             parts.append(table)
             print(parts[-1], flush=True)
-        parts.append(memory_table(args.lengths, Path(d)))
+            write_table(table, f"python benchmarks/run.py {' '.join(sys.argv[1:])}")
+        elif out.is_file():  # --skip-stages: only the memory table is new; the other sections stay as they were
+            kept = out.read_text().split("\n\n### ")[1:]
+            parts.extend("### " + p.strip() for p in kept if not p.startswith(MEMORY_TITLE[4:]))
+        parts.append(memory_table(args.lengths, Path(d), args.memory_precisions))
         print(parts[-1], flush=True)
-    out = RESULTS / "generation.md"
     out.write_text("# Generation benchmarks\n\n" + "\n\n".join(parts) + "\n")
     print(f"written {out}")
-    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "paste_back.py")] + ["--quick"] * args.quick, check=True)
-
+    if not args.skip_stages:
+        subprocess.run([sys.executable, str(ROOT / "benchmarks" / "paste_back.py")] + ["--quick"] * args.quick,
+                       check=True)
 
 if __name__ == "__main__":
     main()

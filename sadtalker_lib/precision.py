@@ -4,18 +4,23 @@ The networks (``models/``) hold only layers and forward; everything that changes
 and is applied by :class:`~sadtalker_lib.wrapper.Models`, which owns device and precision:
 
 * ``exact`` (default): every network as loaded, float32. What the parity tests check.
-* ``fast``: the face-vid2vid generator (~1.2 TFLOP per 256 px frame, ~88% convolution) computes its
-  convolutions in a 16-bit float (bfloat16 on CPUs and on GPUs that have it, float16 on older GPUs) with the
-  float32 activations rounded on the way in and the result handed back as float32, so that the norms,
-  residual sums, softmax, warps (``grid_sample``) and the sigmoid all stay float32. The keypoint detector and
-  the MappingNets (the head-pose path) stay float32: a community fork found that fp16 in the pose path
-  destroys head motion (official SadTalker PR #704); they cost < 2% of a frame anyway.
+* ``fast``: the face-vid2vid generator (~1.2 TFLOP per 256 px frame, ~88% convolution) computes its per-frame
+  convolutions in a 16-bit float (bfloat16 on CPUs and on GPUs that have it, float16 on older GPUs). The
+  source encoder (``encode_source``: once per video) stays float32: in bfloat16 it costs most of the error. The
+  keypoint detector and the MappingNets (the head-pose path) stay float32: a community fork found that fp16 in
+  the pose path destroys head motion (official SadTalker PR #704); they cost < 2% of a frame anyway.
 
 A policy is a set of named techniques (``TECHNIQUES``), so that the benchmark can measure each one alone:
 
     fold-norms      spectral norm folded into the conv weights once (the eval-mode weight, computed once
                     instead of per call); float32, same picture
-    bf16-conv       the generator's convs in the 16-bit float, float32 between them (above)
+    fuse-spade      the SPADE decoder rewritten (``sadtalker_lib.fused_spade``): the SPADE hidden convs of an
+                    upsampled map computed at the map's resolution (25 kernel taps instead of 144 at 256 px),
+                    gamma | beta as one conv, shared instance norms, one-pass modulation; float32: the same
+                    picture up to the order of float sums
+    bf16-conv       the generator's convs in the 16-bit float, float32 between them: the float32 input rounded
+                    on the way in, the result handed back as float32, so that the norms, residual sums, softmax,
+                    warps (``grid_sample``) and the sigmoid stay float32
     bf16-act        with bf16-conv: the SPADE decoder's convs hand their 16-bit output on (to the SPADE
                     modulation, LeakyReLU and the next conv) instead of widening it to float32: about half the
                     memory traffic of the decoder's large (256 px, 256-channel) activations. The decoder's
@@ -24,11 +29,12 @@ A policy is a set of named techniques (``TECHNIQUES``), so that the benchmark ca
     autocast        ``torch.autocast`` over the generator (16-bit activations everywhere, the plain way; measured
                     for comparison: on the parity weights it loses more than the 35 dB budget on CPU)
     channels-last   conv inputs and weights in channels-last layout (helps GPUs; not the CPU bf16 path)
-    compile         ``torch.compile`` of the generator's render (GPU option; long first call)
+    compile         ``torch.compile`` of the generator's render (GPU option; long first call). On the 2-core CPU
+                    with inductor freezing (prepacked oneDNN weights, fused pointwise ops) over bf16-conv: ~9 min
+                    to compile under load, ~1.06x faster afterwards: not part of the CPU ``fast``
 
-``FAST_TECHNIQUES`` holds the CPU / GPU choices (measured in ``benchmarks/fast_mode.py``). ``bf16-act`` is not in
-them: on the parity weights at 256 px it is ~20% faster than ``fast`` but at ~35.1 dB against exact (``fast``: ~35.5),
-too close to the issue's 35 dB bar (benchmarks/results/fast_mode.md).
+``FAST_TECHNIQUES`` holds the CPU / GPU choices (measured in ``benchmarks/fast_mode.py``, table in
+benchmarks/results/fast_mode.md).
 """
 from __future__ import annotations
 
@@ -40,13 +46,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .fused_spade import FusedSPADEDecoder
+
 __all__ = ["PRECISIONS", "TECHNIQUES", "FAST_TECHNIQUES", "PrecisionPolicy", "LowPrecisionConv", "resolve",
            "convert_network", "low_precision_dtype", "auto_batch_size"]
 
 PRECISIONS = ("exact", "fast")
-TECHNIQUES = ("fold-norms", "bf16-conv", "bf16-act", "autocast", "channels-last", "compile")
+TECHNIQUES = ("fold-norms", "fuse-spade", "bf16-conv", "bf16-act", "autocast", "channels-last", "compile")
 # device type -> techniques of ``fast`` (the choice measured in benchmarks/results/fast_mode.md)
-FAST_TECHNIQUES = {"cpu": ("fold-norms", "bf16-conv"), "cuda": ("fold-norms", "bf16-conv", "channels-last")}
+FAST_TECHNIQUES = {"cpu": ("fold-norms", "fuse-spade", "bf16-conv", "bf16-act"),
+                   "cuda": ("fold-norms", "bf16-conv", "channels-last")}
 # networks converted by a fast policy; the pose path (kp_detector, mapping nets) stays float32
 LOW_PRECISION_NETWORKS = ("generator",)
 # generator convs that bf16-conv keeps float32: the two that turn the warped volume into the decoder input (which
@@ -55,6 +64,14 @@ LOW_PRECISION_NETWORKS = ("generator",)
 # fourth kept float32 37.5 dB, decoder.fc kept 35.2 dB (no other group > 34 dB); on the benchmark's driven frames
 # (benchmarks/fast_mode.py) third / fourth kept 33.9 dB, + decoder.fc 35.4 dB. They cost ~2% of the FLOPs.
 GENERATOR_FLOAT32_CONVS = ("third.conv", "fourth", "decoder.fc")
+# generator convs of ``encode_source`` (qualified-name prefixes): bf16-conv leaves them float32 always. The
+# appearance volume is computed once per video, so they cost nothing per frame, and in bfloat16 they cost most of
+# the error: on the parity weights (4 driven frames, 256 px) fast with the encoder in bfloat16 35.6 dB against
+# exact, with the encoder in float32 41.8 dB.
+SOURCE_ENCODER_PREFIXES = ("first.", "down_blocks.", "second", "resblocks_3d.")
+# convs of ``fuse-spade`` whose output only feeds another converted conv (the SPADE hidden maps): their 16-bit
+# output is handed on as it is under bf16-conv (the next conv would round it to the same values)
+LOW_PRECISION_HIDDEN_MARK = ".shared_"
 # generator convs whose 16-bit output bf16-act hands on as it is: the SPADE decoder's, except its last conv
 # (``decoder.conv_img``, whose output goes through the float32 sigmoid)
 LOW_PRECISION_OUTPUT_PREFIX = "decoder."
@@ -180,10 +197,11 @@ def _replace_convs(module: nn.Module, dtype: torch.dtype, channels_last: bool, k
     """Every zero-padded Conv2d / Conv3d of ``module`` -> :class:`LowPrecisionConv`, except the qualified names
     in ``keep``; with ``low_output``, the decoder's convs (``LOW_PRECISION_OUTPUT_PREFIX``) keep 16-bit outputs."""
     for name, child in list(module.named_modules()):
-        if type(child) in (nn.Conv2d, nn.Conv3d) and child.padding_mode == "zeros" and name not in keep:
+        if (type(child) in (nn.Conv2d, nn.Conv3d) and child.padding_mode == "zeros" and name not in keep
+                and not name.startswith(SOURCE_ENCODER_PREFIXES)):
             parent, _, leaf = name.rpartition(".")
             low = (low_output and name.startswith(LOW_PRECISION_OUTPUT_PREFIX)
-                   and name not in LOW_PRECISION_OUTPUT_EXCEPT)
+                   and name not in LOW_PRECISION_OUTPUT_EXCEPT) or LOW_PRECISION_HIDDEN_MARK in name
             setattr(module.get_submodule(parent) if parent else module, leaf,
                     LowPrecisionConv(child, dtype, channels_last, float32_output=not low))
 
@@ -197,8 +215,10 @@ def convert_network(name: str, module: nn.Module | None, policy: PrecisionPolicy
         raise ValueError(f"{name} is in training mode: precision conversions are for inference (.eval() first)")
     module = copy.deepcopy(module)
     t = policy.techniques
-    if "fold-norms" in t or "bf16-conv" in t:  # a converted conv has no spectral-norm hook: fold first
+    if "fold-norms" in t or "bf16-conv" in t or "fuse-spade" in t:  # converted convs have no spectral-norm hook
         _fold_spectral_norm(module)
+    if "fuse-spade" in t and hasattr(module, "decoder"):
+        module.decoder = FusedSPADEDecoder(module.decoder)
     if "bf16-conv" in t:
         _replace_convs(module, policy.dtype, "channels-last" in t, policy.float32_convs, "bf16-act" in t)
     elif "channels-last" in t:

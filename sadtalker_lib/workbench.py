@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["MainConfig", "run_main"]
+__all__ = ["MainConfig", "run_main", "lip_sync_check", "trained_models"]
 
 SYNC_CHECK_SHIFT_FRAMES = 8  # the generated video is also scored with its audio delayed by this much
 HELDOUT_FRACTION = 0.25  # share of the corpus' people held out (whole identities)
@@ -40,7 +40,9 @@ class MainConfig:
     image_size: int = 128  # corpus frames and the trained renderer (px)
     regressor_steps: int = 150
     expnet_steps: int = 600  # the CPU preset (train/expnet.py)
+    expnet_eval_every: int = 100  # held-out evaluations (~5 s each) every 100 steps, not the preset's 50
     posevae_steps: int = 200  # the CPU preset of notebook 04
+    renderer_size: int = 64  # face-vid2vid + MappingNet frames (px): the renderer's CPU preset size
     facevid2vid_steps: int = 250
     mapping_steps: int = 150
     generate_seconds: float | None = 4.0  # None: the whole sentence
@@ -49,8 +51,8 @@ class MainConfig:
 
     @classmethod
     def quick(cls) -> "MainConfig":
-        return cls(n_clips=4, clip_seconds=2.0, image_size=64, regressor_steps=20, expnet_steps=20, posevae_steps=20,
-                   facevid2vid_steps=20, mapping_steps=20, generate_seconds=1.0, eval_max_frames=25)
+        return cls(n_clips=4, clip_seconds=2.0, image_size=64, renderer_size=64, regressor_steps=20, expnet_steps=20,
+                   posevae_steps=20, facevid2vid_steps=20, mapping_steps=20, generate_seconds=1.0, eval_max_frames=25)
 
 
 @dataclass
@@ -61,6 +63,8 @@ class _Run:
     histories: dict = field(default_factory=dict)  # name -> (TrainHistory, keys)
     heldout: dict = field(default_factory=dict)  # title -> HeldoutReport (trained vs trivial baselines)
     lip_sync: dict = field(default_factory=dict)  # row -> lip_sync summary (offset, LSE-C, LSE-D, source)
+    chain: object = None  # train.facerender_eval.TalkingChain of the generated video
+    generated: tuple = ()  # (pipeline, 16 kHz speech samples) of the generated video
     summary: dict = field(default_factory=dict)
 
 
@@ -115,10 +119,7 @@ def _train_models(run: _Run, cfg: MainConfig, corpus: Path, train_ids, held_ids)
     """Stage 2: every network of the inference path trained here, saved into ``models/`` (official layout)."""
     import torch
 
-    from .data.frames import FaceRenderClips
     from .official.registry import save_networks
-    from .train.facevid2vid import FaceVid2VidTrainConfig, train_facevid2vid
-    from .train.mapping import MappingTrainConfig, train_mapping
     from .train.regressor import save_regressor
 
     models = run.folder / "models"
@@ -128,27 +129,23 @@ def _train_models(run: _Run, cfg: MainConfig, corpus: Path, train_ids, held_ids)
                            steps=cfg.regressor_steps, seed=cfg.seed)
     with _stage(run, "train ExpNet"):
         exp = _train_stage(run, "expnet", corpus, train_dir / "expnet", "ExpNet", steps=cfg.expnet_steps,
-                           seed=cfg.seed)
+                           eval_every=cfg.expnet_eval_every, seed=cfg.seed)
     with _stage(run, "train PoseVAE"):
         pose = _train_stage(run, "posevae", corpus, train_dir / "posevae", "PoseVAE", steps=cfg.posevae_steps,
                             seed=cfg.seed)
-    with _stage(run, "train face-vid2vid + MappingNet"):
-        tr_clips = FaceRenderClips.from_corpus(corpus, train_ids, image_size=cfg.image_size)
-        ho_clips = FaceRenderClips.from_corpus(corpus, held_ids, image_size=cfg.image_size)
-        fv_cfg = FaceVid2VidTrainConfig.cpu(steps=cfg.facevid2vid_steps, seed=cfg.seed, image_size=cfg.image_size)
-        fv = train_facevid2vid(tr_clips, ho_clips, fv_cfg, train_dir / "facevid2vid")
-        run.histories["face-vid2vid"] = (fv.history, ["loss", "image_l1"])
-        run.summary["face-vid2vid held-out image L1"] = (fv.history.first("image_l1"), fv.history.last("image_l1"))
-        map_cfg = MappingTrainConfig.cpu(steps=cfg.mapping_steps, seed=cfg.seed)
-        mp = train_mapping(tr_clips, ho_clips, fv.renderer, map_cfg, train_dir / "mapping")
-        run.histories["MappingNet"] = (mp.history, ["keypoint_l1", "image_l1"])
-        run.summary["MappingNet held-out keypoint L1 (Eq. 14)"] = (mp.history.first("keypoint_l1"),
-                                                                     mp.history.last("keypoint_l1"))
-    nets = {"audio2exp": exp.model, "audio2pose": pose.model, "kp_extractor": fv.renderer.kp_extractor,
-            "generator": fv.renderer.generator, "mapping_crop": mp.mapping}
+    with _stage(run, "train face-vid2vid + MappingNet"):  # as `sadtalker-lab train facevid2vid / mapping`
+        fv_dir = train_dir / "facevid2vid"
+        fv = _train_stage(run, "facevid2vid", corpus, fv_dir, "face-vid2vid", steps=cfg.facevid2vid_steps,
+                          seed=cfg.seed, image_size=cfg.renderer_size)
+        mp = _train_stage(run, "mapping", corpus, train_dir / "mapping", "MappingNet", renderer=fv_dir,
+                          steps=cfg.mapping_steps, seed=cfg.seed)
+        run.histories["face-vid2vid"] = (run.histories["face-vid2vid"][0], ["image_l1"])
+        run.histories["MappingNet"] = (run.histories["MappingNet"][0], ["keypoint_l1"])
+    nets = {"audio2exp": exp.model, "audio2pose": pose.model, "kp_extractor": fv.nets.kp_extractor,
+            "generator": fv.nets.generator, "mapping_crop": mp.mapping}
     configs = {n: m.config for n, m in nets.items()}
     torch.manual_seed(cfg.seed)
-    save_networks(models, nets, configs, size=cfg.image_size, note="trained here by sadtalker-lab main")
+    save_networks(models, nets, configs, size=cfg.renderer_size, note="trained here by sadtalker-lab main")
     save_regressor(models, reg.model, size=cfg.image_size)
     return models
 
@@ -167,6 +164,7 @@ def _generate(run: _Run, cfg: MainConfig, models: Path, size: int):
     result = pipe.generate(skimage.data.astronaut(), (samples, speech.sample_rate), out=run.folder / "talking_head.mp4",
                            seed=cfg.seed, keep_frames=True)
     run.notes.append(f"generated with {pipe.name}")
+    run.generated = (pipe, samples)
     return result
 
 
@@ -201,6 +199,46 @@ def _evaluate(run: _Run, cfg: MainConfig, corpus: Path, held_ids, video: Path):
         except (NoFaceError, ValueError) as e:  # e.g. a blurred face that dlib does not find: say so, go on
             run.lip_sync[row] = {"source": scorer.label, "error": str(e)}
     return df
+
+
+def _talking_chain(run: _Run, result):
+    """Where the mouth of the generated video stops following the speech: ExpNet -> MappingNet -> renderer
+    (``train.facerender_eval.talking_chain``; the lip-sync rows come from :func:`_evaluate`)."""
+    from .train.facerender_eval import talking_chain
+
+    pipe, samples = run.generated
+    chain = talking_chain(pipe, result, samples)
+    chain.lip_sync = dict(run.lip_sync)
+    return chain
+
+
+def lip_sync_check(lip_sync: dict) -> dict:
+    """Issue 14's test of a talking face on the lip-sync rows of :func:`_evaluate`: the estimated offset within
+    +-1 frame, and LSE-C above the same video with its audio delayed ``SYNC_CHECK_SHIFT_FRAMES`` frames."""
+    gen = lip_sync.get("generated video", {})
+    shifted = lip_sync.get(f"same video, audio delayed {SYNC_CHECK_SHIFT_FRAMES} frames", {})
+    if "offset_frames" not in gen or "lse_c" not in shifted:
+        return {"offset within +-1": "n/a", "LSE-C above the shifted copy": "n/a", "lip-syncs": "n/a"}
+    in_sync = abs(int(gen["offset_frames"])) <= 1
+    above = float(gen["lse_c"]) > float(shifted["lse_c"])
+    return {"offset within +-1": "yes" if in_sync else "NO", "LSE-C above the shifted copy": "yes" if above else "NO",
+            "lip-syncs": "yes" if in_sync and above else "NO"}
+
+
+def trained_models(out_dir: str | os.PathLike = "runs") -> tuple[Path, int] | None:
+    """(models folder, renderer frame size) of the newest main job (``<out_dir>/latest/models``), or None."""
+    folder = Path(out_dir) / "latest" / "models"
+    found = sorted(folder.glob("SadTalker_V0.0.2_*.safetensors")) if folder.is_dir() else []
+    if not found:
+        return None
+    return folder, int(found[0].stem.rsplit("_", 1)[1])
+
+
+def _plot_chain(report, result, chain) -> None:
+    from .train.facerender_eval import plot_talking_chain
+
+    report.figure(plot_talking_chain(chain, result.frames),
+                  "The talking chain: does the rendered mouth follow the coefficients, and they the speech?")
 
 
 def _plot_histories(report, run: _Run) -> None:
@@ -280,11 +318,13 @@ def run_main(out_dir: str | os.PathLike = "runs", checkpoints: str | os.PathLike
                              "the project's own models are not trained in this run")
             models, size = Path(checkpoints), 256
         else:
-            models, size = _train_models(run, cfg, corpus, train_ids, held_ids), cfg.image_size
+            models, size = _train_models(run, cfg, corpus, train_ids, held_ids), cfg.renderer_size
         with _stage(run, "generate"):
             result = _generate(run, cfg, models, size)
         with _stage(run, "evaluate"):
             df = _evaluate(run, cfg, corpus, held_ids, result.video_path)
+        with _stage(run, "talking chain"):
+            run.chain = _talking_chain(run, result)
     except Exception as e:  # keep what finished; the report says what failed
         error = "".join(traceback.format_exception(e))
         print(error, flush=True)
@@ -325,8 +365,18 @@ def run_main(out_dir: str | os.PathLike = "runs", checkpoints: str | os.PathLike
                      "Each trained stage on held-out people (heldout.json of its training folder) beside its trivial "
                      "baselines: beta0_only = closed lips, still_head = no head motion, mean_coefficients = the "
                      "training mean. A gain over random initialisation is not evidence; these are.")
+    if run.chain is not None:
+        report.heading("Does the face talk? The chain from speech to mouth")
+        report.table(pd.DataFrame(run.chain.rows()).set_index(["link", "measure"]),
+                     "Each link of the generation path measured on the generated video; a value near 0 where the "
+                     "last column says so marks the link where the mouth stops following the speech.")
+        if result is not None and result.frames is not None:
+            _plot_chain(report, result, run.chain)
     if run.lip_sync:
         report.heading("Lip sync of the generated video")
+        report.table(pd.DataFrame([lip_sync_check(run.lip_sync)], index=["issue 14 check"]),
+                     f"A talking face: offset within +-1 frame and LSE-C above the copy with its audio delayed "
+                     f"{SYNC_CHECK_SHIFT_FRAMES} frames.")
         report.table(pd.DataFrame(run.lip_sync).T,
                      "Offset (frames) and LSE-C / LSE-D of the generated video and of the same video with its audio "
                      f"delayed {SYNC_CHECK_SHIFT_FRAMES} frames; 'source' names the lip-sync model (a stand-in when "

@@ -101,3 +101,78 @@ def test_explorer_continues_training_and_draws(tmp_path):
     assert len(fig.axes) == 2 and len(fig.axes[0].patches) == len(ex.tables["Table 4 (PoseVAE)"])
     box = ex.widget()
     assert len(box.children) == 3
+
+
+# --- Tables 3 / 4 over seeds (sadtalker_lib.train.ablation_tables) and the phenomenon knobs (ablation_knobs) --------
+def _per_seed(rows: dict[str, list[float]], metric: str, variant: str = "v"):
+    import pandas as pd
+
+    frames = [pd.DataFrame({"variant": [variant] * len(rows), metric: [v[s] for v in rows.values()], "seed": s},
+                           index=pd.Index(list(rows), name="method")) for s in range(len(next(iter(rows.values()))))]
+    return pd.concat(frames)
+
+
+def test_summary_and_orderings_over_seeds(tmp_path):
+    from sadtalker_lib.train.ablation_tables import (LSE_D, ORDERINGS, TableRun, check_orderings, read_tables,
+                                                     summarize, summary_text, write_tables)
+
+    full, worse, real = EXPNET_ROWS["full"], EXPNET_ROWS["no_ref_no_read"], EXPNET_ROWS["real_coeffs"]
+    # LSE-D (lower is better): full beats w/o beta_0 in 2 of 3 seeds and on average; real coeffs. beat full
+    t3 = _per_seed({full: [1.0, 1.2, 0.8], worse: [1.5, 1.1, 1.3], real: [0.9, 1.0, 0.7]}, LSE_D)
+    fixed, mixed = POSEVAE_ROWS[("full", "fixed")], POSEVAE_ROWS[("full", "mixed")]
+    t4 = _per_seed({fixed: [0.02, 0.03, 0.02], mixed: [0.02, 0.04, 0.02]}, "Diversity ↑")
+    summary = summarize(t3)
+    assert list(summary.index) == [full, worse, real]
+    assert summary.loc[full, f"{LSE_D} mean"] == pytest.approx(1.0)
+    assert summary.loc[full, f"{LSE_D} std"] == pytest.approx(np.std([1.0, 1.2, 0.8], ddof=1))
+    assert (summary["seeds"] == 3).all()
+    assert summary_text(summary).loc[worse, LSE_D] == f"{1.3:.4f} ± {0.2:.4f}"
+    order = check_orderings({"3": t3, "4": t4}).set_index("ordering (paper)")
+    assert len(order) == 3  # the LSE-C and Beat Align orderings have no data here and are left out
+    beta0 = order.loc[ORDERINGS[0].claim]
+    assert bool(beta0["ordering holds"]) and beta0["seeds holding"] == "2/3"
+    assert beta0["gap mean"] == pytest.approx(np.mean([0.5, -0.1, 0.5]))
+    lip = order.loc[ORDERINGS[2].claim]
+    assert not bool(lip["ordering holds"]) and lip["seeds holding"] == "0/3"
+    style = order.loc[ORDERINGS[5].claim]  # ">=": ties count
+    assert bool(style["ordering holds"]) and style["seeds holding"] == "3/3"
+    # the files: CSV + markdown, read back to the same orderings
+    run = TableRun(t3, t4, t3.iloc[:0], summary, summarize(t4), check_orderings({"3": t3, "4": t4}),
+                   {"seeds": [0, 1, 2]})
+    md = write_tables(run, tmp_path).read_text()
+    assert "± " in md and "Table 3" in md and "Table 4" in md and "ordering" in md
+    again = read_tables(tmp_path)
+    assert again.orderings["gap mean"].tolist() == pytest.approx(run.orderings["gap mean"].tolist())
+
+
+def test_lip_sync_of_generated_expressions_per_clip():
+    from sadtalker_lib.metrics.lipsync import AudioToMouth, LandmarkSyncScorer
+    from sadtalker_lib.metrics.lse import VSHIFT
+    from sadtalker_lib.train.ablation_tables import LSE_C, LSE_D, expression_lip_sync, lip_sync_scorer
+
+    torch.manual_seed(0)
+    w = synthetic_exp_windows(24, seed=0)  # 6 clips of 4 windows x 5 frames
+    audios = [0.1 * np.random.default_rng(k).standard_normal(20 * 640).astype(np.float32) for k in range(6)]
+    scorer = LandmarkSyncScorer(AudioToMouth())
+    res = expression_lip_sync(w.exp_lip, w, audios, scorer)
+    assert np.isfinite(list(res.values())).all() and res[LSE_C] >= 0 and res[LSE_D] > 0
+    assert 0 <= res["|offset| (frames) ↓"] <= VSHIFT
+    with pytest.raises(IndexError):
+        expression_lip_sync(w.exp_lip, w, audios[:2], scorer)
+    with pytest.raises(ValueError, match="needs a path"):
+        lip_sync_scorer(train_steps=10)
+
+
+def test_knobs_name_phenomena_and_variants(tmp_path):
+    from sadtalker_lib.data.corpus.phenomena import Phenomena
+    from sadtalker_lib.train.ablation_knobs import KNOBS, _variant, knob_corpus, KnobSettings
+    from sadtalker_lib.train.expnet import EXPNET_ABLATIONS
+    from sadtalker_lib.train.posevae import POSEVAE_ABLATIONS
+
+    assert {"rest_spread", "expression_drift", "speech_nods", "free_motion"} <= set(KNOBS)
+    for knob, order in KNOBS.items():
+        assert getattr(Phenomena(**{knob: 2.0}), knob) == 2.0
+        rows, known = (EXPNET_ROWS, EXPNET_ABLATIONS) if order.table == "3" else (POSEVAE_ROWS, POSEVAE_ABLATIONS)
+        assert _variant(order.better, rows) in known and _variant(order.worse, rows) in known
+    with pytest.raises(KeyError, match="unknown knob"):
+        knob_corpus(tmp_path, "loudness", 1.0, KnobSettings())

@@ -26,6 +26,7 @@ from sadtalker_lib.train.posevae import (
     fold_pose_scale,
     free_bits_kl,
     load_audio_encoder,
+    PoseVAEStage,
     posevae_forward,
     residual_rms,
     train_posevae,
@@ -185,6 +186,15 @@ def test_fixed_vs_mixed_style_sampling():
     assert fixed.diversity > 0 and np.isfinite(fixed.real_diversity)
     with pytest.raises(ValueError):
         evaluate_posevae_clips(model, clips, style="random")
+    # the "same model, another clip's audio" control: each clip is driven by the next clip's mel windows
+    own = evaluate_posevae_clips(model, clips, style="own", draws=2)
+    shuffled = evaluate_posevae_clips(model, clips, style="own", draws=2, audio="shuffled")
+    assert [r["real_beat_align"] for r in own.per_clip] == [r["real_beat_align"] for r in shuffled.per_clip]
+    assert [r["diversity"] for r in own.per_clip] != [r["diversity"] for r in shuffled.per_clip]
+    with pytest.raises(ValueError):
+        evaluate_posevae_clips(model, clips, audio="silent")
+    with pytest.raises(ValueError):
+        evaluate_posevae_clips(model, clips, draws=0)
 
 
 def test_bad_inputs(windows, tmp_path):
@@ -219,8 +229,9 @@ def locked_pose_windows(n: int, seed: int, window: int = 32, num_styles: int = 3
 @pytest.fixture(scope="module")
 def locked_run(tmp_path_factory):
     train, held = locked_pose_windows(96, seed=0), locked_pose_windows(32, seed=1)
+    # lr 1e-3: without L_GAN, the CPU preset's 3e-3 shuts z off on these windows (z_spread ~1e-7)
     cfg = PoseVAETrainConfig.cpu(steps=60, eval_every=60, checkpoint_every=0, batch_size=16, precise_bn_windows=64,
-                                 use_gan=False, **FAST)
+                                 use_gan=False, lr=1e-3, **FAST)
     out = tmp_path_factory.mktemp("locked")
     return train_posevae(train, held, cfg, out), out
 
@@ -293,3 +304,21 @@ def test_cli_writes_heldout_json_with_identity_disjoint_split(tmp_path):
     assert {"still_head", "random_training_sequence"} <= set(report.metrics["pose_mse"].baselines)
     held, train = report.split["heldout_identities"], report.split["train_identities"]
     assert len(held) == 1 and len(train) == 1 and held != train  # a whole person held out
+
+
+def test_init_logvar_and_gan_on_prior(windows, tmp_path):
+    """``init_logvar`` starts the posterior near-deterministic; ``gan_on_prior`` shows D the inference path
+    (z ~ N(0, I)) instead of the posterior sample: a different run from the same seed, D still trained."""
+    train, _ = windows
+    cfg = PoseVAETrainConfig.cpu(steps=2, eval_every=2, checkpoint_every=0, batch_size=4, precise_bn_windows=0,
+                                 **FAST)
+    stage = PoseVAEStage(train, None, cfg.replace(init_logvar=-3.0))
+    stage.build(None)
+    with torch.no_grad():
+        _, logvar = stage.model.encoder(train.pose[:2, 1:] - train.pose[:2, :1], train.pose[:2, 0],
+                                        train.audio_emb[:2], train.style[:2])
+    assert torch.allclose(logvar, torch.full_like(logvar, -3.0))
+    a = train_posevae(train, None, cfg, tmp_path / "a")
+    b = train_posevae(train, None, cfg.replace(gan_on_prior=True), tmp_path / "b")
+    assert "d_loss" in b.history.rows[-1]
+    assert not torch.equal(a.model.decoder.pose_linear.weight, b.model.decoder.pose_linear.weight)

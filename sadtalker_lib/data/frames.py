@@ -6,21 +6,37 @@
 face-vid2vid (stage 1) learns from the frames of a pair; the MappingNet (stage 2) from the driving frame's
 coefficient window (radius 13, ``steps.windows.frame_windows``) and the source's constant window
 (``steps.windows.source_window``, as at inference).
+
+Held-out frames (:func:`split_frames`): whole held-out people (``data.corpus.splits.identity_split``) AND the later
+part of every clip of the training people (``later_fraction`` of its frames), so a renderer is scored both on
+people it never saw and on later time ranges of people it did see. :func:`split_clips` (last clips held out) stays
+for corpora without people.
 """
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields
-from typing import Sequence
+from dataclasses import dataclass, field, fields
+from typing import NamedTuple, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..coeffs import MOTION_DIM
+from ..coeffs import MOTION_DIM, POSE
 from ..steps.windows import SEMANTIC_RADIUS, frame_windows, source_window
 
-__all__ = ["FramePairs", "FaceRenderClips", "split_clips"]
+__all__ = ["FramePairs", "FaceRenderClips", "Segment", "FrameSplit", "split_frames", "split_clips",
+           "LATER_FRACTION"]
+
+LATER_FRACTION = 0.25  # held-out share of each training person's clip: its last quarter (project choice)
+
+
+class Segment(NamedTuple):
+    """Frames ``start:stop`` of clip ``clip`` (a corpus clip id)."""
+
+    clip: str
+    start: int
+    stop: int
 
 
 @dataclass
@@ -101,6 +117,28 @@ class FaceRenderClips:
             coeffs.append(a["coeffs"])
         return cls(frames, coeffs, image_size, ids=[e["id"] for e in entries])
 
+    @classmethod
+    def from_segments(cls, root: str | os.PathLike, segments: Sequence[Segment],
+                      image_size: int = 64) -> "FaceRenderClips":
+        """One clip per :class:`Segment` (frames start:stop of a corpus clip); ids ``<clip>[start:stop]``."""
+        from .corpus.format import load_clip, load_index, select_clips
+
+        if not segments:
+            raise ValueError("no segments given")
+        index = load_index(root)["clips"]
+        cache: dict[str, dict] = {}
+        frames, coeffs, ids = [], [], []
+        for seg in segments:
+            if seg.clip not in cache:
+                cache[seg.clip] = load_clip(root, select_clips(index, [seg.clip])[0])
+            a = cache[seg.clip]
+            if not 0 <= seg.start < seg.stop <= len(a["coeffs"]):
+                raise ValueError(f"segment {seg} outside the {len(a['coeffs'])} frames of {seg.clip}")
+            frames.append(a["frames"][seg.start:seg.stop])
+            coeffs.append(a["coeffs"][seg.start:seg.stop])
+            ids.append(f"{seg.clip}[{seg.start}:{seg.stop}]")
+        return cls(frames, coeffs, image_size, ids=ids)
+
     def __len__(self) -> int:
         return len(self.frames)
 
@@ -138,13 +176,37 @@ class FaceRenderClips:
                           driving_window=torch.stack(dw), clip=torch.as_tensor(clip),
                           source_index=torch.as_tensor(source), driving_index=torch.as_tensor(driving))
 
-    def sample(self, batch_size: int, rng: np.random.Generator, radius: int = SEMANTIC_RADIUS) -> FramePairs:
-        """Random pairs: a clip, then two independent frames of it (face-vid2vid's sampling)."""
+    def sample(self, batch_size: int, rng: np.random.Generator, radius: int = SEMANTIC_RADIUS,
+               motion_candidates: int = 1) -> FramePairs:
+        """Random pairs: a clip, then two independent frames of it (face-vid2vid's sampling).
+
+        motion_candidates > 1: draw that many driving frames per pair and keep the one whose head pose (the
+        coefficients' angles and translation) differs most from the source's (pairs biased to large motion).
+        """
         clip = rng.integers(len(self), size=batch_size)
         lengths = np.array([self.frames[k].shape[0] for k in clip])
         source = (rng.random(batch_size) * lengths).astype(np.int64)
-        driving = (rng.random(batch_size) * lengths).astype(np.int64)
+        driving = (rng.random((max(1, motion_candidates), batch_size)) * lengths).astype(np.int64)
+        if motion_candidates > 1:
+            pose = [self.coeffs[k][:, POSE].numpy() for k in range(len(self))]
+            moved = np.array([[np.abs(pose[k][d] - pose[k][s]).sum() for k, s, d in zip(clip, source, row)]
+                              for row in driving])  # [candidates, B]
+            driving = driving[moved.argmax(0), np.arange(batch_size)]
+        else:
+            driving = driving[0]
         return self.pairs(clip, source, driving, radius)
+
+    def first_frame_pairs(self, per_clip: int) -> FramePairs:
+        """Per clip: its first frame as the source (as at inference: one portrait) and ``per_clip`` evenly spaced
+        later frames as driving frames (the evaluation pairs of :func:`split_frames`' held-out segments)."""
+        clip, source, driving = [], [], []
+        for k, f in enumerate(self.frames):
+            t = f.shape[0]
+            drv = np.unique(np.linspace(1, t - 1, min(per_clip, t - 1)).round().astype(np.int64)) if t > 1 else [0]
+            clip += [k] * len(drv)
+            source += [0] * len(drv)
+            driving += list(drv)
+        return self.pairs(clip, source, driving)
 
     def fixed_pairs(self, n: int, seed: int = 0, radius: int = SEMANTIC_RADIUS) -> FramePairs:
         """``n`` pairs that depend only on ``seed`` (the held-out set of a run)."""
@@ -159,3 +221,73 @@ def split_clips(root: str | os.PathLike, n_heldout: int = 1) -> tuple[list[str],
     if not 0 < n_heldout < len(ids):
         raise ValueError(f"n_heldout must be in 1..{len(ids) - 1} for a corpus of {len(ids)} clips, got {n_heldout}")
     return ids[:-n_heldout], ids[-n_heldout:]
+
+
+@dataclass
+class FrameSplit:
+    """Where a FaceRender run trains and is scored: :class:`Segment` lists ``train`` (the earlier frames of the
+    training people), ``later_time`` (the later frames of the same clips) and ``heldout_people`` (every frame of
+    the held-out people's clips). ``identity_disjoint``: False when the corpus has one person only (then
+    ``heldout_people`` holds the last clips, the same person)."""
+
+    train: list[Segment]
+    later_time: list[Segment]
+    heldout_people: list[Segment]
+    identity_disjoint: bool = True
+    people: dict[str, list] = field(default_factory=dict)
+
+    @property
+    def heldout(self) -> list[Segment]:
+        return self.later_time + self.heldout_people
+
+    def describe(self) -> str:
+        n = lambda segs: sum(s.stop - s.start for s in segs)  # noqa: E731
+        kind = "" if self.identity_disjoint else " (same person: the corpus has one)"
+        return (f"train {len(self.train)} segments / {n(self.train)} frames; held out: later time "
+                f"{n(self.later_time)} frames of the training people, held-out people{kind} "
+                f"{len(self.heldout_people)} clips / {n(self.heldout_people)} frames")
+
+    def to_json(self) -> dict:
+        seg = lambda segs: [f"{s.clip}[{s.start}:{s.stop}]" for s in segs]  # noqa: E731
+        return {"train": seg(self.train), "later_time": seg(self.later_time),
+                "heldout_people": seg(self.heldout_people),
+                "kind": ["identity_disjoint" if self.identity_disjoint else "same_person_only"],
+                **{k: [str(p) for p in v] for k, v in self.people.items()}}
+
+
+def split_frames(root: str | os.PathLike, heldout_fraction: float = 0.25, later_fraction: float = LATER_FRACTION,
+                 seed: int = 0, min_frames: int = 8) -> FrameSplit:
+    """Identity- and time-aware split of a corpus folder (see the module docstring).
+
+    heldout_fraction: share of the people held out whole (``identity_split``; the corpus's stored split when it
+    has one). later_fraction: share of each training clip's frames held out at its end. Clips with fewer than
+    ``2 min_frames`` frames stay whole in training.
+    """
+    from .corpus.format import load_index
+    from .corpus.splits import identity_split
+
+    if not 0 < later_fraction < 1:
+        raise ValueError(f"later_fraction must be in (0, 1), got {later_fraction}")
+    index = load_index(root)
+    stored = index.get("split") or {}
+    if stored.get("train") and stored.get("heldout"):
+        train_ids, held_ids = list(stored["train"]), list(stored["heldout"])
+        disjoint = bool(stored.get("identity_disjoint", True))
+        people = {"train_people": stored.get("train_identities", []),
+                  "heldout_people_ids": stored.get("heldout_identities", [])}
+    else:
+        sp = identity_split(index, heldout_fraction, seed)
+        train_ids, held_ids, disjoint = sp.train, sp.heldout, sp.identity_disjoint
+        people = {"train_people": sp.train_identities, "heldout_people_ids": sp.heldout_identities}
+    length = {c["id"]: int(c["n_frames"]) for c in index["clips"]}
+    train, later = [], []
+    for cid in train_ids:
+        t = length[cid]
+        cut = t - int(round(later_fraction * t))
+        if t < 2 * min_frames or cut < min_frames:
+            train.append(Segment(cid, 0, t))
+            continue
+        train.append(Segment(cid, 0, cut))
+        later.append(Segment(cid, cut, t))
+    held = [Segment(cid, 0, length[cid]) for cid in held_ids]
+    return FrameSplit(train, later, held, disjoint, people)

@@ -31,10 +31,14 @@ def evaluate_video(video, *, reference=None, json_out=None, max_seconds: float |
     ``json_out``)::
 
         {"video": ..., "metrics": {column label: value or None}, "notes": {column label: [reasons]},
-         "lip_sync": {"offset_frames": k, "lse_c": c, "lse_d": d, "lse_c_at_0": c0, "source": "..."}}
+         "lip_sync": {"offset_frames": k, "lse_c": c, "lse_d": d, "definition": "...", "lse_c_at_0": c0,
+                      "lse_c_best_offset": cb, "lse_d_best_offset": db, "source": "..."}}
 
-    ``lse_c_at_0``: LSE-C at offset 0 (``lipsync.confidence_at_zero``; equals LSE-C when the offset is 0, lower
-    when the audio is out of sync, which SyncNet's LSE-C does not see).
+    With the offline stand-in (``source`` ``"LSE [landmark stand-in, at offset 0]"``) ``lse_c`` / ``lse_d`` score the
+    clip as played (at offset 0: a clip whose audio is out of sync scores low, which SyncNet's best-offset LSE-C does
+    not see) and SyncNet's best-offset values stand beside them as ``lse_c_best_offset`` / ``lse_d_best_offset``;
+    with the official ``syncnet_v2.model`` ``lse_c`` / ``lse_d`` are the paper's (best-offset) values. ``definition``
+    says which (``lipsync.lip_sync_summary``); the Table-1 columns carry the same label.
 
     ``reference``: the source portrait for CSIM (default: the video's first frame, noted). ``lip_sync`` is None
     (with a note) when it cannot be computed (no audio, no face). ``scorer``: a lip-sync scorer (default

@@ -24,10 +24,17 @@ padding of the audio embeddings plays in ``calc_pdist``. Then, as in SyncNet:
 
     LSE-D = min_k mean_dists[k],   offset = vshift - argmin_k mean_dists[k],   LSE-C = median(mean_dists) - LSE-D
 
-SyncNet's LSE-C measures how sharp the best alignment is, wherever it lies: a copy whose audio is shifted by a few
-frames keeps (nearly) the same LSE-C. The stand-in therefore also reports :func:`confidence_at_zero`, *LSE-C at
-offset 0* ``= median(mean_dists) - mean_dists[offset 0]`` (equal to LSE-C when the estimated offset is 0, near or
-below 0 for a shifted copy), which scores the clip as it is played.
+SyncNet's LSE-C and LSE-D score the best alignment wherever it lies: a copy whose audio is shifted by a few frames
+keeps (nearly) the same values, and only the offset moves. The stand-in's scorer therefore reports the clip *as it
+is played* (:func:`as_played`, label ``STANDIN_LABEL`` = ``"landmark stand-in, at offset 0"``):
+
+    LSE-C [landmark stand-in, at offset 0] = median(mean_dists) - mean_dists[offset 0]   (:func:`confidence_at_zero`)
+    LSE-D [landmark stand-in, at offset 0] = mean_dists[offset 0]
+
+(equal to SyncNet's values when the estimated offset is 0; LSE-C near or below 0 for a copy shifted by 3+ frames),
+and keeps SyncNet's best-offset values beside them under their own names (:class:`PlayedLseResult`
+``best_offset_confidence`` / ``best_offset_distance``; ``lse_c_best_offset`` / ``lse_d_best_offset`` in
+:func:`lip_sync_summary`). The official ``syncnet_v2.model`` keeps the paper's (best-offset) definitions.
 
 ``offset`` has SyncNet's sign: positive when the audio leads the video, -k for audio delayed by k frames
 (:func:`delay_audio`). The scale is not SyncNet's, so every table labels the columns ``[landmark stand-in]``.
@@ -47,14 +54,13 @@ from .faces import FaceTrack, NoFaceError, track_faces
 from .lse import OFFICIAL_LABEL, VSHIFT, LseResult, SyncNetScorer
 from .video_io import AUDIO_RATE, EVAL_FPS, Clip
 
-__all__ = ["STANDIN_LABEL", "STANDIN_FORMAT", "MOUTH_FEATURES", "WINDOW", "AudioToMouthConfig", "AudioToMouth",
-           "mouth_features", "mouth_code",
-           "LIP_FACE_PX", "lip_track", "confidence_at_zero", "standardise", "audio_features", "window_distances",
-           "lse_from_features",
+__all__ = ["STANDIN_LABEL", "STANDIN_FORMAT", "PlayedLseResult", "as_played", "MOUTH_FEATURES", "WINDOW",
+           "AudioToMouthConfig", "AudioToMouth", "mouth_features", "mouth_code", "LIP_FACE_PX", "lip_track",
+           "confidence_at_zero", "standardise", "audio_features", "window_distances", "lse_from_features",
            "LandmarkSyncScorer", "load_standin", "save_standin", "standin_path", "default_lip_sync_scorer",
-           "delay_audio", "lip_sync_summary"]
+           "delay_audio", "lip_sync_summary", "best_offset_confidence"]
 
-STANDIN_LABEL = "landmark stand-in"
+STANDIN_LABEL = "landmark stand-in, at offset 0"  # the scorer reports the clip as played (module docstring)
 STANDIN_FORMAT = "sadtalker-lab/lipsync-landmark-standin/v1"
 STANDIN_FILE = "lipsync_landmark_standin_v2.pt"  # v2: lips from lip_track, people from face descriptors
 MOUTH_FEATURES = ("inner_aperture", "outer_aperture", "inner_width", "outer_width", "jaw_drop")
@@ -257,9 +263,33 @@ def confidence_at_zero(result: LseResult) -> float:
     return float(np.median(md) - md[(len(md) - 1) // 2])
 
 
+@dataclass
+class PlayedLseResult(LseResult):
+    """An :class:`~sadtalker_lib.metrics.lse.LseResult` scored *as played*: ``confidence`` / ``distance`` at offset 0
+    (module docstring); SyncNet's best-offset LSE-C / LSE-D beside them; ``offset`` is the best offset as ever."""
+
+    best_offset_confidence: float = float("nan")  # SyncNet's LSE-C: median(mean_dists) - min(mean_dists)
+    best_offset_distance: float = float("nan")  # SyncNet's LSE-D: min(mean_dists)
+
+
+def as_played(result: LseResult, label: str = STANDIN_LABEL) -> PlayedLseResult:
+    """``result`` (SyncNet's definitions) rescored at offset 0, with its best-offset values kept beside."""
+    md = np.asarray(result.mean_dists, np.float64)
+    return PlayedLseResult(distance=float(md[(len(md) - 1) // 2]), confidence=confidence_at_zero(result),
+                           offset=result.offset, mean_dists=md, num_windows=result.num_windows, label=label,
+                           notes=list(result.notes), best_offset_confidence=float(result.confidence),
+                           best_offset_distance=float(result.distance))
+
+
+def best_offset_confidence(result: LseResult) -> float:
+    """SyncNet's LSE-C (best offset) of any result: kept beside a :class:`PlayedLseResult`, else ``confidence``."""
+    return float(getattr(result, "best_offset_confidence", result.confidence))
+
+
 class LandmarkSyncScorer(SyncNetScorer):
     """The stand-in with :class:`~sadtalker_lib.metrics.lse.SyncNetScorer`'s interface: ``metrics.lse.lse`` and
-    ``tables.evaluate(syncnet=...)`` accept it; its ``label`` is ``"landmark stand-in"``."""
+    ``tables.evaluate(syncnet=...)`` accept it; its ``label`` is ``STANDIN_LABEL`` (columns
+    ``LSE-C [landmark stand-in, at offset 0]``) and :meth:`score` returns a :class:`PlayedLseResult`."""
 
     def __init__(self, model: AudioToMouth, label: str = STANDIN_LABEL, *, device: str = "cpu",
                  notes: str = ""):
@@ -273,8 +303,9 @@ class LandmarkSyncScorer(SyncNetScorer):
         return self.model.eval()(feats).cpu().numpy().astype(np.float64)
 
     def score(self, clip: Clip, track: FaceTrack | None = None, *, vshift: int = VSHIFT,
-              max_missing_fraction: float = 0.2, retrack: bool = True) -> LseResult:
-        """LSE of a 25 fps clip with 16 kHz audio. Faces: :func:`lip_track` unless ``track`` is given; a given track
+              max_missing_fraction: float = 0.2, retrack: bool = True) -> PlayedLseResult:
+        """LSE of a 25 fps clip with 16 kHz audio, as played (:func:`as_played`; the offset is the best one).
+        Faces: :func:`lip_track` unless ``track`` is given; a given track
         whose face is under ``LIP_FACE_PX / 1.5`` wide is redone with :func:`lip_track` unless ``retrack`` is
         False (e.g. landmarks that were not fitted on the frames)."""
         if abs(clip.fps - EVAL_FPS) > 1e-6:
@@ -294,7 +325,7 @@ class LandmarkSyncScorer(SyncNetScorer):
             raise NoFaceError(f"no face in {track.missing_fraction:.0%} of the frames of {clip.name or 'the clip'} "
                               f"(lip sync allows {max_missing_fraction:.0%})")
         mouth = mouth_code(track.landmarks[:n])
-        result = lse_from_features(mouth, self.predict(audio, n), vshift, self.label)
+        result = as_played(lse_from_features(mouth, self.predict(audio, n), vshift, self.label), self.label)
         if not track.found[:n].all():
             result.notes.append(f"{clip.name}: {int((~track.found[:n]).sum())} frame(s) without a face, "
                                 "mouth interpolated")
@@ -334,8 +365,8 @@ def load_standin(path: str | Path | None = None, *, device: str = "cpu") -> Land
         raise ValueError(f"{path} is not a lip-sync stand-in file ({STANDIN_FORMAT})")
     model = AudioToMouth(AudioToMouthConfig(**blob["config"]))
     model.load_state_dict(blob["state_dict"])
-    return LandmarkSyncScorer(model.to(device).eval(), str(blob.get("label", STANDIN_LABEL)), device=device,
-                              notes=str(blob.get("notes", "")))
+    # the label says how the scorer reports (this code: at offset 0), not what the file holds: STANDIN_LABEL
+    return LandmarkSyncScorer(model.to(device).eval(), STANDIN_LABEL, device=device, notes=str(blob.get("notes", "")))
 
 
 def default_lip_sync_scorer(*, device: str = "cpu", train_if_missing: bool = True, log=print) -> SyncNetScorer:
@@ -385,7 +416,14 @@ def delay_audio(clip: Clip, frames: int) -> Clip:
 
 
 def lip_sync_summary(result: LseResult, source: str) -> dict:
-    """``{"offset_frames", "lse_c", "lse_d", "lse_c_at_0", "source"}`` (the ``evaluate`` JSON's ``lip_sync``
-    entry; ``lse_c_at_0``: :func:`confidence_at_zero`)."""
+    """The ``evaluate`` JSON's ``lip_sync`` entry: ``offset_frames`` (best offset, SyncNet's sign), ``lse_c`` /
+    ``lse_d`` (the scorer's reported values: at offset 0 for the stand-in, SyncNet's best-offset values for the
+    official model; ``definition`` says which), ``lse_c_at_0`` (:func:`confidence_at_zero`, any scorer),
+    ``lse_c_best_offset`` / ``lse_d_best_offset`` (SyncNet's definitions, any scorer) and ``source``."""
+    played = isinstance(result, PlayedLseResult)
     return {"offset_frames": int(result.offset), "lse_c": float(result.confidence), "lse_d": float(result.distance),
-            "lse_c_at_0": confidence_at_zero(result), "source": source}
+            "definition": "at offset 0 (the clip as played)" if played else "SyncNet (best offset)",
+            "lse_c_at_0": confidence_at_zero(result),
+            "lse_c_best_offset": best_offset_confidence(result),
+            "lse_d_best_offset": float(getattr(result, "best_offset_distance", result.distance)),
+            "source": source}

@@ -9,7 +9,8 @@
     posevae.py     PoseVAE (Eq. 11-13) with the Table 4 ablation switches
     syncnet.py     the trained-here SyncNet for LSE-C / LSE-D
     regressor.py   the coefficient regressor (face_3drecon) on fitted portraits / video frames
-    facevid2vid.py face-vid2vid self-supervised (keypoint detector, generator, head-pose estimator)
+    facevid2vid.py face-vid2vid self-supervised (keypoint detector, generator, head-pose estimator);
+                   facevid2vid_nets.py its networks and checkpoint folders
     mapping.py     MappingNet (Eq. 14) on a frozen face-vid2vid; facerender_losses.py their losses
     ablations.py   Tables 3 and 4 at a small preset (+ the notebook widget)
 

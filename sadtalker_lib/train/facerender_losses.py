@@ -3,9 +3,16 @@
 Stage 1, face-vid2vid (Wang et al. 2021, as in SadTalker Sec. 3.3 "as in the original paper"); the weights are
 ``config/vox-256.yaml`` of the public face-vid2vid reimplementation that SadTalker builds on:
 
-    perceptual   pyramid loss on the generated vs the real driving frame, scales 1, 1/2, 1/4, 1/8, weight 10
-                 per scale. Officially VGG-19 features (5 layers x 10) of each pyramid level; here the pixels of
-                 each level (L1), so no pretrained network is needed ("VGG-free" stand-in, named so in the logs)
+    perceptual   pyramid loss on the generated vs the real driving frame, scales 1, 1/2, 1/4, 1/8. Officially
+                 VGG-19 features (relu1_1 .. relu5_1, weight 10 each) of each pyramid level: used when
+                 torchvision's ImageNet VGG-19 file is on disk (:func:`vgg19_weights_path`; never downloaded).
+                 Offline the weight-free stand-in "pixel + SSIM pyramid" (L1 + 1 - SSIM of each level, weight 10
+                 per scale; :class:`PerceptualLoss` says which one in ``label``). ``pyramid_l1``: the pixels only
+    gan          hinge GAN with face-vid2vid's patch discriminator (:class:`MultiScaleDiscriminator`,
+                 vox-256.yaml discriminator_params: scales [1], 32 -> 512 channels, 4 blocks, spectral norm);
+                 generator weight 1, discriminator weight 1
+    feature      feature matching: L1 between the discriminator's block outputs on the real and the generated
+    matching     frame, weight 10 per block
     equivariance |x_d - T(x_T)|: keypoints of the driving frame vs those of a randomly warped copy (affine +
                  thin-plate spline) mapped back through the warp, x and y only; weight 10
     keypoint     prior: sum over keypoint pairs of max(0, D_t - |x_i - x_j|^2) (D_t = 0.1) plus
@@ -13,8 +20,7 @@ Stage 1, face-vid2vid (Wang et al. 2021, as in SadTalker Sec. 3.3 "as in the ori
     headpose     |yaw - yaw*| + |pitch - pitch*| + |roll - roll*| in degrees; weight 20. Officially the targets
                  come from a pretrained HopeNet; here from the corpus' own pose coefficients
                  (:func:`coeff_pose_degrees`), the stand-in for it
-    expression   L1 norm of the expression deltas; weight 5
-    (The adversarial and feature-matching terms of face-vid2vid are not used here.)
+    expression   deformation prior: L1 norm of the expression deltas; weight 5
 
 Stage 2, MappingNet (paper supp. Eq. 14): L_1 = 1/N sum_n ||K'_n - K_n||_1 between the keypoints driven by the
 MappingNet and by face-vid2vid's own motion estimator (HEEstimator) on the real frame, weight 20, plus the
@@ -23,6 +29,8 @@ image terms above on the generated frame.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Mapping, Sequence
 
 import torch
@@ -39,6 +47,14 @@ __all__ = [
     "FV2V_POSE_SIGNS",
     "ImagePyramid",
     "pyramid_l1",
+    "ssim",
+    "vgg19_weights_path",
+    "PerceptualLoss",
+    "DiscriminatorConfig",
+    "MultiScaleDiscriminator",
+    "generator_gan_loss",
+    "discriminator_gan_loss",
+    "feature_matching_loss",
     "RandomWarp",
     "equivariance_loss",
     "keypoint_prior_loss",
@@ -89,6 +105,204 @@ def pyramid_l1(pred: torch.Tensor, target: torch.Tensor, pyramid: ImagePyramid,
     for w, p, t in zip(weights, pyramid(pred), pyramid(target.detach())):
         if w:
             total = total + w * (p - t).abs().mean()
+    return total
+
+
+# SSIM constants for images in [0, 1] (Wang et al. 2004: K1 0.01, K2 0.03) and its Gaussian window.
+SSIM_C1, SSIM_C2 = 0.01**2, 0.03**2
+SSIM_WINDOW, SSIM_SIGMA = 7, 1.5  # 7 taps (not 11) so that the 8 px level of a 64 px frame still fits
+VGG19_FILE = "vgg19-dcbb9e9d.pth"  # torchvision VGG19_Weights.IMAGENET1K_V1 (what face-vid2vid's Vgg19 loads)
+VGG19_SLICES = ((0, 2), (2, 7), (7, 12), (12, 21), (21, 30))  # face-vid2vid Vgg19: relu1_1 .. relu5_1
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Mean SSIM of images [B, C, H, W] in [0, 1] (Gaussian window, reflect padding): 1 when equal."""
+    taps = min(SSIM_WINDOW, a.shape[-1], a.shape[-2])
+    x = torch.arange(taps, dtype=a.dtype, device=a.device) - (taps - 1) / 2
+    g = torch.exp(-(x**2) / (2 * SSIM_SIGMA**2))
+    g = (g / g.sum())
+    c = a.shape[1]
+    kx, ky = g.view(1, 1, 1, -1).repeat(c, 1, 1, 1), g.view(1, 1, -1, 1).repeat(c, 1, 1, 1)
+
+    def blur(t):
+        t = F.pad(t, (taps // 2, (taps - 1) // 2, taps // 2, (taps - 1) // 2), mode="reflect")
+        return F.conv2d(F.conv2d(t, kx, groups=c), ky, groups=c)
+
+    mu_a, mu_b = blur(a), blur(b)
+    var_a, var_b = blur(a * a) - mu_a**2, blur(b * b) - mu_b**2
+    cov = blur(a * b) - mu_a * mu_b
+    num = (2 * mu_a * mu_b + SSIM_C1) * (2 * cov + SSIM_C2)
+    return (num / ((mu_a**2 + mu_b**2 + SSIM_C1) * (var_a + var_b + SSIM_C2))).mean()
+
+
+def vgg19_weights_path() -> Path | None:
+    """torchvision's ImageNet VGG-19 file when it is already on disk (torch hub cache), else None."""
+    path = Path(torch.hub.get_dir()) / "checkpoints" / VGG19_FILE
+    return path if path.is_file() else None
+
+
+class PerceptualLoss(nn.Module):
+    """face-vid2vid's multi-scale perceptual loss, or its weight-free stand-in.
+
+    kind "vgg19": sum_s sum_l w_l mean |VGG_l(P_s(pred)) - VGG_l(P_s(target))| (VGG-19 ImageNet weights from
+    :func:`vgg19_weights_path`, frozen; layer weights ``layer_weights``); "pixel_ssim" (stand-in): sum_s w_s
+    (mean |P_s(pred) - P_s(target)| + 1 - SSIM(P_s(pred), P_s(target))); "pixel" (stand-in): the L1 part only
+    (:func:`pyramid_l1`); "auto": vgg19 when its file is on disk, else pixel_ssim. ``label`` names what it is.
+    """
+
+    def __init__(self, kind: str = "auto", scales: Sequence[float] = PYRAMID_SCALES,
+                 scale_weights: Sequence[float] = (10.0, 10.0, 10.0, 10.0),
+                 layer_weights: Sequence[float] = (10.0, 10.0, 10.0, 10.0, 10.0)):
+        super().__init__()
+        if kind == "auto":
+            kind = "vgg19" if vgg19_weights_path() is not None else "pixel_ssim"
+        if kind not in ("vgg19", "pixel_ssim", "pixel"):
+            raise ValueError(f"perceptual kind must be auto, vgg19, pixel_ssim or pixel, got {kind!r}")
+        if len(scale_weights) != len(tuple(scales)):
+            raise ValueError(f"{len(scale_weights)} perceptual weights for scales {tuple(scales)}")
+        self.kind, self.pyramid = kind, ImagePyramid(scales)
+        self.scale_weights, self.layer_weights = tuple(scale_weights), tuple(layer_weights)
+        self.label = {"vgg19": "VGG-19 perceptual", "pixel_ssim": "stand-in: pixel L1 + SSIM pyramid, not VGG-19",
+                      "pixel": "stand-in: pixel L1 pyramid, not VGG-19"}[kind]
+        if kind == "vgg19":
+            self.vgg = self._vgg19()
+            self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+            self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    @staticmethod
+    def _vgg19() -> nn.ModuleList:
+        from torchvision.models import vgg19
+
+        path = vgg19_weights_path()
+        if path is None:
+            raise FileNotFoundError(f"VGG-19 weights not found ({VGG19_FILE} in the torch hub cache); use "
+                                    "perceptual='pixel_ssim' (the weight-free stand-in)")
+        net = vgg19()
+        net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        layers = net.features
+        out = nn.ModuleList(nn.Sequential(*layers[a:b]) for a, b in VGG19_SLICES)
+        for p in out.parameters():
+            p.requires_grad_(False)
+        return out.eval()
+
+    def _vgg_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x, feats = (x - self.mean) / self.std, []
+        for block in self.vgg:
+            x = block(x)
+            feats.append(x)
+        return feats
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """pred / target [B, 3, H, W] in [0, 1] -> the weighted sum (target detached)."""
+        if self.kind == "pixel":
+            return pyramid_l1(pred, target, self.pyramid, self.scale_weights)
+        total = pred.new_zeros(())
+        for w, p, t in zip(self.scale_weights, self.pyramid(pred), self.pyramid(target.detach())):
+            if not w:
+                continue
+            if self.kind == "vgg19":
+                for lw, fp, ft in zip(self.layer_weights, self._vgg_features(p), self._vgg_features(t)):
+                    total = total + lw * (fp - ft.detach()).abs().mean()
+            else:
+                total = total + w * ((p - t).abs().mean() + 1 - ssim(p, t))
+        return total
+
+
+# ---------------------------------------------------------------------------------------------
+# GAN and feature matching (face-vid2vid modules/discriminator.py, hinge loss of its model.py)
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DiscriminatorConfig:
+    """vox-256.yaml discriminator_params (official values as defaults)."""
+
+    scales: tuple[float, ...] = (1.0,)
+    block_expansion: int = 32
+    max_features: int = 512
+    num_blocks: int = 4
+    spectral_norm: bool = True
+
+    @classmethod
+    def tiny(cls, num_blocks: int = 4) -> "DiscriminatorConfig":
+        """Few channels for CPU presets (3 blocks for 32 px frames: 4 kernel-4 blocks need >= 64 px)."""
+        return cls(block_expansion=8, max_features=64, num_blocks=num_blocks)
+
+
+class _DownBlock(nn.Module):
+    """conv 4x4 (valid; spectral norm) -> instance norm (not in the first block) -> LeakyReLU 0.2 -> avg pool /2
+    (not in the last block)."""
+
+    def __init__(self, cin: int, cout: int, *, norm: bool, pool: bool, sn: bool):
+        super().__init__()
+        conv = nn.Conv2d(cin, cout, kernel_size=4)
+        self.conv = nn.utils.spectral_norm(conv) if sn else conv
+        self.norm = nn.InstanceNorm2d(cout, affine=True) if norm else None
+        self.pool = pool
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv(x)
+        if self.norm is not None:
+            x = self.norm(x)
+        x = F.leaky_relu(x, 0.2)
+        return F.avg_pool2d(x, 2) if self.pool else x
+
+
+class PatchDiscriminator(nn.Module):
+    """image [B, 3, H, W] -> (block outputs [B, C_i, h_i, w_i], patch logits [B, 1, h, w])."""
+
+    def __init__(self, config: DiscriminatorConfig):
+        super().__init__()
+        c = config
+        width = lambda i: min(c.max_features, c.block_expansion * 2**i)  # noqa: E731
+        self.down_blocks = nn.ModuleList(
+            _DownBlock(3 if i == 0 else width(i), width(i + 1), norm=i != 0, pool=i != c.num_blocks - 1,
+                       sn=c.spectral_norm) for i in range(c.num_blocks))
+        conv = nn.Conv2d(width(c.num_blocks), 1, kernel_size=1)
+        self.conv = nn.utils.spectral_norm(conv) if c.spectral_norm else conv
+
+    def forward(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        feats = []
+        for block in self.down_blocks:
+            x = block(x)
+            feats.append(x)
+        return feats, self.conv(x)
+
+
+class MultiScaleDiscriminator(nn.Module):
+    """One :class:`PatchDiscriminator` per scale of ``config.scales`` (face-vid2vid: scale 1 only).
+
+    forward(image) -> list over scales of (block outputs, patch logits)."""
+
+    def __init__(self, config: DiscriminatorConfig | None = None):
+        super().__init__()
+        self.config = config = config or DiscriminatorConfig()
+        self.pyramid = ImagePyramid(config.scales)
+        self.discs = nn.ModuleList(PatchDiscriminator(config) for _ in config.scales)
+
+    def forward(self, image: torch.Tensor) -> list[tuple[list[torch.Tensor], torch.Tensor]]:
+        return [d(x) for d, x in zip(self.discs, self.pyramid(image))]
+
+
+def generator_gan_loss(fake: Sequence[tuple[list[torch.Tensor], torch.Tensor]]) -> torch.Tensor:
+    """Hinge generator term: sum over scales of -mean D(generated)."""
+    return sum(-logits.mean() for _, logits in fake)
+
+
+def discriminator_gan_loss(real, fake) -> torch.Tensor:
+    """Hinge discriminator term: sum over scales of mean relu(1 - D(real)) + mean relu(1 + D(generated))."""
+    return sum(F.relu(1 - r).mean() + F.relu(1 + f).mean() for (_, r), (_, f) in zip(real, fake))
+
+
+def feature_matching_loss(real, fake, weights: Sequence[float]) -> torch.Tensor:
+    """sum over scales and blocks i of w_i mean |D_i(real) - D_i(generated)| (real features detached)."""
+    total = None
+    for (fr, _), (ff, _) in zip(real, fake):
+        for w, a, b in zip(weights, fr, ff):
+            if w:
+                term = w * (a.detach() - b).abs().mean()
+                total = term if total is None else total + term
+    if total is None:
+        raise ValueError("every feature-matching weight is zero")
     return total
 
 

@@ -6,15 +6,19 @@ Two frames of the same clip (``data.frames``), a source and a driving one:
     he_s, he_d = HEEstimator(source), HEEstimator(driving)    pose bins, t, expression deltas
     x_s, x_d = R_s x_c + t_s + delta_s, R_d x_c + t_d + delta_d          (steps.keypoints)
     frame = Generator(source, x_s, x_d)                       reconstructs the driving frame
-    L = perceptual(frame, driving) + 10 equivariance + 10 keypoint prior + 20 head pose + 5 expression
+    L = perceptual(frame, driving) + GAN + 10 feature matching + 10 equivariance + 10 keypoint prior
+        + 20 head pose + 5 expression (deformation prior);   D: hinge loss on (driving, frame)
 
-Losses: ``facerender_losses``. Hyper-parameters default to the paper / face-vid2vid (Adam lr 2e-4, betas
-(0.5, 0.999), batch 32, 256 px, official network sizes: the ``paper`` preset); ``.cpu()`` is a genuinely small
-face-vid2vid (the ``tiny`` network configs, 64 px frames) that learns visibly in a minute or two on 2 cores;
-``.tiny()`` the test size. Device, mixed precision and processes are the loop's (``train.loop``; ``device``
-None, the default: a GPU when there is one).
+Losses: ``facerender_losses`` (head-pose targets: the corpus' fitted 3DMM angles). Hyper-parameters default to
+the paper / face-vid2vid (Adam lr 2e-4, betas (0.5, 0.999), batch 32, 256 px, official network sizes, bf16 on a
+GPU: the ``paper`` preset); ``.cpu()`` is a small face-vid2vid for 2 CPU cores (64 px, tiny networks, pairs
+biased to large head motion, identity-motion mask logit started low); ``.tiny()`` the test
+size. Device, mixed precision and processes are the loop's (``train.loop``; ``device`` None: a GPU when there is
+one). Held out (:func:`cli_stage`): the later frames of the training people and the held-out people
+(``data.frames.split_frames``); ``heldout.json`` gives motion transfer, face L1 / PSNR (``metrics.motion_transfer``)
+and the identity-motion mask mass, each beside copying the source.
 
-The networks travel as :class:`FaceVid2VidNets`, an ``nn.ModuleDict`` keyed by the official network names. At the
+The networks travel as :class:`FaceVid2VidNets` (``facevid2vid_nets``: building, saving, loading). At the
 end the run folder is a checkpoint folder in the official layout (``registry.save_networks``):
 ``SadTalker_V0.0.2_256.safetensors`` (kp_extractor + generator), ``facevid2vid_00189-model.pth.tar``
 (kp_extractor + generator + he_estimator), and ``sadtalker_lab.json`` (the network configs and
@@ -22,7 +26,6 @@ end the run folder is a checkpoint folder in the official layout (``registry.sav
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -33,22 +36,34 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..coeffs import FULL_DIM
-from ..data.frames import FaceRenderClips, FramePairs, split_clips
+from ..data.frames import FaceRenderClips, FramePairs, split_frames
 from ..models.facevid2vid import GeneratorConfig, KPDetectorConfig
 from ..models.facevid2vid.head_pose import HEEstimatorConfig
 from ..steps.keypoints import keypoint_transformation, pose_degrees
-from ..official import OFFICIAL_NETWORKS
-from ..official.io import load_official, save_official_pth
-from ..official.registry import CONFIG_FILE, build_network, read_configs, save_networks
+from ..metrics.motion_transfer import renderer_heldout_metrics
+from .facevid2vid_nets import (  # noqa: F401  (re-exported: the stage's networks and files)
+    FACEVID2VID_NETWORKS,
+    FaceVid2VidNets,
+    build_facevid2vid,
+    load_renderer,
+    mapping_network,
+    save_renderer,
+)
+from .heldout import HeldoutReport
 from .loop import RunContext, Stage, StepContext, TrainConfig, TrainHistory, run, step_generator, step_rng
 from .facerender_losses import (
     PYRAMID_SCALES,
+    DiscriminatorConfig,
     ImagePyramid,
+    MultiScaleDiscriminator,
+    PerceptualLoss,
     RandomWarp,
     coeff_pose_degrees,
+    discriminator_gan_loss,
     equivariance_loss,
     expression_prior_loss,
+    feature_matching_loss,
+    generator_gan_loss,
     headpose_loss,
     keypoint_prior_loss,
     pyramid_l1,
@@ -70,12 +85,15 @@ __all__ = [
     "cli_stage",
 ]
 
-FACEVID2VID_NETWORKS = ("kp_extractor", "generator", "he_estimator")  # official names, in the .pth.tar
 STEM_FACEVID2VID = "facevid2vid"  # checkpoints/facevid2vid_<step>-model.pth (the official file's stem)
 LR_FACERENDER = 2e-4  # paper Sec. 4.1: "ExpNet, PoseVAE, and FaceRender are trained with a learning rate of ..., 2e-4"
 FV2V_ADAM_BETAS = (0.5, 0.999)  # face-vid2vid train.py: every Adam uses betas (0.5, 0.999)
 FV2V_BATCH = 32  # face-vid2vid config/vox-256.yaml train_params.batch_size
 FV2V_PERCEPTUAL = (10.0, 10.0, 10.0, 10.0)  # vox-256.yaml perceptual weight 10 (per level here, see losses)
+FV2V_VGG_LAYERS = (10.0, 10.0, 10.0, 10.0, 10.0)  # loss_weights.perceptual: one per VGG-19 layer
+FV2V_FEATURE_MATCHING = (10.0, 10.0, 10.0, 10.0)  # loss_weights.feature_matching: one per discriminator block
+LAMBDA_GAN = 1.0  # loss_weights.generator_gan
+LAMBDA_DISCRIMINATOR = 1.0  # loss_weights.discriminator_gan
 LAMBDA_EQUIVARIANCE = 10.0  # vox-256.yaml loss_weights.equivariance_value
 LAMBDA_KEYPOINT_PRIOR = 10.0  # loss_weights.keypoint
 LAMBDA_HEADPOSE = 20.0  # loss_weights.headpose
@@ -88,10 +106,20 @@ class FaceVid2VidTrainConfig(TrainConfig):
 
     image_size: frame side in px (a multiple of 32 for the KPDetector / HEEstimator).
     kp_detector / generator / he_estimator: the network configs (official defaults; ``.cpu()``: ``tiny``).
-    perceptual_weights: one weight per pyramid scale (``pyramid_scales``) of the pixel pyramid L1.
-    lambda_*: the other face-vid2vid terms (0 switches a term off). sigma_affine / sigma_tps / points_tps: the
+    perceptual: "auto" (VGG-19 when torchvision's weights are on disk, else the stand-in), "vgg19",
+    "pixel_ssim" or "pixel" (``facerender_losses.PerceptualLoss``); perceptual_weights: one weight per pyramid
+    scale (``pyramid_scales``) of the stand-ins; vgg_layer_weights: one per VGG-19 layer.
+    lambda_*: the other face-vid2vid terms (0 switches a term off); feature_matching_weights: one per
+    discriminator block (all 0 and lambda_gan 0: no discriminator). sigma_affine / sigma_tps / points_tps: the
     random warp of the equivariance term (vox-256.yaml transform_params). eval_pairs: held-out (source,
-    driving) pairs scored every ``eval_every`` steps.
+    driving) pairs scored every ``eval_every`` steps. identity_mask_logit: None = the official initialisation;
+    else the dense-motion mask bias of the identity motion starts there and the keypoint motions' at 0 (a
+    negative value keeps the identity motion from being the easy default). zero_motion_heads: start the
+    HEEstimator's pose / t / expression heads at zero, so that source and driving keypoints start equal (random
+    heads give two frames of one clip very different keypoints, and the masks then learn to prefer the identity
+    motion). motion_candidates: > 1 biases the
+    training pairs to large head motion (``FaceRenderClips.sample``). heldout_pairs_per_clip: driving frames per
+    held-out segment in ``heldout.json`` (the segment's first frame is the source).
     """
 
     lr: float = LR_FACERENDER
@@ -102,7 +130,13 @@ class FaceVid2VidTrainConfig(TrainConfig):
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     he_estimator: HEEstimatorConfig = field(default_factory=HEEstimatorConfig)
     pyramid_scales: tuple[float, ...] = PYRAMID_SCALES
+    perceptual: str = "auto"
     perceptual_weights: tuple[float, ...] = FV2V_PERCEPTUAL
+    vgg_layer_weights: tuple[float, ...] = FV2V_VGG_LAYERS
+    lambda_gan: float = LAMBDA_GAN
+    lambda_discriminator: float = LAMBDA_DISCRIMINATOR
+    feature_matching_weights: tuple[float, ...] = FV2V_FEATURE_MATCHING
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
     lambda_equivariance: float = LAMBDA_EQUIVARIANCE
     lambda_keypoint: float = LAMBDA_KEYPOINT_PRIOR
     lambda_headpose: float = LAMBDA_HEADPOSE
@@ -111,6 +145,14 @@ class FaceVid2VidTrainConfig(TrainConfig):
     sigma_tps: float = 0.005
     points_tps: int = 5
     eval_pairs: int = 64
+    identity_mask_logit: float | None = None
+    zero_motion_heads: bool = False
+    motion_candidates: int = 1
+    heldout_pairs_per_clip: int = 8
+
+    @property
+    def uses_discriminator(self) -> bool:
+        return bool(self.lambda_gan or any(self.feature_matching_weights))
 
     def __post_init__(self):
         if self.image_size % 32:
@@ -121,91 +163,31 @@ class FaceVid2VidTrainConfig(TrainConfig):
             raise ValueError("kp_detector, generator and he_estimator must agree on num_kp")
 
     @classmethod
+    def paper(cls, **changes) -> "FaceVid2VidTrainConfig":
+        """The paper / face-vid2vid configuration: official network sizes, 256 px, batch 32, lr 2e-4, every loss
+        at vox-256.yaml's weight, bf16 on a GPU (``mixed_precision`` "auto"). The defaults."""
+        return cls(**changes)
+
+    @classmethod
     def cpu(cls, **changes) -> "FaceVid2VidTrainConfig":
-        """Small CPU preset (notebooks, CI): the ``tiny`` networks at 64 px, 150 steps of 4 pairs, lr 1e-3 (5x the
-        paper's 2e-4 so that a minute shows), held-out loss every 25 steps, checkpoints every 50; one torch
-        thread (two ran several times slower on 2 cores shared with other work)."""
+        """Small CPU preset (notebooks, CI, ``--preset cpu``): the ``tiny`` networks (15 keypoints) at 64 px,
+        a tiny patch discriminator, 300 steps of 8 pairs at lr 2e-3 (10x the paper's 2e-4, for minutes of CPU),
+        pairs biased to large motion (best of 4 driving frames), the identity-motion mask logit started at -3;
+        held-out loss every 50 steps, checkpoints every 100; one torch thread (two ran several times slower on 2
+        cores shared with other work)."""
         base = dict(image_size=64, kp_detector=KPDetectorConfig.tiny(), generator=GeneratorConfig.tiny(),
-                    he_estimator=HEEstimatorConfig.tiny(), steps=150, batch_size=4, lr=1e-3, eval_every=25,
-                    checkpoint_every=50, eval_pairs=16, num_threads=1)
+                    he_estimator=HEEstimatorConfig.tiny(), discriminator=DiscriminatorConfig.tiny(),
+                    steps=300, batch_size=8, lr=2e-3, eval_every=50, checkpoint_every=100, eval_pairs=16,
+                    num_threads=1, identity_mask_logit=-3.0, motion_candidates=4)
         return cls(**{**base, **changes})
 
     @classmethod
     def tiny(cls, **changes) -> "FaceVid2VidTrainConfig":
-        """Test preset: the CPU preset at 32 px, 4 steps of 2 pairs, held-out loss and checkpoints every 2 steps
-        on 4 pairs, no tqdm bar."""
+        """Test preset: the CPU preset at 32 px (a 3-block discriminator), 4 steps of 2 pairs, held-out loss and
+        checkpoints every 2 steps on 4 pairs, 2 held-out driving frames per segment, no tqdm bar."""
         base = dict(image_size=32, steps=4, batch_size=2, checkpoint_every=2, eval_every=2, eval_pairs=4,
-                    progress=False)
+                    progress=False, discriminator=DiscriminatorConfig.tiny(num_blocks=3), heldout_pairs_per_clip=2)
         return cls.cpu(**{**base, **changes})
-
-
-# ---------------------------------------------------------------------------------------------
-# The networks, saving and loading
-# ---------------------------------------------------------------------------------------------
-class FaceVid2VidNets(nn.ModuleDict):
-    """face-vid2vid's three networks by official name (``kp_extractor``, ``generator``, ``he_estimator``; also
-    reachable as attributes) plus ``image_size``, the frame side in px they were trained at."""
-
-    def __init__(self, kp_extractor: nn.Module, generator: nn.Module, he_estimator: nn.Module, image_size: int):
-        super().__init__({"kp_extractor": kp_extractor, "generator": generator, "he_estimator": he_estimator})
-        self.image_size = int(image_size)
-
-
-def build_facevid2vid(config: FaceVid2VidTrainConfig, seed: int | None = None) -> FaceVid2VidNets:
-    """Fresh networks of ``config`` (torch seeded with ``seed``, default ``config.seed``), train mode."""
-    torch.manual_seed(config.seed if seed is None else seed)
-    configs = (config.kp_detector, config.generator, config.he_estimator)
-    return FaceVid2VidNets(*(build_network(n, c) for n, c in zip(FACEVID2VID_NETWORKS, configs)), config.image_size)
-
-
-def mapping_network(coeff_nc: int) -> str:
-    """The official name of a MappingNet: mapping_crop (70 channels: exp | pose) or mapping_full (73: + crop)."""
-    return "mapping_full" if coeff_nc == FULL_DIM else "mapping_crop"
-
-
-def _safetensors_size(image_size: int) -> int:
-    """The size in the safetensors file name: 256 up to 256 px frames, else 512 (the official two)."""
-    return 256 if image_size <= 256 else 512
-
-
-def save_renderer(folder: str | os.PathLike, nets: FaceVid2VidNets, mapping: nn.Module | None = None,
-                  **info) -> Path:
-    """Write the official layout into ``folder`` (see the module docstring; with a MappingNet also
-    ``mapping_00229-model.pth.tar``); ``info`` goes into ``sadtalker_lab.json`` under ``facerender`` together
-    with ``image_size``."""
-    folder = Path(folder)
-    saved = {n: nets[n] for n in ("kp_extractor", "generator")}
-    configs = {n: m.config for n, m in nets.items()}
-    if mapping is not None:
-        name = mapping_network(mapping.config.coeff_nc)
-        saved[name] = mapping
-        configs[name] = mapping.config
-    save_networks(folder, saved, configs, size=_safetensors_size(nets.image_size),
-                  facerender={"image_size": int(nets.image_size), **info})
-    # the complete old-version file too (save_networks writes only the networks it was given there)
-    save_official_pth(dict(nets.items()), folder / OFFICIAL_NETWORKS["generator"].pth_file)
-    return folder
-
-
-def _image_size_of(folder: Path, default: int = 256) -> int:
-    path = folder / CONFIG_FILE
-    if not path.is_file():
-        return default
-    return int(json.loads(path.read_text()).get("facerender", {}).get("image_size", default))
-
-
-def load_renderer(folder: str | os.PathLike) -> FaceVid2VidNets:
-    """The face-vid2vid networks of a checkpoint folder (trained here, or official), in eval mode.
-
-    Configs come from ``sadtalker_lab.json`` (``registry.read_configs``); without one the official sizes.
-    kp_extractor / generator: the safetensors when present, else the .pth.tar; he_estimator: the .pth.tar.
-    """
-    folder = Path(folder)
-    configs = read_configs(folder)
-    size = _image_size_of(folder)
-    nets = [load_official(build_network(n, configs.get(n)), n, folder, size=_safetensors_size(size))
-            for n in FACEVID2VID_NETWORKS]
-    return FaceVid2VidNets(*nets, size).eval()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -217,13 +199,16 @@ def check_size(batch: FramePairs, image_size: int) -> None:
                          f"build the clips with image_size={image_size}")
 
 
-def facevid2vid_step_losses(r, batch: FramePairs, config: FaceVid2VidTrainConfig, pyramid: ImagePyramid,
+def facevid2vid_step_losses(r, batch: FramePairs, config: FaceVid2VidTrainConfig,
+                            perceptual: PerceptualLoss | ImagePyramid,
                             warp_generator: torch.Generator | None = None, *, warp: RandomWarp | None = None
                             ) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:
-    """Stage 1 on one batch -> (total loss, {term: unweighted value}, generated driving frames [B, 3, S, S]).
+    """Stage 1 on one batch, without the discriminator terms (``FaceVid2VidStage.train_step`` adds them) ->
+    (total loss, {term: unweighted value}, generated driving frames [B, 3, S, S]).
 
     r: :class:`FaceVid2VidNets` (or anything with its three networks as attributes and ``image_size``, e.g. their
-    DDP-wrapped versions). The equivariance warp is ``warp``, else drawn with ``warp_generator``.
+    DDP-wrapped versions). perceptual: a :class:`PerceptualLoss` (an ``ImagePyramid``: the pixel pyramid L1).
+    The equivariance warp is ``warp``, else drawn with ``warp_generator``.
     """
     check_size(batch, r.image_size)
     c = config
@@ -245,7 +230,10 @@ def facevid2vid_step_losses(r, batch: FramePairs, config: FaceVid2VidTrainConfig
     kp_d = keypoint_transformation(kp_c, he_d)
     generated = r.generator(batch.source, kp_source=kp_s, kp_driving=kp_d)
     pred = generated["prediction"]
-    perceptual = pyramid_l1(pred, batch.driving, pyramid, c.perceptual_weights)
+    if isinstance(perceptual, ImagePyramid):
+        perceptual = pyramid_l1(pred, batch.driving, perceptual, c.perceptual_weights)
+    else:
+        perceptual = perceptual(pred, batch.driving)
     total = perceptual
     terms = {"perceptual": float(perceptual.detach())}
     if warp is not None:
@@ -267,10 +255,16 @@ def facevid2vid_step_losses(r, batch: FramePairs, config: FaceVid2VidTrainConfig
         terms["expression"] = float(ex.detach())
     terms["image_l1"] = float((pred.detach() - batch.driving).abs().mean())
     # diagnostic: weight of the background (identity) motion in the dense motion masks; near 1 the frame no
-    # longer depends on the keypoints
+    # longer depends on the keypoints (copying the source frame is identity motion everywhere: 1)
     terms["background_motion"] = float(generated["mask"][:, 0].detach().mean())
     terms["loss"] = float(total.detach())
     return total, terms, pred
+
+
+def perceptual_loss(config: FaceVid2VidTrainConfig) -> PerceptualLoss:
+    """The perceptual term of ``config`` (VGG-19 or the labelled weight-free stand-in)."""
+    return PerceptualLoss(config.perceptual, config.pyramid_scales, config.perceptual_weights,
+                          config.vgg_layer_weights)
 
 
 @dataclass
@@ -302,10 +296,10 @@ def evaluate_facevid2vid(r: FaceVid2VidNets, pairs: FramePairs, config: FaceVid2
     """Stage 1 losses on fixed pairs in eval mode (BatchNorm running statistics); deterministic for ``seed``."""
     was = r.training
     r.eval()
-    pyramid = ImagePyramid(config.pyramid_scales).to(pairs.source.device)
+    perceptual = perceptual_loss(config).to(pairs.source.device)
     sums: dict[str, float] = {}
     for k, (part, n) in enumerate(chunks(pairs, batch_size)):
-        _, terms, _ = facevid2vid_step_losses(r, part, config, pyramid, step_generator(seed, k))
+        _, terms, _ = facevid2vid_step_losses(r, part, config, perceptual, step_generator(seed, k))
         for name, v in terms.items():
             sums[name] = sums.get(name, 0.0) + v * n
     r.train(was)
@@ -329,6 +323,26 @@ def render_pairs(r: FaceVid2VidNets, pairs: FramePairs, mapping: nn.Module | Non
         md = keypoint_transformation(kp_c, mapping(pairs.driving_window))
         out["mapped"] = r.generator.render(feature, kp_source=ms, kp_driving=md)["prediction"]
     return out
+
+
+@torch.no_grad()
+def render_heldout(r: FaceVid2VidNets, pairs: FramePairs, batch_size: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generated driving frames [N, 3, S, S] (HEEstimator keypoints, eval mode) and per pair the mean mask mass on
+    the identity motion [N]."""
+    was = r.training
+    r.eval()
+    frames, mass = [], []
+    device = next(r.parameters()).device
+    for part, _ in chunks(pairs, batch_size):
+        part = part.to(device)
+        kp_c = r.kp_extractor(part.source)
+        kp_s = keypoint_transformation(kp_c, r.he_estimator(part.source))
+        kp_d = keypoint_transformation(kp_c, r.he_estimator(part.driving))
+        out = r.generator(part.source, kp_source=kp_s, kp_driving=kp_d)
+        frames.append(out["prediction"])
+        mass.append(out["mask"][:, 0].flatten(1).mean(1))
+    r.train(was)
+    return torch.cat(frames), torch.cat(mass)
 
 
 def heldout_row(metrics) -> dict[str, float]:
@@ -358,12 +372,15 @@ class FaceVid2VidStage(Stage):
 
     def __init__(self, train: FaceRenderClips, heldout: FaceRenderClips | None = None,
                  config: FaceVid2VidTrainConfig | None = None, *,
-                 init: FaceVid2VidNets | str | os.PathLike | None = None):
+                 init: FaceVid2VidNets | str | os.PathLike | None = None,
+                 heldout_sets: dict[str, FaceRenderClips] | None = None, split: dict | None = None):
         self.config = config = config or FaceVid2VidTrainConfig()
-        for what, clips in (("clips", train), ("held-out clips", heldout)):
+        sets = dict(heldout_sets or {})
+        for what, clips in (("clips", train), ("held-out clips", heldout), *sets.items()):
             if clips is not None and clips.image_size != config.image_size:
                 raise ValueError(f"the {what} are {clips.image_size} px, config.image_size is {config.image_size}")
         self.train, self.heldout, self.init = train, heldout, init
+        self.heldout_sets, self.split = sets, dict(split or {})
 
     def build(self, ctx: RunContext) -> None:
         config = self.config
@@ -375,11 +392,15 @@ class FaceVid2VidStage(Stage):
         self.nets = r
         self.modules = dict(r.items())
         self.train_modules = dict(r.items())
-        self.optimizers = {"main": torch.optim.Adam(list(r.parameters()), lr=config.lr,
-                                                    betas=tuple(config.adam_betas))}
+        betas = tuple(config.adam_betas)
+        self.optimizers = {"main": torch.optim.Adam(list(r.parameters()), lr=config.lr, betas=betas)}
+        if config.uses_discriminator:
+            self.discriminator = MultiScaleDiscriminator(config.discriminator).train()
+            self.modules["discriminator"] = self.train_modules["discriminator"] = self.discriminator
+            self.optimizers["disc"] = torch.optim.Adam(self.discriminator.parameters(), lr=config.lr, betas=betas)
 
     def start(self, ctx: RunContext, checkpoint: dict | None) -> None:
-        self.pyramid = ImagePyramid(self.config.pyramid_scales).to(ctx.device)
+        self.perceptual = perceptual_loss(self.config).to(ctx.device)
         self.eval_pairs = None
         if self.heldout is not None:
             self.eval_pairs = self.heldout.fixed_pairs(self.config.eval_pairs, self.config.seed + 1).to(ctx.device)
@@ -392,14 +413,32 @@ class FaceVid2VidStage(Stage):
 
     def train_step(self, ctx: StepContext) -> dict[str, float]:
         c = self.config
-        pairs = self.train.sample(ctx.global_size, step_rng(c.seed, ctx.step))  # the global batch of pairs
+        pairs = self.train.sample(ctx.global_size, step_rng(c.seed, ctx.step),  # the global batch of pairs
+                                  motion_candidates=c.motion_candidates)
         warp = None
         if c.lambda_equivariance:  # drawn for the global batch too, then this process's rows
             warp = RandomWarp(ctx.global_size, c.sigma_affine, c.sigma_tps, c.points_tps,
                               generator=ctx.generator()).select(ctx.part)
         nets = SimpleNamespace(image_size=c.image_size, **{n: ctx.module(n) for n in FACEVID2VID_NETWORKS})
-        loss, terms, _ = facevid2vid_step_losses(nets, pairs[ctx.part].to(ctx.device), c, self.pyramid, warp=warp)
-        ctx.update("main", loss)
+        batch = pairs[ctx.part].to(ctx.device)
+        loss, terms, pred = facevid2vid_step_losses(nets, batch, c, self.perceptual, warp=warp)
+        if not c.uses_discriminator:
+            ctx.update("main", loss)
+            return terms
+        b = len(batch)
+        with ctx.frozen("discriminator") as d:  # real and generated in one call: one forward per step and module
+            both = d(torch.cat([batch.driving, pred]))
+        real = [([f[:b] for f in feats], logits[:b]) for feats, logits in both]
+        fake = [([f[b:] for f in feats], logits[b:]) for feats, logits in both]
+        gan = generator_gan_loss(fake)
+        fm = feature_matching_loss(real, fake, c.feature_matching_weights)
+        ctx.update("main", loss + c.lambda_gan * gan + fm, zero=("disc",))
+        both = ctx.module("discriminator")(torch.cat([batch.driving, pred.detach()]))
+        d_loss = discriminator_gan_loss([(f, x[:b]) for f, x in both], [(f, x[b:]) for f, x in both])
+        ctx.update("disc", c.lambda_discriminator * d_loss)
+        terms.update(generator_gan=float(gan.detach()), feature_matching=float(fm.detach()),
+                     discriminator=float(d_loss.detach()))
+        terms["loss"] += float((c.lambda_gan * gan + fm).detach())
         return terms
 
     def evaluate(self, ctx: RunContext) -> dict[str, float] | None:
@@ -412,6 +451,15 @@ class FaceVid2VidStage(Stage):
         if out_dir is None or not ctx.is_main:
             return None
         return save_renderer(out_dir, self.nets, stage="facevid2vid", steps=self.config.steps)
+
+    def heldout_report(self, ctx: RunContext) -> HeldoutReport | None:
+        if not self.heldout_sets or not ctx.is_main:
+            return None
+        c = self.config
+        metrics = renderer_heldout_metrics(lambda pairs: render_heldout(self.nets, pairs), self.heldout_sets,
+                                           c.heldout_pairs_per_clip)
+        split = {**self.split, "perceptual": [perceptual_loss(c).label]}
+        return HeldoutReport("facevid2vid", metrics, split)
 
 
 def train_facevid2vid(train: FaceRenderClips, heldout: FaceRenderClips | None = None,
@@ -433,10 +481,14 @@ def train_facevid2vid(train: FaceRenderClips, heldout: FaceRenderClips | None = 
                           config=stage.config, step=res.step, checkpoint=res.final)
 
 
-def cli_stage(corpus: Path, preset: str, heldout_clips: int = 1, **overrides) -> FaceVid2VidStage:
-    """``sadtalker-lab train facevid2vid``: frames of a corpus folder (the last ``heldout_clips`` clips held out)."""
+def cli_stage(corpus: Path, preset: str, **overrides) -> FaceVid2VidStage:
+    """``sadtalker-lab train facevid2vid``: frames of a corpus folder, split by ``data.frames.split_frames`` (the
+    corpus' people split, or ``identity_split``; the last quarter of each training clip held out too). The
+    periodic held-out loss runs on the held-out people; ``heldout.json`` covers both held-out sets."""
     config = getattr(FaceVid2VidTrainConfig, preset)(**overrides)
-    train_ids, held_ids = split_clips(corpus, heldout_clips) if heldout_clips else (None, [])
-    train = FaceRenderClips.from_corpus(corpus, train_ids, image_size=config.image_size)
-    held = FaceRenderClips.from_corpus(corpus, held_ids, image_size=config.image_size) if held_ids else None
-    return FaceVid2VidStage(train, held, config)
+    split = split_frames(corpus)
+    load = lambda segs: FaceRenderClips.from_segments(corpus, segs, image_size=config.image_size)  # noqa: E731
+    sets = {name: load(segs) for name, segs in (("later_time", split.later_time),
+                                                 ("heldout_people", split.heldout_people)) if segs}
+    held = sets.get("heldout_people", sets.get("later_time"))
+    return FaceVid2VidStage(load(split.train), held, config, heldout_sets=sets, split=split.to_json())

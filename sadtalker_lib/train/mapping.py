@@ -9,26 +9,30 @@ The driving frame's coefficient window (radius 13, ``steps.windows.frame_windows
     L = 20 * Eq. 14 (mean of the source and driving terms) + perceptual(Generator(source, K'_s, K'_d), driving)
 
 Defaults = the ``paper`` preset (official MappingNet, Adam lr 2e-4, betas (0.5, 0.999), batch 32); ``.cpu()`` the
-``tiny`` MappingNet; ``.tiny()`` the test size. At the end the run folder is a complete renderer checkpoint
-folder (``facevid2vid.save_renderer`` with the MappingNet: ``mapping_00229-model.pth.tar`` besides the
-face-vid2vid files).
+``tiny`` MappingNet; ``.tiny()`` the test size. The MappingNet drives as many keypoints as the frozen renderer
+has. Held out (:func:`cli_stage`): the renderer's split (``data.frames.split_frames``); ``heldout.json``
+(:func:`mapping_heldout_report`) gives motion transfer, face / image L1, face PSNR and keypoint L1, each beside
+copying the source and beside the renderer driven by its own keypoints. At the end the run folder is a complete
+renderer checkpoint folder (``facevid2vid.save_renderer`` with the MappingNet: ``mapping_00229-model.pth.tar``
+besides the face-vid2vid files).
 """
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..coeffs import MOTION_DIM
-from ..data.frames import FaceRenderClips, FramePairs, split_clips
+from ..data.frames import FaceRenderClips, FramePairs, split_frames
 from ..models.mapping import MappingNet, MappingNetConfig
 from ..steps.keypoints import keypoint_transformation
 from ..official.io import load_official
 from ..official.registry import build_network, read_configs
 from ..steps.windows import SEMANTIC_RADIUS
+from .heldout import HeldoutMetric, HeldoutReport
 from .loop import RunContext, Stage, StepContext, TrainConfig, TrainHistory, run, step_rng
 from .facerender_losses import PYRAMID_SCALES, ImagePyramid, keypoint_l1, pyramid_l1
 from .facevid2vid import (
@@ -42,6 +46,7 @@ from .facevid2vid import (
     heldout_row,
     load_renderer,
     mapping_network,
+    render_heldout,
     render_pairs,
     save_renderer,
 )
@@ -52,6 +57,8 @@ __all__ = [
     "mapping_step_losses",
     "MappingMetrics",
     "evaluate_mapping",
+    "render_mapped",
+    "mapping_heldout_report",
     "MappingRun",
     "MappingStage",
     "train_mapping",
@@ -80,6 +87,7 @@ class MappingTrainConfig(TrainConfig):
     pyramid_scales: tuple[float, ...] = PYRAMID_SCALES
     perceptual_weights: tuple[float, ...] = FV2V_PERCEPTUAL
     eval_pairs: int = 64
+    heldout_pairs_per_clip: int = 8
 
     def __post_init__(self):
         if len(self.perceptual_weights) != len(self.pyramid_scales):
@@ -104,7 +112,8 @@ class MappingTrainConfig(TrainConfig):
     @classmethod
     def tiny(cls, **changes) -> "MappingTrainConfig":
         """Test preset: the CPU preset, 4 steps of 2 pairs, held-out and checkpoints every 2 steps, no tqdm bar."""
-        base = dict(steps=4, batch_size=2, checkpoint_every=2, eval_every=2, eval_pairs=4, progress=False)
+        base = dict(steps=4, batch_size=2, checkpoint_every=2, eval_every=2, eval_pairs=4,
+                    heldout_pairs_per_clip=2, progress=False)
         return cls.cpu(**{**base, **changes})
 
 
@@ -182,6 +191,74 @@ def evaluate_mapping(mapping: MappingNet, r: FaceVid2VidNets, pairs: FramePairs,
     return MappingMetrics(reference_image_l1=ref / len(pairs), **out)
 
 
+@torch.no_grad()
+def render_mapped(r: FaceVid2VidNets, mapping: MappingNet, pairs: FramePairs, batch_size: int = 16
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Driving frames generated from the coefficient windows alone, as at inference (MappingNet keypoints for the
+    source and the driving frame; modules in eval mode): frames [N, 3, S, S] and the identity-motion mask mass
+    [N]."""
+    was = r.training, mapping.training
+    r.eval()
+    mapping.eval()
+    frames, mass = [], []
+    for part, _ in chunks(pairs, batch_size):
+        kp_c = r.kp_extractor(part.source)
+        kp_s = keypoint_transformation(kp_c, mapping(part.source_window))
+        kp_d = keypoint_transformation(kp_c, mapping(part.driving_window))
+        out = r.generator(part.source, kp_source=kp_s, kp_driving=kp_d)
+        frames.append(out["prediction"])
+        mass.append(out["mask"][:, 0].flatten(1).mean(1))
+    r.train(was[0])
+    mapping.train(was[1])
+    return torch.cat(frames), torch.cat(mass)
+
+
+@torch.no_grad()
+def _keypoint_l1(mapping: MappingNet, r: FaceVid2VidNets, pairs: FramePairs) -> tuple[float, float]:
+    """(|K'_d - K_d|, |K_s - K_d|): Eq. 14's driving term and the same with the source's keypoints (copy_source)."""
+    kp_c = r.kp_extractor(pairs.source)
+    k_s = keypoint_transformation(kp_c, r.he_estimator(pairs.source))
+    k_d = keypoint_transformation(kp_c, r.he_estimator(pairs.driving))
+    k_m = keypoint_transformation(kp_c, mapping(pairs.driving_window))
+    return float(keypoint_l1(k_m, k_d)), float(keypoint_l1(k_s, k_d))
+
+
+def mapping_heldout_report(mapping: MappingNet, r: FaceVid2VidNets, sets: dict[str, FaceRenderClips],
+                           per_clip: int = 8, split: dict | None = None, log=print) -> HeldoutReport:
+    """The MappingNet-driven renderer on held-out segments (``sets``: name -> clips; per clip its first frame drives
+    ``per_clip`` later frames, as ``metrics.motion_transfer.renderer_heldout_metrics``) beside ``copy_source``
+    (the source frame / the source's keypoints as the answer) and, as a second reference, the same renderer driven
+    by its own HEEstimator on the real driving frame (``heestimator_keypoints``: what the MappingNet approaches).
+
+    Metrics (overall and per set, ``<set>/...``): ``motion_transfer_error_px``, ``face_l1``, ``face_psnr_db``,
+    ``image_l1``, ``identity_motion_mass`` (``metrics.motion_transfer``) and ``keypoint_l1`` (Eq. 14's driving
+    term vs the frozen HEEstimator's keypoints; copy_source: the source frame's keypoints).
+    """
+    from ..metrics.motion_transfer import renderer_heldout_metrics
+
+    was = r.training, mapping.training
+    r.eval()
+    mapping.eval()
+    metrics = renderer_heldout_metrics(lambda p: render_mapped(r, mapping, p), sets, per_clip, log=log)
+    floor = renderer_heldout_metrics(lambda p: render_heldout(r, p), sets, per_clip, log=lambda *a: None)
+    for name, m in metrics.items():
+        if name in floor and not name.endswith("identity_motion_mass"):
+            m.baselines["heestimator_keypoints"] = floor[name].value
+    label = "Eq. 14 driving term (keypoint units) vs the frozen HEEstimator's keypoints of the real frame"
+    total = total_copy = count = 0.0
+    for name, clips in sets.items():
+        pairs = clips.first_frame_pairs(per_clip)
+        kp, copy = _keypoint_l1(mapping, r, pairs)
+        metrics[f"{name}/keypoint_l1"] = HeldoutMetric(kp, {"copy_source": copy}, True, label)
+        total, total_copy, count = total + kp * len(pairs), total_copy + copy * len(pairs), count + len(pairs)
+    if count:
+        metrics = {"keypoint_l1": HeldoutMetric(total / count, {"copy_source": total_copy / count}, True, label),
+                   **metrics}
+    r.train(was[0])
+    mapping.train(was[1])
+    return HeldoutReport("mapping", metrics, dict(split or {}))
+
+
 @dataclass
 class MappingRun:
     """A finished (or stopped) stage 2 run: the MappingNet (eval mode), the frozen renderer, the log."""
@@ -202,11 +279,18 @@ class MappingStage(Stage):
 
     def __init__(self, train: FaceRenderClips, heldout: FaceRenderClips | None,
                  renderer: FaceVid2VidNets | str | os.PathLike, config: MappingTrainConfig | None = None, *,
-                 init: MappingNet | str | os.PathLike | None = None):
+                 init: MappingNet | str | os.PathLike | None = None,
+                 heldout_sets: dict[str, FaceRenderClips] | None = None, split: dict | None = None):
         self.config = config = config or MappingTrainConfig()
         r = renderer if isinstance(renderer, FaceVid2VidNets) else load_renderer(renderer)
         r.eval().requires_grad_(False)  # frozen: eval mode, no weight gradients
-        for name, clips in (("train", train), ("held-out", heldout)):
+        num_kp = r.kp_extractor.config.num_kp
+        if config.mapping.num_kp != num_kp:  # the MappingNet drives the renderer's keypoints, however many
+            self.config = config = replace(config, mapping=replace(config.mapping, num_kp=num_kp))
+        self.heldout_sets = dict(heldout_sets) if heldout_sets else ({"heldout": heldout} if heldout else {})
+        self.split = dict(split) if split else {"train": list(train.ids),
+                                                 **{k: list(v.ids) for k, v in self.heldout_sets.items()}}
+        for name, clips in (("train", train), ("held-out", heldout), *self.heldout_sets.items()):
             if clips is None:
                 continue
             if clips.image_size != r.image_size:
@@ -261,6 +345,12 @@ class MappingStage(Stage):
             return None
         return save_renderer(out_dir, self.renderer, self.mapping, stage="mapping", steps=self.config.steps)
 
+    def heldout_report(self, ctx: RunContext) -> HeldoutReport | None:
+        if not self.heldout_sets or not ctx.is_main:
+            return None
+        return mapping_heldout_report(self.mapping, self.renderer, self.heldout_sets,
+                                      self.config.heldout_pairs_per_clip, self.split)
+
 
 def train_mapping(train: FaceRenderClips, heldout: FaceRenderClips | None,
                   renderer: FaceVid2VidNets | str | os.PathLike, config: MappingTrainConfig | None = None,
@@ -281,17 +371,19 @@ def train_mapping(train: FaceRenderClips, heldout: FaceRenderClips | None,
                       out_dir=Path(out_dir), config=stage.config, step=res.step, checkpoint=res.final)
 
 
-def cli_stage(corpus: Path, preset: str, renderer: str | os.PathLike | None = None, heldout_clips: int = 1,
-              **overrides) -> MappingStage:
-    """``sadtalker-lab train mapping``: coefficient windows and frames of a corpus folder (the last
-    ``heldout_clips`` clips held out), with the frozen face-vid2vid of the checkpoint folder ``renderer`` (e.g. the
+def cli_stage(corpus: Path, preset: str, renderer: str | os.PathLike | None = None, **overrides) -> MappingStage:
+    """``sadtalker-lab train mapping``: coefficient windows and frames of a corpus folder, split as the renderer's
+    stage (``data.frames.split_frames``: the earlier frames of the training people; held out: their later frames
+    and the held-out people), with the frozen face-vid2vid of the checkpoint folder ``renderer`` (e.g. the
     ``--out`` folder of ``sadtalker-lab train facevid2vid``)."""
     if renderer is None:
         raise ValueError("the MappingNet learns against a trained face-vid2vid: train it first "
                          "(sadtalker-lab train facevid2vid --out DIR) and pass renderer=DIR")
     config = getattr(MappingTrainConfig, preset)(**overrides)
     r = load_renderer(renderer)
-    train_ids, held_ids = split_clips(corpus, heldout_clips) if heldout_clips else (None, [])
-    train = FaceRenderClips.from_corpus(corpus, train_ids, image_size=r.image_size)
-    held = FaceRenderClips.from_corpus(corpus, held_ids, image_size=r.image_size) if held_ids else None
-    return MappingStage(train, held, r, config)
+    split = split_frames(corpus)
+    load = lambda segs: FaceRenderClips.from_segments(corpus, segs, image_size=r.image_size)  # noqa: E731
+    sets = {name: load(segs) for name, segs in (("later_time", split.later_time),
+                                                 ("heldout_people", split.heldout_people)) if segs}
+    held = sets.get("heldout_people", sets.get("later_time"))
+    return MappingStage(load(split.train), held, r, config, heldout_sets=sets, split=split.to_json())

@@ -179,7 +179,8 @@ class PoseClipMetrics:
 
 
 def evaluate_posevae_clips(model: PoseVAE, clips: Sequence[Mapping], style: str = "fixed", fixed_style: int = 0,
-                           seed: int = 0, num_styles: int | None = None) -> PoseClipMetrics:
+                           seed: int = 0, num_styles: int | None = None, *, audio: str = "own",
+                           draws: int = 1) -> PoseClipMetrics:
     """Generate every clip's head motion with the inference path (``audio2coeff.predict_pose``: 32-frame chunks,
     z ~ N(0, I), savgol smoothing) and score it.
 
@@ -187,6 +188,10 @@ def evaluate_posevae_clips(model: PoseVAE, clips: Sequence[Mapping], style: str 
     motion for the reference numbers), ``audio`` (16 kHz) and ``style_id``. style: "fixed" (every clip with
     ``fixed_style``: Table 4 "Single Fixed Style"), "mixed" (a randomly selected style per clip out of
     ``num_styles``, default the styles present in ``clips``: "Mixed Style") or "own" (each clip's own style).
+    audio: "own" (each clip's mel) or "shuffled" (the mel of the next clip in ``clips``, tiled to this clip's
+    length: the same model and audio statistics, the timing broken; Beat Align is still scored against the clip's
+    own audio: the control for "does the motion follow *this* audio"). draws: z draws per clip (metrics averaged
+    over them; more draws, less sampling noise in Beat Align).
     """
     from ..audio2coeff import predict_pose
     from ..metrics.beat_align import beat_align
@@ -194,29 +199,44 @@ def evaluate_posevae_clips(model: PoseVAE, clips: Sequence[Mapping], style: str 
 
     if style not in ("fixed", "mixed", "own"):
         raise ValueError(f"style must be 'fixed', 'mixed' or 'own', got {style!r}")
+    if audio not in ("own", "shuffled"):
+        raise ValueError(f"audio must be 'own' or 'shuffled', got {audio!r}")
+    if draws < 1:
+        raise ValueError(f"draws must be >= 1, got {draws}")
     rng = np.random.default_rng(seed)
     g = torch.Generator().manual_seed(seed)
     pool = sorted({int(c["style_id"]) for c in clips}) if num_styles is None else list(range(num_styles))
     was = model.training
     model.eval()
     rows = []
-    for c in clips:
-        mel = torch.as_tensor(np.asarray(c["mel"]), dtype=torch.float32)[None]
+    for i, c in enumerate(clips):
         coeffs = np.asarray(c["coeffs"], np.float32)
+        mel = np.asarray(c["mel"])
+        if audio == "shuffled":  # the next clip's mel windows, tiled / cut to this clip's length
+            other = np.asarray(clips[(i + 1) % len(clips)]["mel"])
+            mel = np.resize(other, (len(mel), *other.shape[1:]))
+        mel = torch.as_tensor(mel, dtype=torch.float32)[None]
         sid = {"fixed": fixed_style, "own": int(c["style_id"])}.get(style)
         sid = int(rng.choice(pool)) if sid is None else sid
-        pred = predict_pose(model, mel, torch.from_numpy(coeffs[:1])[None], style=sid, generator=g)
-        angles = pred.pose[0, :, :3].numpy()
         real = coeffs[:, ANGLE]
-        audio = np.asarray(c["audio"], np.float32)
-        row = {"style_id": sid, "diversity": diversity(angles), "real_diversity": diversity(real)}
-        for key, feats in (("beat_align", angles), ("real_beat_align", real)):
-            try:
-                row[key] = beat_align(audio, 16000, feats, 25.0).score
-            except ValueError:
-                row[key] = float("nan")
+        wav = np.asarray(c["audio"], np.float32)
+        row = {"style_id": sid, "real_diversity": diversity(real),
+               "real_beat_align": _beat_align(beat_align, wav, real)}
+        scores = []
+        for _ in range(draws):
+            angles = predict_pose(model, mel, torch.from_numpy(coeffs[:1])[None], style=sid,
+                                  generator=g).pose[0, :, :3].numpy()
+            scores.append((diversity(angles), _beat_align(beat_align, wav, angles)))
+        row["diversity"], row["beat_align"] = (float(np.mean(v)) for v in zip(*scores))
         rows.append(row)
     model.train(was)
     mean = {k: float(np.nanmean([r[k] for r in rows])) for k in ("diversity", "beat_align", "real_diversity",
                                                                   "real_beat_align")}
     return PoseClipMetrics(style=style, per_clip=rows, **mean)
+
+
+def _beat_align(beat_align, wav: np.ndarray, angles: np.ndarray) -> float:
+    try:
+        return beat_align(wav, 16000, angles, 25.0).score
+    except ValueError:  # no audio beat within the clip
+        return float("nan")

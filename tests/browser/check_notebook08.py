@@ -16,6 +16,9 @@ Steps, each timed and failing with its own message:
 6. each control is moved as a user would and the plot must redraw (its PNG changes): the metric dropdown, the
    table dropdown, one row of the row list; then the "more steps" slider goes to its minimum (10) and
    "Continue training" trains the selected variant, after which the plot must redraw (``--no-train`` skips it).
+   Then the phenomenon widget (``ablation_knobs.KnobExplorer``): its strength slider goes to its maximum and
+   "Rebuild & retrain" builds a small corpus, trains two variants and must redraw the gap plot (also skipped by
+   ``--no-train``).
 7. JupyterLab is shut down through its REST API (kernels first) and must exit.
 
 Screenshots (whole page and the widget cell) go to ``--out`` (default ``runs/browser``); what was seen is printed.
@@ -117,11 +120,11 @@ class Check:
             print(f"    REST shutdown failed ({e}); terminating the server process", flush=True)
             self.server.terminate()
         try:
-            return self.server.wait(timeout=30)
+            return self.server.wait(timeout=120)
         except subprocess.TimeoutExpired:
             self.server.kill()
             self.server.wait()
-            raise CheckFailed("JupyterLab did not exit within 30 s of /api/shutdown; killed it")
+            raise CheckFailed("JupyterLab did not exit within 120 s of /api/shutdown; killed it")
 
     # --- the notebook in the browser -------------------------------------------------------------------------
     def js(self, script: str, *args):
@@ -436,7 +439,38 @@ def _run(check: Check, args):
         if problems:
             raise CheckFailed(f"after training the widget cell shows: {problems}")
         check.shot("06-trained", w.cell())
+    _knob(check, args)
     _stop(check)
+
+
+def _knob(check: Check, args):
+    """Notebook 08's phenomenon widget (``ablation_knobs.KnobExplorer``): strength to its maximum, "Rebuild &
+    retrain" builds a small corpus, trains the two variants of the ablation and must redraw the gap plot."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    with check.step("phenomenon knob: strength to its maximum, 'Rebuild & retrain' -> a gap point is plotted"):
+        index = next(c["index"] for c in check.cells_state()["cells"] if "KnobExplorer(" in c["source"])
+        k = Widgets(check, index)
+        wait_for("the knob widgets (a dropdown, a slider, a button)",
+                 lambda: bool(k._find(".widget-dropdown select")) and bool(k._find(".widget-hslider"))
+                 and bool(k._find(".widget-button")), 60)
+        before = wait_for("the knob plot image", k.image, 60)
+        knob, old = k.dropdown("phenomenon").first_selected_option.text, k.slider_value()
+        handle = k.cell().find_element(By.CSS_SELECTOR, ".widget-hslider .noUi-handle, .widget-hslider [role=slider]")
+        handle.click()
+        handle.send_keys(Keys.END)
+        value = wait_for("the strength slider to move", lambda: k.slider_value() if k.slider_value() != old else None,
+                         10)
+        check.say(f"knob {knob!r}: strength {old} -> {value}")
+        k.button().click()
+        t = time.time()
+        k.wait_redraw(before, f"'Rebuild & retrain' ({knob} = {value})", timeout_s=2 * args.train_timeout_s)
+        check.say(f"corpus, training and redraw took {time.time() - t:.0f} s")
+        problems = k.problems()
+        if problems:
+            raise CheckFailed(f"after 'Rebuild & retrain' the knob cell shows: {problems}")
+        check.shot("07-knob", k.cell())
 
 
 def _stop(check: Check):

@@ -1,0 +1,333 @@
+"""FaceRender beyond held-out pairs: cross-identity animation, and the talking chain of a generated video.
+
+Cross-identity animation (issue 14): a held-out portrait A (one frame) driven by the coefficients of another
+person B (a clip), through the inference path (``steps.windows.driving_windows`` -> ``steps.render.render_stream``):
+
+* identity kept: CSIM [dlib] (``metrics.csim``) of the generated frames against A's frame, beside
+  ``copy_source`` (A's frame itself: the ceiling) and ``copy_driving`` (B's frames: another person, the floor);
+* motion transferred: the frames of A must move as B's frames move. The faces differ in shape, so the absolute
+  landmarks are not comparable; the *motion* is. Per frame, the 68 dlib landmarks minus their mean over the clip
+  (``L_t - mean L``), B's scaled by the ratio of the inter-ocular distances (A / B):
+
+      motion_error_px       = mean_t mean_68 || (Lg_t - mean Lg) - s (Lb_t - mean Lb) ||
+      copy_source (no motion: the frame of A repeated) = mean_t mean_68 || s (Lb_t - mean Lb) ||
+
+  also over the 20 mouth points (48-67) alone (``mouth_*``).
+
+The talking chain (issue 14, item 5): where a generated video's mouth stops following the speech, link by link —
+
+1. ExpNet: the inner-lip gap of the generated expression coefficients (``morphable.render.mouth_opening`` on
+   the face model's landmarks) and its correlation with the audio's loudness (RMS per video frame);
+2. MappingNet: the driven keypoints' motion over time and their largest correlation with that gap;
+3. renderer: the inner-lip aperture of the rendered frames (dlib, ``metrics.lipsync.mouth_features``) and its
+   correlation with the gap;
+4. the lip-sync metric (``metrics.lipsync``) on the video and on a copy with its audio delayed 8 frames.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..coeffs import MOTION_DIM, POSE
+
+__all__ = ["MOUTH_POINTS", "CrossIdentityResult", "relative_motion_error", "animate", "cross_identity_animation",
+           "TalkingChain", "talking_chain", "mouth_extremes", "plot_talking_chain", "mouth_keypoint_sensitivity"]
+
+MOUTH_POINTS = slice(48, 68)  # dlib 68: outer and inner lips
+CSIM_FACE_PX = 256  # frames are enlarged to this side (bicubic) before dlib's face descriptor (project choice)
+AUDIO_SAMPLES_PER_FRAME = 640  # 16 kHz / 25 fps
+
+
+def _iod(lm: np.ndarray) -> np.ndarray:
+    """Inter-ocular distance (eye centres) of [..., 68, 2] landmarks -> [...]."""
+    return np.linalg.norm(lm[..., 36:42, :].mean(-2) - lm[..., 42:48, :].mean(-2), axis=-1)
+
+
+def relative_motion_error(generated: np.ndarray, driving: np.ndarray, source: np.ndarray | None = None,
+                          points=slice(None)) -> tuple[float, float]:
+    """(motion error px, copy-source px) of the module docstring; landmarks [T, 68, 2] (NaN rows: no face,
+    skipped), ``source`` [68, 2] (A's frame; for the scale, default: the generated frames' mean)."""
+    g, d = np.asarray(generated, np.float64), np.asarray(driving, np.float64)
+    ok = np.isfinite(g).all((1, 2)) & np.isfinite(d).all((1, 2))
+    if ok.sum() < 2:
+        raise ValueError(f"need >= 2 frames with a face in both the generated and the driving frames, got {ok.sum()}")
+    g, d = g[ok], d[ok]
+    ref = np.nanmean(g, 0) if source is None else np.asarray(source, np.float64)
+    s = float(_iod(ref) / np.mean(_iod(d)))
+    dg, dd = g - g.mean(0), s * (d - d.mean(0))
+    err = np.linalg.norm(dg[:, points] - dd[:, points], axis=-1).mean()
+    copy = np.linalg.norm(dd[:, points], axis=-1).mean()
+    return float(err), float(copy)
+
+
+@torch.no_grad()
+def animate(renderer, mapping, source_frame, source_coeffs, driving_coeffs, batch_size: int = 8) -> torch.Tensor:
+    """The inference render loop: frame ``source_frame`` ([3, S, S] / [1, 3, S, S] float in [0, 1], or uint8
+    [S, S, 3]) with its coefficients [>= 70] driven by coefficients [T, >= 70] -> frames float [T, 3, S, S].
+    renderer: ``FaceVid2VidNets``; mapping: the 70-channel MappingNet (both put in eval mode)."""
+    from ..steps.render import render_stream
+    from ..steps.windows import driving_windows
+    from ..wrapper import Models
+
+    renderer.eval()
+    mapping.eval()
+    src = torch.as_tensor(np.asarray(source_frame)) if not torch.is_tensor(source_frame) else source_frame
+    if src.dtype == torch.uint8:
+        src = src.permute(2, 0, 1).float() / 255.0
+    src = src.reshape(1, *src.shape[-3:]).float()
+    models = Models(kp_detector=renderer.kp_extractor, generator=renderer.generator, mapping_crop=mapping)
+    coeffs = np.asarray(driving_coeffs, np.float32)[:, :MOTION_DIM]
+    windows = driving_windows(coeffs, np.asarray(source_coeffs, np.float32)[:MOTION_DIM])
+    return torch.cat([b.frames for b in render_stream(models, src, windows, batch_size=batch_size, progress=False)])
+
+
+def _enlarge(frames_u8: np.ndarray, side: int = CSIM_FACE_PX) -> np.ndarray:
+    import cv2
+
+    return np.stack([cv2.resize(f, (side, side), interpolation=cv2.INTER_CUBIC) for f in frames_u8])
+
+
+@dataclass
+class CrossIdentityResult:
+    """Portrait A driven by person B's coefficients (module docstring). csim: generated vs A's frame;
+    csim_copy_source: A's frame vs itself (after the same resizing); csim_copy_driving: B's frames vs A's frame.
+    motion_error_px / motion_copy_source_px (and the mouth_ pair): relative landmark motion, px of the frames
+    (``image_size``); NaN where dlib found no face (``notes`` say why). frames: the generated frames uint8
+    [T, S, S, 3]."""
+
+    csim: float
+    csim_copy_source: float
+    csim_copy_driving: float
+    motion_error_px: float
+    motion_copy_source_px: float
+    mouth_error_px: float
+    mouth_copy_source_px: float
+    n_frames: int
+    image_size: int
+    source_id: str = ""
+    driving_id: str = ""
+    csim_label: str = "dlib"
+    notes: list = field(default_factory=list)
+    frames: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def motion_ratio(self) -> float:
+        return self.motion_error_px / self.motion_copy_source_px if self.motion_copy_source_px else math.inf
+
+    def summary(self) -> str:
+        return (f"{self.source_id} driven by {self.driving_id} ({self.n_frames} frames, {self.image_size} px): "
+                f"CSIM [{self.csim_label}] {self.csim:.3f} (copy-source {self.csim_copy_source:.3f}, the driving "
+                f"person {self.csim_copy_driving:.3f}); motion error {self.motion_error_px:.3f} px vs copy-source "
+                f"{self.motion_copy_source_px:.3f} px ({self.motion_ratio:.2f}x); mouth "
+                f"{self.mouth_error_px:.3f} vs {self.mouth_copy_source_px:.3f} px")
+
+
+def cross_identity_animation(renderer, mapping, source_frame, source_coeffs, driving_frames, driving_coeffs, *,
+                             source_id: str = "", driving_id: str = "", embedder=None,
+                             csim_step: int = 1) -> CrossIdentityResult:
+    """Portrait A (``source_frame`` uint8 [S, S, 3] + its coefficients) driven by person B's coefficients
+    [T, >= 70]; ``driving_frames`` uint8 [T, S, S, 3] are B's real frames (for the motion and the CSIM floor)."""
+    from ..metrics.csim import DlibFaceEmbedder, csim
+    from ..metrics.faces import NoFaceError
+    from ..metrics.motion_transfer import as_uint8_frames, face_landmarks
+
+    src = np.asarray(source_frame, np.uint8)
+    drv = np.asarray(driving_frames, np.uint8)
+    gen = as_uint8_frames(animate(renderer, mapping, src, source_coeffs, driving_coeffs))
+    embedder = embedder or DlibFaceEmbedder()
+    big_src = _enlarge(src[None])[0]
+    notes = []
+    sims = {}
+    for name, x in (("gen", gen), ("copy", src[None]), ("drv", drv)):
+        try:
+            sims[name] = csim(big_src, _enlarge(x), embedder, step=csim_step).value
+        except NoFaceError as e:  # e.g. a blurred generated face dlib does not find: NaN, said in notes
+            sims[name] = math.nan
+            notes.append(f"CSIM ({name}): {e}")
+    lm_src = face_landmarks(src[None])[0]
+    lm_gen, lm_drv = face_landmarks(gen), face_landmarks(drv)
+    try:
+        err, copy = relative_motion_error(lm_gen, lm_drv, lm_src)
+        merr, mcopy = relative_motion_error(lm_gen, lm_drv, lm_src, MOUTH_POINTS)
+    except ValueError as e:
+        err = copy = merr = mcopy = math.nan
+        notes.append(f"motion: {e}")
+    return CrossIdentityResult(csim=sims["gen"], csim_copy_source=sims["copy"], csim_copy_driving=sims["drv"],
+                               motion_error_px=err, motion_copy_source_px=copy, mouth_error_px=merr,
+                               mouth_copy_source_px=mcopy, n_frames=len(gen), image_size=int(src.shape[0]),
+                               source_id=source_id, driving_id=driving_id, csim_label=embedder.label, notes=notes,
+                               frames=gen)
+
+
+# ---------------------------------------------------------------------------------------------
+# The talking chain of a generated video (item 5)
+# ---------------------------------------------------------------------------------------------
+def _corr(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    ok = np.isfinite(a) & np.isfinite(b)
+    if ok.sum() < 3 or a[ok].std() < 1e-12 or b[ok].std() < 1e-12:
+        return 0.0
+    return float(np.corrcoef(a[ok], b[ok])[0, 1])
+
+
+@dataclass
+class TalkingChain:
+    """Per link of the chain (module docstring), over the T frames of a generated video.
+
+    coeff_opening [T]: inner-lip gap of the expression coefficients (face-model landmarks, eye-corner units);
+    audio_rms [T]; keypoint_motion: mean std over time of the driven keypoints (keypoint units);
+    keypoint_corr: the largest |r| of one keypoint coordinate with coeff_opening; rendered_aperture [T]: dlib
+    inner-lip aperture of the frames (inter-ocular units, NaN without a face); lip_sync: row -> summary
+    (``metrics.lipsync.lip_sync_summary``, or {"error": ...})."""
+
+    coeff_opening: np.ndarray
+    audio_rms: np.ndarray
+    keypoint_motion: float
+    keypoint_corr: float
+    rendered_aperture: np.ndarray
+    frame_motion: float
+    lip_sync: dict = field(default_factory=dict)
+
+    @property
+    def coeff_audio_corr(self) -> float:
+        return _corr(self.coeff_opening, self.audio_rms)
+
+    @property
+    def rendered_corr(self) -> float:
+        return _corr(self.rendered_aperture, self.coeff_opening)
+
+    def rows(self) -> list[dict]:
+        """One row per link: what is measured, the value, and what it would be if the link were broken."""
+        ap = self.rendered_aperture
+        return [
+            {"link": "1 ExpNet: coefficient mouth gap", "measure": "std over frames (eye-corner units)",
+             "value": float(np.std(self.coeff_opening)), "broken if": "~0 (closed lips, beta_0 only)"},
+            {"link": "1 ExpNet: coefficient mouth gap", "measure": "r with audio loudness",
+             "value": self.coeff_audio_corr, "broken if": "~0"},
+            {"link": "2 MappingNet: driven keypoints", "measure": "std over frames (keypoint units)",
+             "value": self.keypoint_motion, "broken if": "~0"},
+            {"link": "2 MappingNet: driven keypoints", "measure": "max |r| of a keypoint coordinate with the gap",
+             "value": self.keypoint_corr, "broken if": "~0"},
+            {"link": "3 renderer: frames", "measure": "pixel std over frames ([0, 1])", "value": self.frame_motion,
+             "broken if": "~0 (a still image)"},
+            {"link": "3 renderer: rendered lips (dlib)", "measure": "inner-aperture std (inter-ocular units)",
+             "value": float(np.nanstd(ap)) if np.isfinite(ap).any() else math.nan, "broken if": "~0"},
+            {"link": "3 renderer: rendered lips (dlib)", "measure": "r of the aperture with the coefficient gap",
+             "value": self.rendered_corr, "broken if": "~0"},
+        ]
+
+
+def _coeff_opening(coeffs: np.ndarray) -> np.ndarray:
+    from ..data.render import model_landmarks
+    from ..morphable.render import mouth_opening
+
+    c = np.array(coeffs, np.float32)[:, :MOTION_DIM]
+    c[:, POSE] = 0.0  # the expression alone opens the mouth
+    return np.asarray(mouth_opening(model_landmarks(c)), np.float64)
+
+
+def talking_chain(pipe, result, samples: np.ndarray, *, scorer=None, shift_frames: int = 8,
+                  max_frames: int | None = None) -> TalkingChain:
+    """The chain of a :class:`~sadtalker_lib.pipeline.GenerationResult` made by ``pipe`` (``keep_frames=True``,
+    with a video file for the lip-sync rows). samples: the 16 kHz speech it was made from."""
+    from ..metrics.lipsync import delay_audio, lip_sync_summary, lip_track, mouth_features
+    from ..metrics.video_io import as_clip
+    from ..face.detect import NoFaceError
+    from ..pipeline import GenerationOptions
+
+    coeffs = np.asarray(result.coeffs)
+    t = len(coeffs) if max_frames is None else min(len(coeffs), max_frames)
+    opening = _coeff_opening(coeffs[:t])
+    a = np.asarray(samples, np.float64)
+    rms = np.array([np.sqrt(np.mean(a[i * AUDIO_SAMPLES_PER_FRAME:(i + 1) * AUDIO_SAMPLES_PER_FRAME] ** 2) + 1e-12)
+                    for i in range(t)])
+    opts = GenerationOptions(seed=0)
+    windows = pipe.driving_windows(result.source, coeffs, opts)
+    enc = pipe.models.encode_source(result.source.image, windows.source)
+    kps = torch.cat([pipe.models.keypoints(enc, b.windows, **b.angles).float().cpu()
+                     for b in windows.batches(16, 0, t)]).numpy()  # [T, K, 3]
+    kp_motion = float(kps.std(0).mean())
+    flat = kps.reshape(t, -1)
+    kp_corr = max((abs(_corr(flat[:, j], opening)) for j in range(flat.shape[1])), default=0.0)
+    frames = np.asarray(result.frames[:t])
+    aperture = np.full(t, np.nan)
+    try:
+        aperture = mouth_features(lip_track(frames).landmarks)[:, 0]
+    except NoFaceError:
+        pass
+    frame_motion = float((frames.astype(np.float64) / 255).std(0).mean())
+    chain = TalkingChain(coeff_opening=opening, audio_rms=rms, keypoint_motion=kp_motion, keypoint_corr=kp_corr,
+                         rendered_aperture=aperture, frame_motion=frame_motion)
+    if scorer is not None and result.video_path is not None:
+        clip = as_clip(result.video_path, max_frames=t)
+        for row, shift in (("generated video", 0), (f"same video, audio delayed {shift_frames} frames", shift_frames)):
+            try:
+                chain.lip_sync[row] = lip_sync_summary(scorer.score(delay_audio(clip, shift) if shift else clip),
+                                                       scorer.label)
+            except (NoFaceError, ValueError) as e:  # too short, or no face found
+                chain.lip_sync[row] = {"source": scorer.label, "error": str(e)}
+    return chain
+
+
+def mouth_extremes(chain: TalkingChain) -> tuple[int, int]:
+    """(frame index with the most closed, with the most open coefficient mouth gap)."""
+    return int(np.argmin(chain.coeff_opening)), int(np.argmax(chain.coeff_opening))
+
+
+def plot_talking_chain(chain: TalkingChain, frames: np.ndarray):
+    """A figure: the coefficient mouth gap, the audio loudness and the rendered aperture over time (each
+    standardised), and the lower face of the frames where the coefficients close / open the mouth most.
+    frames: uint8 [T, H, W, 3] of the video."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(1, 2, figsize=(12, 3))
+    z = lambda x: (x - np.nanmean(x)) / (np.nanstd(x) + 1e-9)  # noqa: E731
+    ax[0].plot(z(chain.coeff_opening), label="coefficient mouth gap (ExpNet)")
+    ax[0].plot(z(chain.audio_rms), alpha=0.6, label="audio loudness")
+    if np.isfinite(chain.rendered_aperture).any():
+        ax[0].plot(z(chain.rendered_aperture), label="rendered inner-lip aperture (dlib)")
+    ax[0].set_xlabel("frame")
+    ax[0].set_title("standardised over the clip", fontsize=9)
+    ax[0].legend(fontsize=7)
+    closed, opened = mouth_extremes(chain)
+    h = frames.shape[1]
+    lower = slice(h // 2, h)
+    ax[1].imshow(np.concatenate([frames[closed][lower], frames[opened][lower]], 1))
+    ax[1].set_title(f"lower face: frame {closed} (coefficients: mouth most closed) | frame {opened} (most open)",
+                    fontsize=8)
+    ax[1].axis("off")
+    fig.tight_layout()
+    return fig
+
+
+
+@torch.no_grad()
+def mouth_keypoint_sensitivity(renderer, frame: torch.Tensor, step: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+    """Can the renderer open a mouth at all? Link 3 without the MappingNet: the source frame [1, 3, S, S] rendered
+    with its own (HEEstimator) keypoints as the driving ones, then with one keypoint coordinate moved by ``step``
+    (keypoint units) at a time. Returns the mean |change| inside the mouth box (dlib points 48-67 of the frame)
+    and over the whole frame, each [K, 3]; all near 0: no keypoint moves the rendered mouth."""
+    from ..metrics.motion_transfer import as_uint8_frames, face_landmarks
+    from ..steps.keypoints import keypoint_transformation
+
+    renderer.eval()
+    lm = face_landmarks(as_uint8_frames(frame))[0]
+    if not np.isfinite(lm).all():
+        raise ValueError("dlib finds no face in the frame")
+    x0, y0 = np.floor(lm[MOUTH_POINTS].min(0)).astype(int)
+    x1, y1 = np.ceil(lm[MOUTH_POINTS].max(0)).astype(int) + 1
+    kp_c = renderer.kp_extractor(frame)
+    kp = keypoint_transformation(kp_c, renderer.he_estimator(frame))
+    feature = renderer.generator.encode_source(frame)
+    base = renderer.generator.render(feature, kp_source=kp, kp_driving=kp)["prediction"]
+    mouth, whole = np.zeros(kp.shape[1:]), np.zeros(kp.shape[1:])
+    for k in range(kp.shape[1]):
+        for a in range(kp.shape[2]):
+            moved = kp.clone()
+            moved[0, k, a] += step
+            diff = (renderer.generator.render(feature, kp_source=kp, kp_driving=moved)["prediction"] - base).abs()
+            mouth[k, a], whole[k, a] = float(diff[..., y0:y1, x0:x1].mean()), float(diff.mean())
+    return mouth, whole

@@ -1,0 +1,98 @@
+"""MappingNet evaluation (issue 14): heldout.json beside copy-source and the renderer's own keypoints, the inference
+render loop = the training-time mapped frames, and the cross-identity motion measure.
+
+Tiny synthetic clips (``test_train_facerender.synthetic_clips``) and untrained tiny networks: these tests check
+the bookkeeping (each baseline is what its name says), not learning (``test_train_facerender`` does that).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from sadtalker_lib.models.mapping import MappingNet
+from sadtalker_lib.steps.keypoints import keypoint_transformation
+from sadtalker_lib.train.facerender_eval import MOUTH_POINTS, animate, relative_motion_error
+from sadtalker_lib.train.facerender_losses import keypoint_l1
+from sadtalker_lib.train.facevid2vid import FaceVid2VidTrainConfig, build_facevid2vid, render_pairs
+from sadtalker_lib.train.mapping import MappingTrainConfig, mapping_heldout_report, render_mapped
+from sadtalker_lib.workbench import SYNC_CHECK_SHIFT_FRAMES, lip_sync_check
+from test_train_facerender import synthetic_clips
+
+
+@pytest.fixture(scope="module")
+def nets():
+    torch.set_num_threads(1)  # tiny tensors on shared cores
+    torch.manual_seed(0)
+    r = build_facevid2vid(FaceVid2VidTrainConfig.tiny()).eval()
+    m = MappingNet(MappingTrainConfig.tiny().mapping).eval()
+    return r, m, synthetic_clips(1, frames=14, seed=3)
+
+
+def test_heldout_report_baselines_are_what_they_say(nets):
+    r, m, held = nets
+    report = mapping_heldout_report(m, r, {"heldout": held}, per_clip=2, log=lambda *a: None)
+    assert report.stage == "mapping"
+    pairs = held.first_frame_pairs(2)
+    with torch.no_grad():
+        kp_c = r.kp_extractor(pairs.source)
+        k_s = keypoint_transformation(kp_c, r.he_estimator(pairs.source))
+        k_d = keypoint_transformation(kp_c, r.he_estimator(pairs.driving))
+        k_m = keypoint_transformation(kp_c, m(pairs.driving_window))
+    kp = report.metrics["keypoint_l1"]
+    assert kp.value == pytest.approx(float(keypoint_l1(k_m, k_d)), rel=1e-5)
+    assert kp.baselines["copy_source"] == pytest.approx(float(keypoint_l1(k_s, k_d)), rel=1e-5)
+    assert kp.lower_is_better
+    mapped, _ = render_mapped(r, m, pairs)
+    pics = render_pairs(r, pairs, m)
+    l1 = report.metrics["image_l1"]
+    assert l1.value == pytest.approx(float((mapped - pairs.driving).abs().mean()), rel=1e-5)
+    assert l1.baselines["copy_source"] == pytest.approx(float((pairs.source - pairs.driving).abs().mean()), rel=1e-5)
+    assert l1.baselines["heestimator_keypoints"] == pytest.approx(
+        float((pics["reconstruction"] - pairs.driving).abs().mean()), rel=1e-5)
+    assert "heldout/keypoint_l1" in report.metrics and "heldout/image_l1" in report.metrics
+
+
+def test_inference_loop_renders_the_training_time_frames(nets):
+    """``animate`` (driving_windows -> render_stream, as generation) = ``render_mapped`` on the same pairs."""
+    r, m, held = nets
+    coeffs = held.coeffs[0].numpy()
+    frames = animate(r, m, held.frames[0][0].float() / 255, coeffs[0], coeffs, batch_size=4)
+    assert frames.shape == (len(coeffs), 3, held.image_size, held.image_size)
+    t = np.array([1, 7, 13])
+    pairs = held.pairs(np.zeros(3), np.zeros(3), t)
+    mapped, _ = render_mapped(r, m, pairs)
+    assert (frames[t] - mapped).abs().max() < 1e-3  # batch composition changes float rounding only
+
+
+def test_relative_motion_error():
+    rng = np.random.default_rng(0)
+    base = rng.uniform(20, 40, (68, 2))
+    base[36:42] = [25, 30]  # eyes 10 px apart
+    base[42:48] = [35, 30]
+    motion = rng.normal(0, 1.0, (12, 68, 2))
+    motion[:, 36:48] = 0  # the eyes stay: the inter-ocular scale is the same in every frame
+    driving = base + motion
+    # a face twice the size that moves the same way, scaled: no error; a still face: error = copy-source
+    big = 2 * base
+    err, copy = relative_motion_error(big + 2 * motion, driving, big)
+    assert err == pytest.approx(0, abs=1e-9) and copy > 1.0
+    err, copy2 = relative_motion_error(np.repeat(big[None], 12, 0), driving, big)
+    assert err == pytest.approx(copy2) and copy2 == pytest.approx(copy)
+    merr, mcopy = relative_motion_error(np.repeat(big[None], 12, 0), driving, big, MOUTH_POINTS)
+    assert merr == pytest.approx(mcopy)
+    missing = driving.copy()
+    missing[1:] = np.nan
+    with pytest.raises(ValueError):
+        relative_motion_error(driving, missing)
+
+
+def test_lip_sync_check():
+    shifted = f"same video, audio delayed {SYNC_CHECK_SHIFT_FRAMES} frames"
+    rows = {"generated video": {"offset_frames": -1, "lse_c": 0.3}, shifted: {"offset_frames": -9, "lse_c": 0.1}}
+    assert lip_sync_check(rows)["lip-syncs"] == "yes"
+    rows["generated video"]["offset_frames"] = -9  # today's main job: out of sync
+    assert lip_sync_check(rows)["lip-syncs"] == "NO"
+    rows["generated video"].update(offset_frames=0, lse_c=0.05)  # in sync but no sharper than the shifted copy
+    assert lip_sync_check(rows)["LSE-C above the shifted copy"] == "NO"
+    assert lip_sync_check({"generated video": {"error": "no face"}})["lip-syncs"] == "n/a"
