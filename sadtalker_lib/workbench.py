@@ -146,7 +146,7 @@ def _train_models(run: _Run, cfg: MainConfig, corpus: Path, train_ids, held_ids)
     configs = {n: m.config for n, m in nets.items()}
     torch.manual_seed(cfg.seed)
     save_networks(models, nets, configs, size=cfg.renderer_size, note="trained here by sadtalker-lab main")
-    save_regressor(models, reg.model, size=cfg.image_size)
+    save_regressor(models, reg.model, size=cfg.renderer_size)  # one checkpoint file: the size generation loads
     return models
 
 
