@@ -73,7 +73,12 @@ def side_by_side(folder: Path, *, size: int = 256, frames: int = 2, rounds: int 
     from sadtalker_lib.pipeline import GenerationOptions, TalkingHeadPipeline
     from sadtalker_lib.steps.render import render_stream
 
+    from sadtalker_lib.precision import native_bf16_cpu
+
     variants = variants or list(VARIANTS)
+    skipped = [] if native_bf16_cpu() else [v for v in variants if isinstance(VARIANTS[v], tuple)
+                                            and {"bf16-conv", "autocast"} & set(VARIANTS[v])]
+    variants = [v for v in variants if v not in skipped]
     tmp = Path(tmp or tempfile.mkdtemp())
     pipe = TalkingHeadPipeline.from_checkpoints(folder, size=size, progress=False)
     src = pipe.prepare_source(portrait_path(tmp), "crop")
@@ -122,6 +127,10 @@ def side_by_side(folder: Path, *, size: int = 256, frames: int = 2, rounds: int 
     for r in rows:
         lines.append(f"| {r['variant']} | {r['s_per_frame']:.2f} | {' / '.join(f'{t:.2f}' for t in r['all_s'])} "
                      f"| {r['speedup']:.2f}x | {r['cpu_speedup']:.2f}x | {r['psnr']:.1f} | {r['max_grey']:.1f} |")
+    if skipped:
+        lines += ["", f"Not run: {', '.join(skipped)} -- this CPU has no native bfloat16 (AVX512-BF16 / AMX), where "
+                      "bfloat16 convs fall back to reference kernels ~290x slower than float32; ``fast`` here is "
+                      "float32 only."]
     return "\n".join(lines), rows
 
 
@@ -153,14 +162,29 @@ def main() -> None:
 
 def write_table(table: str, command: str) -> Path:
     """benchmarks/results/fast_mode.md with ``table`` and the command that wrote it (also ``make bench``)."""
-    from sadtalker_lib.precision import FAST_TECHNIQUES
+    import platform
+
+    from sadtalker_lib.precision import FAST_TECHNIQUES, native_bf16_cpu
 
     out = ROOT / "results" / "fast_mode.md"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(f"# Fast mode side by side\n\nReproduce: `{command}`\n\n`--precision fast` on a CPU = "
-                   f"{' + '.join(FAST_TECHNIQUES['cpu'])} (sadtalker_lib/precision.py)\n\n{table}\n")
+    cpu = _cpu_name() or platform.processor() or platform.machine()
+    out.write_text(f"# Fast mode side by side\n\nReproduce: `{command}`\n\n`--precision fast` on a CPU with native "
+                   f"bfloat16 = {' + '.join(FAST_TECHNIQUES['cpu'])}; on one without = "
+                   f"{' + '.join(FAST_TECHNIQUES['cpu-float32'])} (sadtalker_lib/precision.py). This run: {cpu}, "
+                   f"native bfloat16: {'yes' if native_bf16_cpu() else 'no'}, torch {torch.__version__}.\n\n{table}\n")
     print(f"written {out}")
     return out
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
 
 
 if __name__ == "__main__":

@@ -52,13 +52,28 @@ def _add_generate(sub) -> None:
                    help="full modes: opencv = official seamlessClone; fast = same result within 1 grey level, "
                         ">= 5x faster (default: fast with --precision fast, else opencv)")
     p.add_argument("--precision", default="exact", choices=["exact", "fast"],
-                   help="renderer arithmetic: exact float32 (default) or fast (16-bit convs, >= 35 dB vs exact)")
+                   help="renderer arithmetic: exact float32 (default) or fast (fused SPADE decoder, and 16-bit convs "
+                        "on GPUs and on CPUs with native bfloat16; >= 35 dB vs exact)")
+
+
+def _say_precision(precision: str, device: str) -> None:
+    """Print what ``--precision fast`` does on this machine (it depends on the CPU)."""
+    if precision != "fast":
+        return
+    from .precision import fast_techniques, native_bf16_cpu
+
+    techniques = " + ".join(fast_techniques(device))
+    note = "" if device.startswith("cuda") or native_bf16_cpu() else (
+        " (this CPU has no native bfloat16 -- no AVX512-BF16 / AMX --, where 16-bit convs would be far slower "
+        "than float32: float32 techniques only)")
+    print(f"--precision fast on {device}: {techniques}{note}")
 
 
 def _generate(args) -> int:
     from .pipeline import TalkingHeadPipeline
 
     device = "cpu" if args.cpu else args.device
+    _say_precision(args.precision, device)
     pipe = TalkingHeadPipeline.from_checkpoints(args.checkpoints, size=args.size, device=device,
                                                 old_version=args.old_version, preprocess=args.preprocess,
                                                 precision=args.precision)

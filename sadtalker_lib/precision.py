@@ -34,7 +34,10 @@ A policy is a set of named techniques (``TECHNIQUES``), so that the benchmark ca
                     to compile under load, ~1.06x faster afterwards: not part of the CPU ``fast``
 
 ``FAST_TECHNIQUES`` holds the CPU / GPU choices (measured in ``benchmarks/fast_mode.py``, table in
-benchmarks/results/fast_mode.md).
+benchmarks/results/fast_mode.md). The CPU choice depends on the CPU (:func:`native_bf16_cpu`): bfloat16 convs are
+fast only where oneDNN has native bfloat16 (AVX512-BF16 or AMX). Elsewhere (an AVX2-only CPU, e.g. AMD EPYC
+Zen 3) a bfloat16 conv falls back to a reference kernel, measured ~290x slower than float32 (a 256-channel 3x3
+conv at 64x64: 17 s vs 0.06 s), so ``fast`` keeps the float32 techniques only there (``cpu-float32``).
 """
 from __future__ import annotations
 
@@ -49,12 +52,13 @@ from torch import nn
 from .fused_spade import FusedSPADEDecoder
 
 __all__ = ["PRECISIONS", "TECHNIQUES", "FAST_TECHNIQUES", "PrecisionPolicy", "LowPrecisionConv", "resolve",
-           "convert_network", "low_precision_dtype", "auto_batch_size"]
+           "convert_network", "low_precision_dtype", "auto_batch_size", "native_bf16_cpu", "fast_techniques"]
 
 PRECISIONS = ("exact", "fast")
 TECHNIQUES = ("fold-norms", "fuse-spade", "bf16-conv", "bf16-act", "autocast", "channels-last", "compile")
 # device type -> techniques of ``fast`` (the choice measured in benchmarks/results/fast_mode.md)
-FAST_TECHNIQUES = {"cpu": ("fold-norms", "fuse-spade", "bf16-conv", "bf16-act"),
+FAST_TECHNIQUES = {"cpu": ("fold-norms", "fuse-spade", "bf16-conv", "bf16-act"),  # CPUs with native bfloat16
+                   "cpu-float32": ("fold-norms", "fuse-spade"),  # CPUs without it (float32: same picture)
                    "cuda": ("fold-norms", "bf16-conv", "channels-last")}
 # networks converted by a fast policy; the pose path (kp_detector, mapping nets) stays float32
 LOW_PRECISION_NETWORKS = ("generator",)
@@ -76,6 +80,25 @@ LOW_PRECISION_HIDDEN_MARK = ".shared_"
 # (``decoder.conv_img``, whose output goes through the float32 sigmoid)
 LOW_PRECISION_OUTPUT_PREFIX = "decoder."
 LOW_PRECISION_OUTPUT_EXCEPT = ("decoder.conv_img",)
+
+
+def native_bf16_cpu() -> bool:
+    """Whether this CPU runs bfloat16 convolutions natively (oneDNN sees AVX512-BF16 or AMX)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a build without oneDNN: no fast bfloat16 either
+        return False
+
+
+def fast_techniques(device: torch.device | str = "cpu", native_bf16: bool | None = None) -> tuple[str, ...]:
+    """The techniques of ``fast`` on ``device``: ``FAST_TECHNIQUES["cuda"]`` on a GPU; on a CPU
+    ``FAST_TECHNIQUES["cpu"]`` where bfloat16 is native (``native_bf16``, default :func:`native_bf16_cpu`),
+    else ``FAST_TECHNIQUES["cpu-float32"]``."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return FAST_TECHNIQUES["cuda"]
+    native = native_bf16_cpu() if native_bf16 is None else native_bf16
+    return FAST_TECHNIQUES["cpu" if native else "cpu-float32"]
 
 
 def low_precision_dtype(device: torch.device | str) -> torch.dtype:
@@ -135,8 +158,7 @@ def resolve(precision: "str | PrecisionPolicy", device: torch.device | str = "cp
     device = torch.device(device)
     if precision == "exact":
         return PrecisionPolicy("exact")
-    return PrecisionPolicy("fast", FAST_TECHNIQUES.get(device.type, FAST_TECHNIQUES["cpu"]),
-                           low_precision_dtype(device))
+    return PrecisionPolicy("fast", fast_techniques(device), low_precision_dtype(device))
 
 
 class LowPrecisionConv(nn.Module):
