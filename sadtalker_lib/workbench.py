@@ -2,8 +2,9 @@
 
     1. corpus      the default corpus: eSpeak NG speech, viseme teacher, head-motion styles, blinks, a real
                    portrait animated by the default morphable model                      (data.corpus)
-    2. train       coefficient regressor, ExpNet, PoseVAE, face-vid2vid + MappingNet at the CPU presets, and a
-                   SyncNet for LSE; all saved in the official layout under models/        (train.*, metrics)
+    2. train       coefficient regressor, ExpNet, PoseVAE, face-vid2vid + MappingNet at the CPU presets (saved in
+                   the official layout under models/), and the offline lip-sync stand-in for LSE when no
+                   syncnet_v2.model exists (cached); renderer + lip sync in a second process  (train.*, metrics)
        (skipped for generation when official checkpoints are in ``checkpoints/``: they are used instead)
     3. generate    a real portrait (scikit-image's astronaut) + a sentence the corpus never said -> mp4
     4. evaluate    Table 1 metrics of the generated video against held-out corpus clips   (metrics.evaluate)
@@ -47,7 +48,8 @@ class MainConfig:
     mapping_steps: int = 150
     generate_seconds: float | None = 4.0  # None: the whole sentence
     eval_max_frames: int = 100
-    threads: int = 2
+    threads: int = 2  # torch threads of generation and evaluation
+    second_process: bool = True  # face-vid2vid + MappingNet + the lip-sync model beside the other stages
 
     @classmethod
     def quick(cls) -> "MainConfig":
@@ -115,34 +117,79 @@ def _train_stage(run: _Run, name: str, corpus: Path, out: Path, title: str, **ov
     return stage
 
 
+def _train_renderer(folder: str, corpus: str, cfg: MainConfig) -> dict:
+    """face-vid2vid + MappingNet, then the lip-sync model that :func:`_evaluate` uses (trained once and cached
+    when no ``syncnet_v2.model`` is present). Runs in the second process of stage 2 (``cfg.second_process``), or in
+    this one. Returns the stage times, histories, held-out reports and the trained networks."""
+    from .metrics.lipsync import default_lip_sync_scorer
+
+    run = _Run(Path(folder))
+    train_dir = run.folder / "training"
+    with _stage(run, "train face-vid2vid + MappingNet"):  # as `sadtalker-lab train facevid2vid / mapping`
+        fv_dir = train_dir / "facevid2vid"
+        fv = _train_stage(run, "facevid2vid", Path(corpus), fv_dir, "face-vid2vid", steps=cfg.facevid2vid_steps,
+                          seed=cfg.seed, image_size=cfg.renderer_size)
+        mp = _train_stage(run, "mapping", Path(corpus), train_dir / "mapping", "MappingNet", renderer=fv_dir,
+                          steps=cfg.mapping_steps, seed=cfg.seed)
+        run.histories["face-vid2vid"] = (run.histories["face-vid2vid"][0], ["image_l1"])
+        run.histories["MappingNet"] = (run.histories["MappingNet"][0], ["keypoint_l1"])
+    with _stage(run, "lip-sync model"):
+        default_lip_sync_scorer()
+    return {"stages": run.stages, "histories": run.histories, "heldout": run.heldout,
+            "nets": {"kp_extractor": fv.nets.kp_extractor, "generator": fv.nets.generator,
+                     "mapping_crop": mp.mapping}}
+
+
 def _train_models(run: _Run, cfg: MainConfig, corpus: Path, train_ids, held_ids) -> Path:
-    """Stage 2: every network of the inference path trained here, saved into ``models/`` (official layout)."""
+    """Stage 2: every network of the inference path trained here, saved into ``models/`` (official layout).
+
+    The training presets run one torch thread each, so with ``cfg.second_process`` face-vid2vid + MappingNet and
+    the lip-sync model (:func:`_train_renderer`) train in a second process (its output in
+    ``training/second_process.log``) while this one trains the regressor, ExpNet and PoseVAE."""
     import torch
 
     from .official.registry import save_networks
+    from .side_process import SideProcess
     from .train.regressor import save_regressor
 
     models = run.folder / "models"
     train_dir = run.folder / "training"
-    with _stage(run, "train regressor"):
-        reg = _train_stage(run, "regressor", corpus, train_dir / "regressor", "coefficient regressor",
-                           steps=cfg.regressor_steps, seed=cfg.seed)
-    with _stage(run, "train ExpNet"):
-        exp = _train_stage(run, "expnet", corpus, train_dir / "expnet", "ExpNet", steps=cfg.expnet_steps,
-                           eval_every=cfg.expnet_eval_every, seed=cfg.seed)
-    with _stage(run, "train PoseVAE"):
-        pose = _train_stage(run, "posevae", corpus, train_dir / "posevae", "PoseVAE", steps=cfg.posevae_steps,
-                            seed=cfg.seed)
-    with _stage(run, "train face-vid2vid + MappingNet"):  # as `sadtalker-lab train facevid2vid / mapping`
-        fv_dir = train_dir / "facevid2vid"
-        fv = _train_stage(run, "facevid2vid", corpus, fv_dir, "face-vid2vid", steps=cfg.facevid2vid_steps,
-                          seed=cfg.seed, image_size=cfg.renderer_size)
-        mp = _train_stage(run, "mapping", corpus, train_dir / "mapping", "MappingNet", renderer=fv_dir,
-                          steps=cfg.mapping_steps, seed=cfg.seed)
-        run.histories["face-vid2vid"] = (run.histories["face-vid2vid"][0], ["image_l1"])
-        run.histories["MappingNet"] = (run.histories["MappingNet"][0], ["keypoint_l1"])
-    nets = {"audio2exp": exp.model, "audio2pose": pose.model, "kp_extractor": fv.nets.kp_extractor,
-            "generator": fv.nets.generator, "mapping_crop": mp.mapping}
+    side = None
+    if cfg.second_process:
+        side = SideProcess(_train_renderer, str(run.folder), str(corpus), cfg, log=train_dir / "second_process.log")
+        print(f"   face-vid2vid + MappingNet and the lip-sync model train in a second process (output: {side.log})",
+              flush=True)
+    torch.set_num_threads(1)
+    try:
+        with _stage(run, "train regressor"):
+            reg = _train_stage(run, "regressor", corpus, train_dir / "regressor", "coefficient regressor",
+                               steps=cfg.regressor_steps, seed=cfg.seed)
+        with _stage(run, "train ExpNet"):
+            exp = _train_stage(run, "expnet", corpus, train_dir / "expnet", "ExpNet", steps=cfg.expnet_steps,
+                               eval_every=cfg.expnet_eval_every, seed=cfg.seed)
+        with _stage(run, "train PoseVAE"):
+            pose = _train_stage(run, "posevae", corpus, train_dir / "posevae", "PoseVAE", steps=cfg.posevae_steps,
+                                seed=cfg.seed)
+    except BaseException:
+        if side is not None:  # let it finish: its stages write their outputs into training/
+            print(f"   waiting for the second process (output: {side.log})", flush=True)
+            try:
+                side.result()
+            except Exception as e:  # noqa: BLE001 - the first error is the one raised
+                print(e, flush=True)
+        raise
+    if side is not None:
+        with _stage(run, "wait for the second process"):
+            other = side.result()
+        print(f"   second process: {', '.join(f'{k} {v:.0f} s' for k, v in other['stages'].items())}", flush=True)
+    else:
+        other = _train_renderer(str(run.folder), str(corpus), cfg)
+    torch.set_num_threads(cfg.threads)
+    tag = " [second process]" if side is not None else ""
+    run.stages.update({f"{k}{tag}": v for k, v in other["stages"].items()})
+    run.histories.update(other["histories"])
+    run.heldout.update(other["heldout"])
+    nets = {"audio2exp": exp.model, "audio2pose": pose.model, **other["nets"]}
     configs = {n: m.config for n, m in nets.items()}
     torch.manual_seed(cfg.seed)
     save_networks(models, nets, configs, size=cfg.renderer_size, note="trained here by sadtalker-lab main")
