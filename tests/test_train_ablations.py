@@ -176,3 +176,18 @@ def test_knobs_name_phenomena_and_variants(tmp_path):
         assert _variant(order.better, rows) in known and _variant(order.worse, rows) in known
     with pytest.raises(KeyError, match="unknown knob"):
         knob_corpus(tmp_path, "loudness", 1.0, KnobSettings())
+
+
+def test_markdown_tables_escape_pipes_in_cells():
+    import re
+
+    import pandas as pd
+
+    from sadtalker_lib.train.ablation_tables import _markdown
+
+    df = pd.DataFrame({"|offset| (frames) ↓": [0.5, 1.0], "LSE-C": [0.3, 0.2]},
+                      index=pd.Index(["a|b", "c"], name="method"))
+    lines = _markdown(df).splitlines()
+    # every row splits into the same 3 cells (a raw "|" inside a cell would add columns)
+    assert {len(re.split(r"(?<!\\)\|", line)) - 2 for line in lines} == {3}
+    assert "\\|offset\\|" in lines[0] and lines[2].startswith("| a\\|b | 0.5000 |")

@@ -374,11 +374,13 @@ def read_tables(*folders: str | os.PathLike) -> TableRun:
 
 def _markdown(df: pd.DataFrame) -> str:
     """A GitHub markdown table without the optional ``tabulate`` package."""
-    cols = [df.index.name or ""] + [str(c) for c in df.columns]
+    def cell(v) -> str:  # a "|" inside a cell (e.g. "|offset|") would split it: escape it
+        return (f"{v:.4f}" if isinstance(v, float) else str(v)).replace("|", "\\|")
+
+    cols = [cell(df.index.name or "")] + [cell(str(c)) for c in df.columns]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for idx, row in df.iterrows():
-        cells = [str(idx)] + [f"{v:.4f}" if isinstance(v, float) else str(v) for v in row]
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append("| " + " | ".join([cell(str(idx))] + [cell(v) for v in row]) + " |")
     return "\n".join(lines)
 
 
