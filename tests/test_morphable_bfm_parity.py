@@ -1,8 +1,15 @@
 """The BFM loader and MorphableModel against the official ParametricFaceModel run (fixtures/face_model.npz).
 
 The fixture's synthetic ``BFM_model_front.mat`` (N = 338 vertices, F = 672 triangles) is written back to a
-.mat file, loaded with ``load_bfm`` and every output of the official run is compared (max abs diff measured:
-0 for every key on torch 2.x CPU float32). Bad files must fail with an error naming the key and shape.
+.mat file, loaded with ``load_bfm`` and every output of the official run is compared. Bad files must fail with an
+error naming the key and shape.
+
+Tolerance: |ours - official| <= TOL + RTOL |official| per value (``numpy.allclose``). Max abs diff measured: 0 for
+every key on the CPU the fixtures were made on; on a 2-core AVX-512 Xeon the float32 sums of the bases round
+differently (face_shape 1 ulp), which the projection (1015 x / z) and the SH lighting amplify: 3.05e-5 on pixel
+coordinates of up to 245 px (2 ulp there) and 1.14e-5 on woRotation_face_color, whose official float32 values are
+themselves 7.3e-5 from the same computation in float64. An absolute 1e-5 alone asks for identical kernels, not
+parity; the relative part allows float32 rounding at the value's magnitude.
 """
 from __future__ import annotations
 
@@ -17,7 +24,8 @@ from sadtalker_lib.morphable.bfm import BFM_FILE_NAME, BFMFormatError, load_bfm,
 from sadtalker_lib.morphable.model import SH_INIT_LIT, PerspectiveCamera, split_coeff
 
 pytestmark = pytest.mark.parity
-TOL = 1e-5
+TOL = 1e-5  # absolute, as MANIFEST.md's rerun tolerances advise for coefficients
+RTOL = 1e-5  # relative to |official|: float32 rounding at the value's magnitude (module docstring)
 
 
 def _bfm_arrays(f: dict) -> dict:
@@ -39,6 +47,13 @@ def bfm_dir(face_model, tmp_path_factory):
 def _maxdiff(a, b) -> float:
     a = a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
     return float(np.abs(a.astype(np.float64) - np.asarray(b, np.float64)).max())
+
+
+def _excess(a, b) -> float:
+    """max |a - b| / (TOL + RTOL |b|): above 1 means some value is outside the tolerance."""
+    a = a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
+    b = np.asarray(b, np.float64)
+    return float((np.abs(a.astype(np.float64) - b) / (TOL + RTOL * np.abs(b))).max())
 
 
 def test_every_official_output_matches(face_model, bfm_dir):
@@ -67,16 +82,17 @@ def test_every_official_output_matches(face_model, bfm_dir):
         w = model.compute_for_render_wo_rotation(c)
         ours.update(woRotation_face_color=w[2], woRotation_landmark=w[3])
         ours["project_landmarks"] = model.project_landmarks(s["id"], s["exp"], s["angle"], s["trans"])
-    report = {}
+    report, excess = {}, {}
     for key, value in ours.items():
         ref = f["landmarks" if key == "project_landmarks" else key]
         assert tuple(np.shape(value)) == tuple(np.shape(ref)), key
-        report[key] = _maxdiff(value, ref)
+        report[key], excess[key] = _maxdiff(value, ref), _excess(value, ref)
     print("face_model max abs diff:", {k: f"{v:.3g}" for k, v in report.items()})
     # pixel coordinates reach 245 px: allow float32 rounding (1 ulp = 1.5e-5) for the cheap landmark path
     assert report.pop("project_landmarks") <= 1e-4
-    bad = {k: v for k, v in report.items() if v > TOL}
-    assert not bad, f"keys above {TOL}: {bad}"
+    excess.pop("project_landmarks")
+    bad = {k: report[k] for k, v in excess.items() if v > 1.0}
+    assert not bad, f"keys outside {TOL} + {RTOL} |official| (max abs diff shown): {bad}"
     # the rendered outputs equal the step-by-step ones exactly, as in the official run
     assert _maxdiff(r[2], ours["face_color"]) == 0.0 and _maxdiff(r[3], ours["landmarks"]) == 0.0
 
