@@ -141,6 +141,7 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    ap.add_argument("--out", default=None, help="markdown file (default: benchmarks/results/fast_mode.md)")
     ap.add_argument("--quick", action="store_true",
                     help="official, exact, fast, the previous fast (bf16-conv) and fuse-spade alone only")
     args = ap.parse_args()
@@ -157,16 +158,17 @@ def main() -> None:
             f"official make_animation re-encodes the source in every generator call).")
     table = f"{table}\n\n{load}"
     print(table)
-    write_table(table, f"python benchmarks/fast_mode.py {' '.join(sys.argv[1:])}")
+    write_table(table, f"python benchmarks/fast_mode.py {' '.join(sys.argv[1:])}", args.out)
 
 
-def write_table(table: str, command: str) -> Path:
-    """benchmarks/results/fast_mode.md with ``table`` and the command that wrote it (also ``make bench``)."""
+def write_table(table: str, command: str, out: str | os.PathLike | None = None) -> Path:
+    """``out`` (default benchmarks/results/fast_mode.md) with ``table`` and the command that wrote it (also
+    ``make bench``)."""
     import platform
 
     from sadtalker_lib.precision import FAST_TECHNIQUES, native_bf16_cpu
 
-    out = ROOT / "results" / "fast_mode.md"
+    out = Path(out) if out else ROOT / "results" / "fast_mode.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     cpu = _cpu_name() or platform.processor() or platform.machine()
     out.write_text(f"# Fast mode side by side\n\nReproduce: `{command}`\n\n`--precision fast` on a CPU with native "
