@@ -42,7 +42,7 @@ class MainConfig:
     regressor_steps: int = 150
     expnet_steps: int = 600  # the CPU preset (train/expnet.py)
     expnet_eval_every: int = 100  # held-out evaluations (~5 s each) every 100 steps, not the preset's 50
-    posevae_steps: int = 200  # the CPU preset of notebook 04
+    posevae_steps: int = 300  # the CPU preset's 2000 would take ~11 min; 300 frozen-encoder steps cost what 200 did
     renderer_size: int = 64  # face-vid2vid + MappingNet frames (px): the renderer's CPU preset size
     facevid2vid_steps: int = 250
     mapping_steps: int = 150

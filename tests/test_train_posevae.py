@@ -87,6 +87,49 @@ def test_fold_pose_scale_is_exact():
         assert torch.allclose(m.discriminator(pose / 0.02), raw.discriminator(pose), atol=1e-5)
 
 
+def test_fold_audio_standardizer_is_exact():
+    from sadtalker_lib.train.posevae_audio import AudioStandardizer
+    from sadtalker_lib.train.posevae_export import fold_audio_standardizer
+
+    torch.manual_seed(0)
+    m = PoseVAE(PoseVAEConfig(logvar_from_means_layer=False)).eval()
+    emb = 0.02 + 0.01 * torch.rand(512) * torch.randn(3, 32, 512)  # a random encoder's scale: small, uneven
+    emb[..., :50] = 0.3  # values that never vary: floored, not blown up
+    std = AudioStandardizer.fit(emb)
+    assert std(emb)[..., 50:].std() == pytest.approx(1.0, rel=0.1) and std(emb)[..., :50].abs().max() == 0
+    assert float(std.gain.max()) <= 1.0 / (0.1 * float(emb.reshape(-1, 512).double().std(0).median())) * 1.0001
+    assert torch.allclose(std.invert(std(emb)), emb, atol=1e-6)
+    raw = fold_audio_standardizer(copy.deepcopy(m), std.mean, std.gain)
+    pose, style, z = 0.05 * torch.randn(3, 33, 6), torch.tensor([0, 1, 2]), torch.randn(3, 64)
+    with torch.no_grad():
+        a = m.decoder(z, pose[:, 0], std(emb), style)
+        b = raw.decoder(z, pose[:, 0], emb, style)
+        assert torch.allclose(a, b, atol=1e-5) and not torch.allclose(a, m.decoder(z, pose[:, 0], emb, style))
+        mu_a, _ = m.encoder(pose[:, 1:] - pose[:, :1], pose[:, 0], std(emb), style)
+        mu_b, _ = raw.encoder(pose[:, 1:] - pose[:, :1], pose[:, 0], emb, style)
+        # float32 rounding: gains up to ~2000 here make W' e and b' large terms that cancel (~1e-4 after the MLP)
+        assert torch.allclose(mu_a, mu_b, atol=5e-4), float((mu_a - mu_b).abs().max())
+    with pytest.raises(ValueError, match="do not vary"):
+        AudioStandardizer.fit(torch.ones(2, 32, 512))
+
+
+def test_standardized_audio_run_resumes_and_exports_raw_features(tmp_path):
+    """The standardizer is saved with the run (a resumed run keeps it) and folded at export: the returned model and
+    the official file score the raw-feature windows alike."""
+    w = synthetic_pose_windows(8, with_mel=True, seed=4)
+    cfg = PoseVAETrainConfig.cpu(steps=4, eval_every=2, checkpoint_every=2, batch_size=4, audio_train_layers=1,
+                                 standardize_audio=True, precise_bn_windows=8, **FAST)
+    full = train_posevae(w, w, cfg, tmp_path / "full")
+    train_posevae(w, w, cfg, tmp_path / "cut", stop_after=3)
+    resumed = train_posevae(w, w, cfg, tmp_path / "cut")
+    assert_same_run(full, resumed)
+    extra = read_checkpoint(loop.latest_checkpoint(tmp_path / "cut", "auido2pose"))["extra"]
+    assert len(extra["audio_standardizer"]["gain"]) == 512
+    net = load_official(PoseVAE(), "audio2pose", tmp_path / "full").eval()
+    a, b = evaluate_posevae(full.model, w, cfg), evaluate_posevae(net, w, cfg)
+    assert a.mse == pytest.approx(b.mse, rel=1e-5)
+
+
 def test_checkpoint_is_official_and_drives_audio2coeff(tmp_path):
     w = synthetic_pose_windows(6, with_mel=True, seed=2)
     cfg = PoseVAETrainConfig.cpu(steps=2, eval_every=2, checkpoint_every=0, batch_size=4, **FAST)

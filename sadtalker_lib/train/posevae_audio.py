@@ -6,6 +6,12 @@ seeded random weights is a fixed random feature map of the mel windows. Two ways
 * ``audio_encoder``: copy Phi_A from a checkpoint trained here (an ExpNet, whose encoder learned speech -> lips);
 * ``audio_train_layers`` = k > 0: train the encoder's last k blocks with the CVAE. The frozen blocks below run
   once per distinct frame (:class:`AudioFrameCache`); each step runs only the top k blocks on the batch's frames.
+
+Either way the features are small: a seeded random encoder gives |Phi_A| ~ 0.02 with a spread over frames of
+~0.008 per value, so the 6-per-frame audio input of the CVAE's MLPs (``linear_audio``) starts ~100x weaker than z and
+rho_0, and a few hundred Adam steps do not grow it (their frame energy is there: a ridge regression reads it back
+with R^2 0.99). ``standardize_audio`` (:class:`AudioStandardizer`) feeds the features with zero mean and unit
+spread per value instead, an affine map folded into ``linear_audio`` at export (``posevae_export``).
 """
 from __future__ import annotations
 
@@ -20,7 +26,10 @@ from torch import nn
 from ..data.windows import PoseWindows
 from ..models.posevae import PoseVAE
 
-__all__ = ["load_audio_encoder", "audio_embeddings", "with_embeddings", "AudioFrameCache", "split_audio_encoder"]
+__all__ = ["load_audio_encoder", "audio_embeddings", "with_embeddings", "AudioFrameCache", "split_audio_encoder",
+           "AudioStandardizer", "AUDIO_STD_FLOOR"]
+
+AUDIO_STD_FLOOR = 0.1  # a value's spread counts as at least this fraction of the median spread (project choice)
 
 
 def load_audio_encoder(model: PoseVAE, source: str | os.PathLike | Mapping) -> PoseVAE:
@@ -108,3 +117,39 @@ def with_embeddings(model: PoseVAE, windows: PoseWindows | None) -> PoseWindows 
     if windows is None or windows.audio_emb is not None:
         return windows
     return replace(windows, audio_emb=audio_embeddings(model, windows), mel=None)
+
+
+@dataclass
+class AudioStandardizer:
+    """Phi_A features with zero mean and unit spread per value: ``(emb - mean) * gain``; mean, gain [512].
+
+    ``gain`` = 1 / std over the training frames, the std floored at ``AUDIO_STD_FLOOR`` x the median std so that
+    values that hardly vary (a random encoder leaves ~20% of them near constant) are not blown up into noise."""
+
+    mean: torch.Tensor
+    gain: torch.Tensor
+
+    @classmethod
+    @torch.no_grad()
+    def fit(cls, emb: torch.Tensor) -> "AudioStandardizer":
+        """From features [..., 512] (every window and frame counts once)."""
+        flat = emb.reshape(-1, emb.shape[-1]).double()
+        std = flat.std(0)
+        floor = AUDIO_STD_FLOOR * float(std.median())
+        if not floor > 0:
+            raise ValueError("the audio features do not vary over the training frames: nothing to standardize")
+        return cls(mean=flat.mean(0).float(), gain=(1.0 / std.clamp(min=floor)).float())
+
+    def __call__(self, emb: torch.Tensor) -> torch.Tensor:
+        """[..., 512] -> [..., 512]."""
+        return (emb - self.mean.to(emb.device)) * self.gain.to(emb.device)
+
+    def invert(self, emb: torch.Tensor) -> torch.Tensor:
+        return emb / self.gain.to(emb.device) + self.mean.to(emb.device)
+
+    def to_json(self) -> dict:
+        return {"mean": self.mean.tolist(), "gain": self.gain.tolist()}
+
+    @classmethod
+    def from_json(cls, d: Mapping) -> "AudioStandardizer":
+        return cls(mean=torch.tensor(d["mean"], dtype=torch.float32), gain=torch.tensor(d["gain"], dtype=torch.float32))

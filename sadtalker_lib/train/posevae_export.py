@@ -7,7 +7,7 @@ import torch
 from ..data.windows import PoseWindows
 from ..models.posevae import PoseVAE
 
-__all__ = ["residual_rms", "fold_pose_scale"]
+__all__ = ["residual_rms", "fold_pose_scale", "fold_audio_standardizer"]
 
 
 def residual_rms(windows: PoseWindows) -> float:
@@ -34,4 +34,16 @@ def fold_pose_scale(model: PoseVAE, scale: float) -> PoseVAE:
     model.decoder.pose_linear.weight *= scale
     model.decoder.pose_linear.bias *= scale
     model.discriminator.seq[0].conv.weight *= inv
+    return model
+
+
+@torch.no_grad()
+def fold_audio_standardizer(model: PoseVAE, mean: torch.Tensor, gain: torch.Tensor) -> PoseVAE:
+    """Turn a PoseVAE trained on standardized audio features ``(emb - mean) * gain`` into one that takes the
+    encoder's raw features (in place). Exact up to rounding: the features enter only through ``linear_audio`` of
+    the encoder and the decoder, W ((e - m) * g) + b = (W diag g) e + (b - (W diag g) m)."""
+    for linear in (model.encoder.linear_audio, model.decoder.linear_audio):
+        w = linear.weight.double() * gain.double().to(linear.weight.device)  # [6, 512] * [512], float64
+        linear.bias.copy_(linear.bias.double() - w @ mean.double().to(w.device))
+        linear.weight.copy_(w)
     return model
