@@ -146,11 +146,11 @@ def predict_expression(expnet: ExpNet, mels: torch.Tensor, ref_coeffs, blink,
     """ExpNet over a clip (Eq. 2): mels [B, T, 1, 80, 16], ref [B, T, 70] (or [B, T, 64] / [B, 70]),
     blink [B, T, 1] -> beta [B, T, 64]. Runs ``chunk`` frames at a time like the official ``Audio2Exp.test``."""
     b, t = mels.shape[:2]
-    ref = _as_tensor(ref_coeffs)
+    ref = _as_tensor(ref_coeffs).to(mels.device)
     if ref.ndim == 2:
         ref = ref[:, None].expand(-1, t, -1)
     ref_exp = ref[..., EXP]  # beta_0 per frame
-    ratio = _as_tensor(blink).reshape(b, t, 1)
+    ratio = _as_tensor(blink).to(mels.device).reshape(b, t, 1)
     if ref_exp.shape[:2] != (b, t):
         raise ValueError(f"ref has shape {tuple(ref.shape)}; expected [{b}, {t}, 70]")
     out = [expnet(mels[:, i:i + chunk], ref_exp[:, i:i + chunk], ratio[:, i:i + chunk]) for i in range(0, t, chunk)]
@@ -181,24 +181,26 @@ def predict_pose(posevae: PoseVAE, mels: torch.Tensor, ref_coeffs, style: int | 
     """
     cfg = posevae.config
     b, t = mels.shape[:2]
-    ref = _as_tensor(ref_coeffs)
+    device = mels.device
+    ref = _as_tensor(ref_coeffs).to(device)
     ref_pose = (ref[:, POSE_REFERENCE_FRAME] if ref.ndim == 3 else ref)[..., POSE]  # [B, 6]
     style_ids = torch.as_tensor(style).to(torch.long).reshape(-1).expand(b)  # [B]
     if int(style_ids.min()) < 0 or int(style_ids.max()) >= cfg.num_classes:
         raise ValueError(f"pose_style must be in 0..{cfg.num_classes - 1}, got {style_ids.tolist()}")
+    style_ids = style_ids.to(device)
 
     mels_use = mels[:, POSE_REFERENCE_FRAME + 1:]  # the reference frame's window is not used
     plan = pose_chunk_plan(mels_use.shape[1], cfg.seq_len)
     if z is None:
-        z = draw_pose_noise(t, b, cfg.latent_size, cfg.seq_len, generator)
-    z = _as_tensor(z)
+        z = draw_pose_noise(t, b, cfg.latent_size, cfg.seq_len, generator)  # on the CPU: the same z on any device
+    z = _as_tensor(z).to(device)
     if z.ndim == 2:
         z = z[:, None].expand(-1, b, -1)
     if z.shape[0] != len(plan) or z.shape[1:] != (b, cfg.latent_size):
         raise ValueError(f"z must be [{len(plan)}, {b}, {cfg.latent_size}] for {t} frames "
                          f"({len(plan)} chunks), got {tuple(z.shape)}")
 
-    motion = [torch.zeros(b, 1, cfg.pose_dim, dtype=ref_pose.dtype)]  # reference frame: no motion
+    motion = [torch.zeros(b, 1, cfg.pose_dim, dtype=ref_pose.dtype, device=device)]  # reference frame: no motion
     for k, (start, stop, keep) in enumerate(plan):
         emb = posevae.encode_audio(mels_use[:, start:stop])  # [B, <=32, 512]
         # OFFICIAL QUIRK: Audio2Pose.test pads a chunk of < 32 audio embeddings (clips of < 33 frames) IN FRONT
@@ -223,7 +225,7 @@ def smooth_pose(pose: torch.Tensor) -> torch.Tensor:
     if window <= POSE_SAVGOL_ORDER:
         return pose.clone()
     out = scipy.signal.savgol_filter(pose.detach().cpu().numpy(), window, POSE_SAVGOL_ORDER, axis=1)
-    return torch.from_numpy(np.ascontiguousarray(out, dtype=np.float32))
+    return torch.from_numpy(np.ascontiguousarray(out, dtype=np.float32)).to(pose.device)
 
 
 def audio_to_coefficients(expnet: ExpNet, posevae: PoseVAE, mels: torch.Tensor, ref_coeffs, blink,

@@ -27,9 +27,12 @@ A policy is a set of named techniques (``TECHNIQUES``), so that the benchmark ca
                     residual stream stays float32 where it is float32 (after ``decoder.fc``), the instance-norm
                     statistics accumulate in float32 (PyTorch's CPU kernels), the last conv and sigmoid are float32
     autocast        ``torch.autocast`` over the generator (16-bit activations everywhere, the plain way; measured
-                    for comparison: on the parity weights it loses more than the 35 dB budget on CPU)
-    channels-last   conv inputs and weights in channels-last layout (helps GPUs; not the CPU bf16 path)
-    compile         ``torch.compile`` of the generator's render (GPU option; long first call). On the 2-core CPU
+                    for comparison: on the parity weights it loses more than the 35 dB budget, on CPU and on an
+                    H200: 29.9 dB at 256 px)
+    channels-last   conv inputs and weights in channels-last layout (measured slower on an H200: 86 vs 99
+                    frames/s at 256 px in fp32; not the CPU bf16 path)
+    compile         ``torch.compile`` of the generator's render (long first call: ~23 s on an H200, then 1.85x
+                    fast alone there: benchmarks/results/gpu.md; not in ``fast``). On the 2-core CPU
                     with inductor freezing (prepacked oneDNN weights, fused pointwise ops) over bf16-conv: ~9 min
                     to compile under load, ~1.06x faster afterwards: not part of the CPU ``fast``
 
@@ -56,10 +59,11 @@ __all__ = ["PRECISIONS", "TECHNIQUES", "FAST_TECHNIQUES", "PrecisionPolicy", "Lo
 
 PRECISIONS = ("exact", "fast")
 TECHNIQUES = ("fold-norms", "fuse-spade", "bf16-conv", "bf16-act", "autocast", "channels-last", "compile")
-# device type -> techniques of ``fast`` (the choice measured in benchmarks/results/fast_mode.md)
+# device type -> techniques of ``fast`` (the choice measured in benchmarks/results/fast_mode.md and, for cuda on an
+# H200, gpu.md: channels-last was slower there, compile pays only after a ~23 s first call)
 FAST_TECHNIQUES = {"cpu": ("fold-norms", "fuse-spade", "bf16-conv", "bf16-act"),  # CPUs with native bfloat16
                    "cpu-float32": ("fold-norms", "fuse-spade"),  # CPUs without it (float32: same picture)
-                   "cuda": ("fold-norms", "bf16-conv", "channels-last")}
+                   "cuda": ("fold-norms", "bf16-conv")}
 # networks converted by a fast policy; the pose path (kp_detector, mapping nets) stays float32
 LOW_PRECISION_NETWORKS = ("generator",)
 # generator convs that bf16-conv keeps float32: the two that turn the warped volume into the decoder input (which
