@@ -366,41 +366,33 @@ def main() -> None:
                     pipe.prepare_source(portrait_path(Path(d)), mode)
             DETECTOR.save()
             print(f"landmarks recorded: {args.record_landmarks} ({len(DETECTOR.items)} images)", flush=True)
-        for size in args.sizes:
+
+        def section(label: str, measure) -> None:
+            """Run one measurement unless the time budget is spent; a failure is logged, the rest still runs."""
             if time.perf_counter() > deadline:
-                log(f"{size} px render rates skipped: time budget")
-                continue
+                log(f"{label} skipped: time budget")
+                return
             try:
-                rows += render_rates(folder, size, args.frames, args.rounds, Path(d), device, set(args.skip),
-                                     deadline, log, args.compile_reserve_s)
+                measure()
             except Exception as e:  # noqa: BLE001 - the other sections still run
                 traceback.print_exc()
-                log(f"{size} px render rates FAILED {type(e).__name__}: {e}")
+                log(f"{label} FAILED {type(e).__name__}: {e}")
             write()
-            print(f"[{time.perf_counter() - T0:.0f} s] {size} px render rates done", flush=True)
+            print(f"[{time.perf_counter() - T0:.0f} s] {label} done", flush=True)
+
+        def memory_row(sec: float) -> None:
+            m = outside_share(folder, 256, sec, Path(d), device)
+            memory.append(dict(size=256, seconds=sec, frames=m["frames"], peak_gib=m["peak_gib"], total=m["total"]))
+
         for size in args.sizes:
-            if time.perf_counter() > deadline:
-                log(f"{size} px full generate skipped: time budget")
-                continue
-            try:
-                shares.append(outside_share(folder, size, args.seconds, Path(d), device))
-            except Exception as e:  # noqa: BLE001
-                traceback.print_exc()
-                log(f"{size} px full generate FAILED {type(e).__name__}: {e}")
-            write()
-            print(f"[{time.perf_counter() - T0:.0f} s] {size} px full generate done", flush=True)
+            section(f"{size} px render rates", lambda size=size: rows.extend(render_rates(
+                folder, size, args.frames, args.rounds, Path(d), device, set(args.skip), deadline, log,
+                args.compile_reserve_s)))
+        for size in args.sizes:
+            section(f"{size} px full generate",
+                    lambda size=size: shares.append(outside_share(folder, size, args.seconds, Path(d), device)))
         for sec in args.memory_seconds:
-            if time.perf_counter() > deadline:
-                log(f"memory row at {sec:g} s skipped: time budget")
-                continue
-            try:
-                m = outside_share(folder, 256, sec, Path(d), device)
-                memory.append(dict(size=256, seconds=sec, frames=m["frames"], peak_gib=m["peak_gib"],
-                                   total=m["total"]))
-            except Exception as e:  # noqa: BLE001
-                traceback.print_exc()
-                log(f"memory row at {sec:g} s FAILED {type(e).__name__}: {e}")
-            write()
+            section(f"memory row at {sec:g} s", lambda sec=sec: memory_row(sec))
     write()
     print(out.read_text())
     print(f"written {out} in {time.perf_counter() - T0:.0f} s")
