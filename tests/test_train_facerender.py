@@ -8,6 +8,7 @@ coefficients), so no eSpeak NG is needed; the default corpus is exercised by not
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -15,12 +16,15 @@ import torch
 
 from sadtalker_lib.coeffs import ANGLE, PITCH, YAW
 from sadtalker_lib.official.io import CheckpointError, load_official
+from sadtalker_lib.models.facevid2vid import GeneratorConfig, KPDetectorConfig
+from sadtalker_lib.models.facevid2vid.head_pose import HEEstimatorConfig
 from sadtalker_lib.models.mapping import MappingNetConfig
 from sadtalker_lib.official.registry import CONFIG_FILE, build_network, read_configs
 from sadtalker_lib.official import OFFICIAL_NETWORKS, SAFETENSORS_FILE
 from sadtalker_lib.train.facerender_losses import (
     FV2V_POSE_SIGNS,
     DiscriminatorConfig,
+    ImagePyramid,
     MultiScaleDiscriminator,
     PerceptualLoss,
     RandomWarp,
@@ -30,15 +34,17 @@ from sadtalker_lib.train.facerender_losses import (
     generator_gan_loss,
     keypoint_l1,
     keypoint_prior_loss,
+    landmark_anchor_loss,
     ssim,
     vgg19_weights_path,
 )
-from sadtalker_lib.data.frames import FaceRenderClips, Segment, split_frames
+from sadtalker_lib.data.frames import FaceRenderClips, Segment, landmarks_to_grid, split_frames
 from sadtalker_lib.steps.keypoints import keypoint_transformation
 from sadtalker_lib.train.heldout import read_heldout
 from sadtalker_lib.train.facevid2vid import (
     FaceVid2VidTrainConfig,
     build_facevid2vid,
+    facevid2vid_step_losses,
     load_renderer,
     render_pairs,
     train_facevid2vid,
@@ -118,6 +124,31 @@ def test_keypoint_losses_values():
     assert keypoint_prior_loss(kp * torch.tensor([0.01, 0.01, 1.0])).item() > 0.3 + 0.5  # crowded -> penalised
 
 
+def test_landmark_anchor_loss_and_coordinates():
+    # pixel centres of the first and last pixel are the generator's -1 and +1, whatever the frame size
+    lm = np.zeros((68, 2), np.float32)
+    lm[1] = [63, 63]
+    lm[2] = [31.5, 0]
+    g = landmarks_to_grid(lm, 64)
+    assert g[0].tolist() == [-1.0, -1.0] and g[1].tolist() == [1.0, 1.0] and g[2].tolist() == [0.0, -1.0]
+    with pytest.raises(ValueError):
+        landmarks_to_grid(np.zeros((5, 2)), 64)
+    idx = (30, 48, 54)
+    marks = torch.rand(2, 68, 2) * 2 - 1
+    kp = torch.cat([marks[:, list(idx)], torch.rand(2, 3, 1)], -1).requires_grad_(True)  # z is free
+    assert landmark_anchor_loss(kp, marks, idx).item() == 0.0
+    off = kp.detach() + torch.tensor([0.1, -0.2, 5.0])
+    assert landmark_anchor_loss(off, marks, idx).item() == pytest.approx(0.15, abs=1e-6)
+    # frames without landmarks (NaN) are left out; none at all: 0 with a gradient path
+    marks[1] = float("nan")
+    assert landmark_anchor_loss(off, marks, idx).item() == pytest.approx(0.15, abs=1e-6)
+    loss = landmark_anchor_loss(kp, torch.full_like(marks, float("nan")), idx)
+    loss.backward()
+    assert loss.item() == 0.0 and kp.grad is not None
+    with pytest.raises(ValueError):
+        landmark_anchor_loss(kp[:, :2], marks, idx)
+
+
 def test_coeff_pose_degrees_signs():
     c = torch.zeros(1, 70)
     c[0, ANGLE] = torch.tensor([0.1, 0.2, 0.3])  # pitch, yaw, roll (radians)
@@ -131,6 +162,54 @@ def test_coeff_pose_degrees_signs():
 
 
 # --- learning --------------------------------------------------------------------------------------
+def _with_landmarks(clips: FaceRenderClips) -> FaceRenderClips:
+    """The synthetic clips with 68 landmarks that follow their disc (yaw shifts it, pitch lifts it, exp[0] opens
+    the mouth): the anchor landmarks at fixed offsets from the disc centre, the lower lip lowered by exp[0]."""
+    size = clips.image_size
+    rng = np.random.default_rng(5)
+    base = rng.uniform(-0.5, 0.5, (68, 2))
+    out = []
+    for c in clips.coeffs:
+        c = c.numpy()
+        centre = np.stack([-c[:, YAW] * 1.5, c[:, PITCH] * 1.5], -1)[:, None]  # [T, 1, 2] normalised
+        lm = base[None] + centre
+        lm[:, [57, 66], 1] += 0.12 * c[:, :1]
+        out.append((lm + 1) * (size - 1) / 2)
+    frames = [f.permute(0, 2, 3, 1).numpy() for f in clips.frames]
+    return FaceRenderClips(frames, clips.coeffs, size, landmarks=out)
+
+
+def test_landmark_anchor_training_and_keypoint_motion_diagnostic(clips, tmp_path):
+    train, held = (_with_landmarks(c) for c in clips)
+    pairs = held.fixed_pairs(4, 0)
+    assert pairs.source_landmarks.shape == (4, 68, 2) and torch.isfinite(pairs.driving_landmarks).all()
+    assert torch.isnan(clips[1].fixed_pairs(2, 0).driving_landmarks).all()  # clips built without landmarks
+    with pytest.raises(ValueError, match="15 keypoints"):
+        fv_config(lambda_landmarks=1.0, kp_detector=replace(KPDetectorConfig.tiny(), num_kp=10),
+                  generator=replace(GeneratorConfig.tiny(), num_kp=10),
+                  he_estimator=replace(HEEstimatorConfig.tiny(), num_kp=10))
+    # the anchor's gradient reaches the keypoints: steps on a fixed batch with the anchor as the only term
+    cfg = fv_config(lambda_landmarks=1.0, perceptual_weights=(0.0,) * 4, lambda_equivariance=0.0, lambda_keypoint=0.0,
+                    lambda_headpose=0.0, lambda_expression=0.0)
+    nets = build_facevid2vid(cfg).train()
+    opt = torch.optim.Adam(nets.parameters(), lr=2e-3)
+    batch = train.fixed_pairs(4, 1)
+    first = None
+    for _ in range(15):
+        loss, terms, _ = facevid2vid_step_losses(nets, batch, cfg, ImagePyramid(cfg.pyramid_scales))
+        first = terms["landmark_anchor"] if first is None else first
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert terms["landmark_anchor"] < 0.5 * first, (first, terms["landmark_anchor"])
+    # the keypoint-motion diagnostic is logged with and without the anchor, beside no keypoint motion
+    run = train_facevid2vid(train, held, fv_config(steps=2, eval_every=2, checkpoint_every=0), tmp_path / "fv",
+                            resume=False)
+    err, still = run.history.last("keypoint_motion_error_px"), run.history.last("keypoint_motion_still_px")
+    assert np.isfinite(err) and still > 0
+    assert not any("landmark_anchor" in row for row in run.history.rows)  # off by default
+
+
 def test_facevid2vid_loss_falls(clips, tmp_path):
     train, held = clips
     cfg = fv_config(steps=14, lr=2e-3, eval_every=14, checkpoint_every=0)
@@ -367,6 +446,12 @@ def test_motion_transfer_metric():
     assert metrics["x/motion_transfer_error_px"].beats("copy_source")
     with pytest.raises(ValueError, match="do not match"):
         ref.score(driving[:1])
+    # no face the detector can find (a blank frame): still scored, fitted in the source's face box, so two
+    # renderers are compared on the same pairs; far worse than the moved face
+    blank = ref.score(np.stack([np.full_like(face, 128), face]))
+    assert blank.found_fraction == 0.0 and half.found_fraction == 1.0 and blank.n_moving == half.n_moving == 1
+    assert np.isfinite(blank.error_px) and blank.error_px > half.error_px
+    assert blank.copy_source_px == half.copy_source_px
 
 
 # --- the split and heldout.json ------------------------------------------------------------------------

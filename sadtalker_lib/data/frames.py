@@ -26,7 +26,7 @@ from ..coeffs import MOTION_DIM, POSE
 from ..steps.windows import SEMANTIC_RADIUS, frame_windows, source_window
 
 __all__ = ["FramePairs", "FaceRenderClips", "Segment", "FrameSplit", "split_frames", "split_clips",
-           "LATER_FRACTION"]
+           "LATER_FRACTION", "landmarks_to_grid"]
 
 LATER_FRACTION = 0.25  # held-out share of each training person's clip: its last quarter (project choice)
 
@@ -57,6 +57,8 @@ class FramePairs:
     clip: torch.Tensor
     source_index: torch.Tensor
     driving_index: torch.Tensor
+    source_landmarks: torch.Tensor
+    driving_landmarks: torch.Tensor
 
     def __len__(self) -> int:
         return self.source.shape[0]
@@ -66,6 +68,20 @@ class FramePairs:
 
     def to(self, device) -> "FramePairs":
         return FramePairs(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+
+
+N_LANDMARKS = 68
+
+
+def landmarks_to_grid(landmarks_px: np.ndarray | torch.Tensor, frame_size_px: int) -> torch.Tensor:
+    """Landmarks [..., 68, 2] as (x, row) pixels of a square frame of side ``frame_size_px`` -> the same points
+    in the normalised coordinates of the renderer's keypoints and warps (x along the width, y along the
+    height, -1 at the first pixel centre and +1 at the last: ``models.facevid2vid.blocks.make_coordinate_grid``).
+    Independent of the size the frames are resized to."""
+    lm = torch.as_tensor(np.asarray(landmarks_px), dtype=torch.float32)
+    if lm.shape[-2:] != (N_LANDMARKS, 2):
+        raise ValueError(f"landmarks must be [..., {N_LANDMARKS}, 2], got {tuple(lm.shape)}")
+    return lm * (2.0 / (frame_size_px - 1)) - 1.0
 
 
 def _resize_frames(frames: np.ndarray | torch.Tensor, size: int) -> torch.Tensor:
@@ -84,10 +100,13 @@ class FaceRenderClips:
     """Clips held in memory for FaceRender training: frames (resized to ``image_size``) and coefficients.
 
     frames: per clip uint8 [T, H, W, 3] (the corpus format); coeffs: per clip [T, C] (C = 70, or 73 with crop
-    params). :meth:`from_corpus` reads a corpus folder (``data.corpus`` format, either builder).
+    params); landmarks (optional): per clip [T, 68, 2] (x, row) pixels of ``frames`` (the corpus format), kept
+    as normalised coordinates (``landmarks_to_grid``; NaN when not given). :meth:`from_corpus` reads a corpus
+    folder (``data.corpus`` format, either builder).
     """
 
-    def __init__(self, frames: Sequence, coeffs: Sequence, image_size: int, ids: Sequence[str] | None = None):
+    def __init__(self, frames: Sequence, coeffs: Sequence, image_size: int, ids: Sequence[str] | None = None,
+                 landmarks: Sequence | None = None):
         if len(frames) != len(coeffs) or not len(frames):
             raise ValueError(f"need as many coefficient arrays as frame arrays (>= 1), "
                              f"got {len(frames)} and {len(coeffs)}")
@@ -100,6 +119,18 @@ class FaceRenderClips:
             if c.ndim != 2 or c.shape[0] != f.shape[0] or c.shape[1] < MOTION_DIM:
                 raise ValueError(f"clip {k}: coefficients {tuple(c.shape)} do not fit "
                                  f"{f.shape[0]} frames x >= {MOTION_DIM}")
+        if landmarks is not None and len(landmarks) != len(frames):
+            raise ValueError(f"{len(landmarks)} landmark arrays for {len(frames)} clips")
+        self.landmarks = []
+        for k, f in enumerate(frames):
+            t, side = self.frames[k].shape[0], np.asarray(f).shape[1]
+            if landmarks is None:
+                self.landmarks.append(torch.full((t, N_LANDMARKS, 2), float("nan")))
+                continue
+            lm = landmarks_to_grid(landmarks[k], side)
+            if lm.shape[0] != t:
+                raise ValueError(f"clip {k}: {lm.shape[0]} landmark frames for {t} frames")
+            self.landmarks.append(lm)
         self.ids = list(ids) if ids is not None else [f"clip_{k:04d}" for k in range(len(self.frames))]
         self._windows: dict[int, list[torch.Tensor]] = {}
 
@@ -110,12 +141,13 @@ class FaceRenderClips:
         from .corpus.format import load_clip, load_index, select_clips
 
         entries = select_clips(load_index(root)["clips"], clips)
-        frames, coeffs = [], []
+        frames, coeffs, landmarks = [], [], []
         for e in entries:
             a = load_clip(root, e)
             frames.append(a["frames"])
             coeffs.append(a["coeffs"])
-        return cls(frames, coeffs, image_size, ids=[e["id"] for e in entries])
+            landmarks.append(a["landmarks"])
+        return cls(frames, coeffs, image_size, ids=[e["id"] for e in entries], landmarks=landmarks)
 
     @classmethod
     def from_segments(cls, root: str | os.PathLike, segments: Sequence[Segment],
@@ -127,7 +159,7 @@ class FaceRenderClips:
             raise ValueError("no segments given")
         index = load_index(root)["clips"]
         cache: dict[str, dict] = {}
-        frames, coeffs, ids = [], [], []
+        frames, coeffs, landmarks, ids = [], [], [], []
         for seg in segments:
             if seg.clip not in cache:
                 cache[seg.clip] = load_clip(root, select_clips(index, [seg.clip])[0])
@@ -136,8 +168,9 @@ class FaceRenderClips:
                 raise ValueError(f"segment {seg} outside the {len(a['coeffs'])} frames of {seg.clip}")
             frames.append(a["frames"][seg.start:seg.stop])
             coeffs.append(a["coeffs"][seg.start:seg.stop])
+            landmarks.append(a["landmarks"][seg.start:seg.stop])
             ids.append(f"{seg.clip}[{seg.start}:{seg.stop}]")
-        return cls(frames, coeffs, image_size, ids=ids)
+        return cls(frames, coeffs, image_size, ids=ids, landmarks=landmarks)
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -161,9 +194,11 @@ class FaceRenderClips:
               radius: int = SEMANTIC_RADIUS) -> FramePairs:
         """The pairs (clip[i], frame source[i]) -> (clip[i], frame driving[i])."""
         clip, source, driving = (np.asarray(a, dtype=np.int64).reshape(-1) for a in (clip, source, driving))
-        src, drv, sc, dc, sw, dw = [], [], [], [], [], []
+        src, drv, sc, dc, sw, dw, sl, dl = [], [], [], [], [], [], [], []
         for k, s, d in zip(clip, source, driving):
             f, c = self.frames[k], self.coeffs[k]
+            sl.append(self.landmarks[k][s])
+            dl.append(self.landmarks[k][d])
             src.append(f[s])
             drv.append(f[d])
             sc.append(c[s])
@@ -174,7 +209,8 @@ class FaceRenderClips:
         return FramePairs(source=as_float(src), driving=as_float(drv), source_coeffs=torch.stack(sc),
                           driving_coeffs=torch.stack(dc), source_window=torch.stack(sw),
                           driving_window=torch.stack(dw), clip=torch.as_tensor(clip),
-                          source_index=torch.as_tensor(source), driving_index=torch.as_tensor(driving))
+                          source_index=torch.as_tensor(source), driving_index=torch.as_tensor(driving),
+                          source_landmarks=torch.stack(sl), driving_landmarks=torch.stack(dl))
 
     def sample(self, batch_size: int, rng: np.random.Generator, radius: int = SEMANTIC_RADIUS,
                motion_candidates: int = 1) -> FramePairs:

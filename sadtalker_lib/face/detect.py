@@ -279,6 +279,14 @@ class DlibDetector:
         """``float32 [68, 2]`` landmarks (x, y; y down) of the largest face."""
         return self.detect(image).landmarks
 
+    def landmarks_in_box(self, image, box) -> np.ndarray:
+        """``float32 [68, 2]``: the shape predictor run inside ``box`` (x1, y1, x2, y2 in the image's pixels)
+        without detection: always 68 points, a face or not (the caller decides what the box means)."""
+        import dlib
+
+        shape = self._predictor(load_image(image), dlib.rectangle(*(int(round(float(v))) for v in box)))
+        return np.array([[p.x, p.y] for p in shape.parts()], np.float32)
+
 
 # ---------------------------------------------------------------------------------------------
 # facexlib (optional: the official route)

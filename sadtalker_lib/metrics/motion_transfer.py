@@ -8,7 +8,11 @@ For (source, driving) pairs of frames and the frame a renderer generated from th
 in pixels of the frames as given (``image_size``). Only *moving* pairs count: those whose copy-source error is
 above ``threshold_px`` (a still pair says nothing about motion). Landmarks come from
 ``metrics.lipsync.lip_track``: the frames are enlarged (bicubic) until the face is about 224 px wide, because
-dlib misses faces under ~80 px, and the points are returned in the input's pixels.
+dlib misses faces under ~80 px, and the points are returned in the input's pixels. Where dlib's detector finds
+no face in a generated frame, the 68 points are fitted inside the *source* frame's face box (the renderer's
+input, no information about the driving frame: a renderer that outputs the source scores copy_source there),
+so every moving pair is scored and two renderers are compared on the same pairs; ``found_fraction`` says how
+many generated faces the detector found by itself.
 
 Beside it, on the same moving pairs, the image inside the face region (the box around the source's and the
 driving frame's landmarks, padded by ``FACE_BOX_PAD`` of its size): L1 in [0, 1] grey levels and PSNR in dB, for
@@ -34,6 +38,8 @@ __all__ = [
     "LANDMARK_LABEL",
     "as_uint8_frames",
     "face_landmarks",
+    "face_track",
+    "landmarks_in_boxes",
     "landmark_distance_px",
     "face_boxes",
     "MotionTransferScore",
@@ -73,17 +79,56 @@ def _float_frames(frames) -> np.ndarray:
 
 def face_landmarks(frames, detector=None) -> np.ndarray:
     """dlib's 68 landmarks of each frame, float [N, 68, 2] in the frames' pixels (NaN where no face was found)."""
+    return face_track(frames, detector)[0]
+
+
+def face_track(frames, detector=None) -> tuple[np.ndarray, np.ndarray]:
+    """(landmarks float [N, 68, 2], detector boxes float [N, 4] (x1, y1, x2, y2)) in the frames' pixels, NaN where
+    no face was found (as :func:`face_landmarks`)."""
     from .lipsync import lip_track
 
     x = as_uint8_frames(frames)
     if not len(x):
-        return np.zeros((0, 68, 2))
-    pre = math.ceil(MIN_DETECT_SIDE / min(x.shape[1:3]))  # the detector refuses images under 64 px a side
-    if pre > 1:
-        import cv2
+        return np.zeros((0, 68, 2)), np.zeros((0, 4))
+    pre = _pre_factor(x)
+    track = lip_track(_enlarge(x, pre), detector=detector)
+    return track.landmarks / pre, track.boxes / pre
 
-        x = np.stack([cv2.resize(f, None, fx=pre, fy=pre, interpolation=cv2.INTER_CUBIC) for f in x])
-    return lip_track(x, detector=detector).landmarks / pre
+
+def _pre_factor(x: np.ndarray) -> int:
+    return math.ceil(MIN_DETECT_SIDE / min(x.shape[1:3]))  # the detector refuses images under 64 px a side
+
+
+def _enlarge(x: np.ndarray, factor: float) -> np.ndarray:
+    if factor == 1:
+        return x
+    import cv2
+
+    return np.stack([cv2.resize(f, None, fx=factor, fy=factor, interpolation=cv2.INTER_CUBIC) for f in x])
+
+
+def landmarks_in_boxes(frames, boxes: np.ndarray, detector=None) -> np.ndarray:
+    """dlib's 68 landmarks fitted inside given face boxes (no detection), float [N, 68, 2] in the frames' pixels.
+
+    frames: as :func:`as_uint8_frames`; boxes [N, 4] (x1, y1, x2, y2) in the frames' pixels (e.g. from
+    :func:`face_track` on other frames). Each frame is enlarged until its box is about ``LIP_FACE_PX`` wide, as
+    ``lip_track`` does before fitting.
+    """
+    from ..face.detect import default_detector
+    from .lipsync import LIP_FACE_PX, MAX_UPSAMPLE
+
+    x = as_uint8_frames(frames)
+    boxes = np.asarray(boxes, np.float64)
+    if boxes.shape != (len(x), 4) or not np.isfinite(boxes).all():
+        raise ValueError(f"need one finite box (x1, y1, x2, y2) per frame, got {boxes.shape} for {len(x)} frames")
+    detector = detector or default_detector()
+    out = np.empty((len(x), 68, 2))
+    for i, (f, box) in enumerate(zip(x, boxes)):
+        pre = _pre_factor(x)
+        width = max(float(box[2] - box[0]) * pre, 1.0)
+        factor = pre * float(np.clip(round(LIP_FACE_PX / width), 1, MAX_UPSAMPLE))
+        out[i] = detector.landmarks_in_box(_enlarge(f[None], factor)[0], box * factor) / factor
+    return out
 
 
 def landmark_distance_px(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -118,11 +163,12 @@ class MotionTransferScore:
     """Motion transfer of generated frames on the moving pairs of a :class:`MotionReference`.
 
     error_px / copy_source_px: mean landmark distance to the driving frame (generated / source frame), pixels of
-    ``image_size`` frames, over the moving pairs where dlib also found the generated face (``found_fraction`` of
-    the moving pairs; the baseline is averaged over the same pairs). face_l1 / copy_face_l1 ([0, 1] grey levels)
-    and face_psnr_db / copy_face_psnr_db: the face region of the generated / source frame vs the driving frame,
-    over all moving pairs. n_pairs: pairs given; n_moving: pairs with a face in source and driving and a
-    copy-source error above ``threshold_px``. per_pair: the per-pair arrays (moving pairs) for plots.
+    ``image_size`` frames, over all moving pairs (``found_fraction``: the share of them where dlib's detector
+    found the generated face; the others are fitted in the source frame's face box). face_l1 / copy_face_l1
+    ([0, 1] grey levels) and face_psnr_db / copy_face_psnr_db: the face region of the generated / source frame vs
+    the driving frame, over all moving pairs. n_pairs: pairs given; n_moving: pairs with a face in source and
+    driving and a copy-source error above ``threshold_px``. per_pair: the per-pair arrays (moving pairs) for plots,
+    with ``found`` (the detector found the generated face).
     """
 
     error_px: float
@@ -153,7 +199,8 @@ class MotionTransferScore:
         return {
             f"{prefix}motion_transfer_error_px": HeldoutMetric(
                 self.error_px, {"copy_source": self.copy_source_px}, True,
-                f"{LANDMARK_LABEL}; {size}; {where}; generated face found in {self.found_fraction:.0%}"),
+                f"{LANDMARK_LABEL}; {size}; {where}; generated face detected in {self.found_fraction:.0%} "
+                f"(the rest fitted in the source's face box)"),
             f"{prefix}face_l1": HeldoutMetric(self.face_l1, {"copy_source": self.copy_face_l1}, True,
                                               f"face region (landmark box + {FACE_BOX_PAD:.0%}); {where}"),
             f"{prefix}face_psnr_db": HeldoutMetric(self.face_psnr_db, {"copy_source": self.copy_face_psnr_db}, False,
@@ -166,19 +213,17 @@ class MotionTransferScore:
         if not scores:
             raise ValueError("no scores to combine")
         pp = {k: np.concatenate([s.per_pair[k] for s in scores]) for k in scores[0].per_pair}
-        ok = np.isfinite(pp["error_px"])
         return MotionTransferScore(
-            error_px=float(pp["error_px"][ok].mean()) if ok.any() else math.nan,
-            copy_source_px=float(pp["copy_source_px"][ok].mean() if ok.any() else pp["copy_source_px"].mean()),
+            error_px=float(pp["error_px"].mean()), copy_source_px=float(pp["copy_source_px"].mean()),
             face_l1=float(pp["face_l1"].mean()), copy_face_l1=float(pp["copy_face_l1"].mean()),
             face_psnr_db=float(pp["face_psnr_db"].mean()), copy_face_psnr_db=float(pp["copy_face_psnr_db"].mean()),
             n_pairs=sum(s.n_pairs for s in scores), n_moving=sum(s.n_moving for s in scores),
-            found_fraction=float(ok.mean()), image_size=scores[0].image_size,
+            found_fraction=float(pp["found"].mean()), image_size=scores[0].image_size,
             threshold_px=scores[0].threshold_px, per_pair=pp)
 
     def summary(self) -> str:
         return (f"motion transfer {self.error_px:.3f} px vs copy-source {self.copy_source_px:.3f} px "
-                f"({self.ratio:.2f}x; {self.n_moving}/{self.n_pairs} moving pairs, generated face found "
+                f"({self.ratio:.2f}x; {self.n_moving}/{self.n_pairs} moving pairs, generated face detected "
                 f"{self.found_fraction:.0%}); face L1 {self.face_l1:.4f} vs {self.copy_face_l1:.4f}; "
                 f"face PSNR {self.face_psnr_db:.2f} vs {self.copy_face_psnr_db:.2f} dB")
 
@@ -199,7 +244,7 @@ class MotionReference:
         self.image_size = int(self.source.shape[1])
         self.threshold_px = float(MIN_MOTION_FRACTION * self.image_size if threshold_px is None else threshold_px)
         self.detector = detector
-        self.landmarks_source = face_landmarks(as_uint8_frames(source), detector)
+        self.landmarks_source, self.source_boxes = face_track(as_uint8_frames(source), detector)
         self.landmarks_driving = face_landmarks(as_uint8_frames(driving), detector)
         self.copy_error_px = landmark_distance_px(self.landmarks_source, self.landmarks_driving)
         with np.errstate(invalid="ignore"):
@@ -228,20 +273,21 @@ class MotionReference:
                              f"{self.threshold_px:.2f} px (with a face found in source and driving)")
         m = self.moving
         lm_gen = face_landmarks(gen8[m], self.detector)
-        err = landmark_distance_px(lm_gen, self.landmarks_driving[m])  # [M], NaN where no generated face
+        ok = np.isfinite(lm_gen).all((1, 2))  # the detector found the generated face
+        if not ok.all():  # fitted inside the source frame's face box instead (module docstring)
+            lm_gen[~ok] = landmarks_in_boxes(gen8[m][~ok], self.source_boxes[m][~ok], self.detector)
+        err = landmark_distance_px(lm_gen, self.landmarks_driving[m])  # [M]
         copy = self.copy_error_px[m]
-        ok = np.isfinite(err)
         l1, psnr = _box_l1_psnr(gen[m], self.driving[m], self.boxes[m])
         cl1, cpsnr = _box_l1_psnr(self.source[m], self.driving[m], self.boxes[m])
         return MotionTransferScore(
-            error_px=float(err[ok].mean()) if ok.any() else math.nan,
-            copy_source_px=float(copy[ok].mean()) if ok.any() else float(copy.mean()),
+            error_px=float(err.mean()), copy_source_px=float(copy.mean()),
             face_l1=float(l1.mean()), copy_face_l1=float(cl1.mean()),
             face_psnr_db=float(psnr.mean()), copy_face_psnr_db=float(cpsnr.mean()),
             n_pairs=len(self), n_moving=self.n_moving, found_fraction=float(ok.mean()),
             image_size=self.image_size, threshold_px=self.threshold_px,
             per_pair={"error_px": err, "copy_source_px": copy, "face_l1": l1, "copy_face_l1": cl1,
-                      "face_psnr_db": psnr, "copy_face_psnr_db": cpsnr})
+                      "face_psnr_db": psnr, "copy_face_psnr_db": cpsnr, "found": ok})
 
 
 def renderer_heldout_metrics(render, sets: dict, per_clip: int = 8, log=print) -> dict:

@@ -21,6 +21,11 @@ Stage 1, face-vid2vid (Wang et al. 2021, as in SadTalker Sec. 3.3 "as in the ori
                  come from a pretrained HopeNet; here from the corpus' own pose coefficients
                  (:func:`coeff_pose_degrees`), the stand-in for it
     expression   deformation prior: L1 norm of the expression deltas; weight 5
+    landmark     NOT in face-vid2vid (weight 0 there and in the paper preset): the (x, y) of the source and
+    anchor       driving keypoints pulled towards K chosen landmarks of the 68 of each frame
+                 (:data:`ANCHOR_LANDMARKS`, :func:`landmark_anchor_loss`). A CPU-budget aid: face-vid2vid finds
+                 its keypoints unsupervised over days of GPU training; at minutes of CPU they never follow the
+                 face and the renderer learns to copy the source (measured: ``facevid2vid.py``)
 
 Stage 2, MappingNet (paper supp. Eq. 14): L_1 = 1/N sum_n ||K'_n - K_n||_1 between the keypoints driven by the
 MappingNet and by face-vid2vid's own motion estimator (HEEstimator) on the real frame, weight 20, plus the
@@ -372,6 +377,37 @@ def keypoint_prior_loss(kp: torch.Tensor, distance_target: float = KEYPOINT_DIST
     spread = F.relu(distance_target - d2).mean(0).sum()
     depth = (kp[..., 2].mean(-1) - depth_target).abs().mean()
     return spread + depth
+
+
+# Landmarks (of the 68) that anchor the 15 keypoints of the CPU preset: jaw ends and chin, brows, nose bridge and
+# tip, eye corners, mouth corners, outer and inner lip middles (so that mouth opening moves keypoints).
+# A project choice, spread over the face.
+ANCHOR_LANDMARKS = (0, 8, 16, 19, 24, 27, 30, 36, 45, 48, 54, 51, 57, 62, 66)
+
+
+def anchor_landmarks(num_kp: int) -> tuple[int, ...]:
+    """The landmark index anchoring each of ``num_kp`` keypoints (``ANCHOR_LANDMARKS`` is for 15)."""
+    if num_kp != len(ANCHOR_LANDMARKS):
+        raise ValueError(f"the landmark anchor has {len(ANCHOR_LANDMARKS)} landmarks, the renderer {num_kp} "
+                         f"keypoints: set lambda_landmarks=0 or use 15 keypoints")
+    return ANCHOR_LANDMARKS
+
+
+def landmark_anchor_loss(kp: torch.Tensor, landmarks: torch.Tensor,
+                         indices: Sequence[int] = ANCHOR_LANDMARKS) -> torch.Tensor:
+    """mean |kp_k(x, y) - landmark_{indices[k]}| over keypoints and frames with landmarks.
+
+    kp [B, K, 3] (x, y, z in the generator's normalised coordinates); landmarks [B, 68, 2] in the same
+    coordinates (``data.frames.landmarks_to_grid``), NaN rows (no landmarks) left out; 0 when none has any.
+    """
+    if kp.ndim != 3 or landmarks.ndim != 3 or kp.shape[1] != len(indices):
+        raise ValueError(f"kp [B, {len(indices)}, 3] and landmarks [B, 68, 2] expected, "
+                         f"got {tuple(kp.shape)} and {tuple(landmarks.shape)}")
+    target = landmarks[:, list(indices)].to(kp.dtype)
+    ok = torch.isfinite(target).all(-1).all(-1)  # [B]
+    if not bool(ok.any()):
+        return kp.sum() * 0.0
+    return (kp[ok, :, :2] - target[ok]).abs().mean()
 
 
 def coeff_pose_degrees(coeffs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -9,7 +9,12 @@ Two frames of the same clip (``data.frames``), a source and a driving one:
     L = perceptual(frame, driving) + GAN + 10 feature matching + 10 equivariance + 10 keypoint prior
         + 20 head pose + 5 expression (deformation prior);   D: hinge loss on (driving, frame)
 
-Losses: ``facerender_losses`` (head-pose targets: the corpus' fitted 3DMM angles). Hyper-parameters default to
+Losses: ``facerender_losses`` (head-pose targets: the corpus' fitted 3DMM angles). Not face-vid2vid, off in
+every preset: ``lambda_landmarks`` pulls the keypoints' (x, y) towards 15 of the corpus' 68 landmarks (measured at
+the CPU preset on a 12-clip corpus: it keeps the masks off the identity motion, but motion transfer on held-out
+frames stayed at 0.90x copy-source, no better than without it). Logged always where the clips carry landmarks:
+``keypoint_motion_error_px``, the keypoint motion against those landmarks' motion, beside
+``keypoint_motion_still_px`` (keypoints that do not move). Hyper-parameters default to
 the paper / face-vid2vid (Adam lr 2e-4, betas (0.5, 0.999), batch 32, 256 px, official network sizes, bf16 on a
 GPU: the ``paper`` preset); ``.cpu()`` is a small face-vid2vid for 2 CPU cores (64 px, tiny networks, pairs
 biased to large head motion, identity-motion mask logit started low); ``.tiny()`` the test
@@ -58,6 +63,8 @@ from .facerender_losses import (
     MultiScaleDiscriminator,
     PerceptualLoss,
     RandomWarp,
+    ANCHOR_LANDMARKS,
+    anchor_landmarks,
     coeff_pose_degrees,
     discriminator_gan_loss,
     equivariance_loss,
@@ -66,6 +73,7 @@ from .facerender_losses import (
     generator_gan_loss,
     headpose_loss,
     keypoint_prior_loss,
+    landmark_anchor_loss,
     pyramid_l1,
 )
 
@@ -98,6 +106,7 @@ LAMBDA_EQUIVARIANCE = 10.0  # vox-256.yaml loss_weights.equivariance_value
 LAMBDA_KEYPOINT_PRIOR = 10.0  # loss_weights.keypoint
 LAMBDA_HEADPOSE = 20.0  # loss_weights.headpose
 LAMBDA_EXPRESSION = 5.0  # loss_weights.expression
+LAMBDA_LANDMARKS = 0.0  # not in face-vid2vid: keypoints anchored to landmarks (facerender_losses; CPU preset only)
 
 
 @dataclass
@@ -119,7 +128,8 @@ class FaceVid2VidTrainConfig(TrainConfig):
     heads give two frames of one clip very different keypoints, and the masks then learn to prefer the identity
     motion). motion_candidates: > 1 biases the
     training pairs to large head motion (``FaceRenderClips.sample``). heldout_pairs_per_clip: driving frames per
-    held-out segment in ``heldout.json`` (the segment's first frame is the source).
+    held-out segment in ``heldout.json`` (the segment's first frame is the source). lambda_landmarks: weight
+    of the landmark anchor (``facerender_losses.landmark_anchor_loss``; not a face-vid2vid term, 0 = off).
     """
 
     lr: float = LR_FACERENDER
@@ -141,6 +151,7 @@ class FaceVid2VidTrainConfig(TrainConfig):
     lambda_keypoint: float = LAMBDA_KEYPOINT_PRIOR
     lambda_headpose: float = LAMBDA_HEADPOSE
     lambda_expression: float = LAMBDA_EXPRESSION
+    lambda_landmarks: float = LAMBDA_LANDMARKS
     sigma_affine: float = 0.05
     sigma_tps: float = 0.005
     points_tps: int = 5
@@ -161,6 +172,8 @@ class FaceVid2VidTrainConfig(TrainConfig):
             raise ValueError(f"{len(self.perceptual_weights)} perceptual weights for scales {self.pyramid_scales}")
         if self.kp_detector.num_kp != self.generator.num_kp or self.generator.num_kp != self.he_estimator.num_kp:
             raise ValueError("kp_detector, generator and he_estimator must agree on num_kp")
+        if self.lambda_landmarks:
+            anchor_landmarks(self.kp_detector.num_kp)
 
     @classmethod
     def paper(cls, **changes) -> "FaceVid2VidTrainConfig":
@@ -253,6 +266,20 @@ def facevid2vid_step_losses(r, batch: FramePairs, config: FaceVid2VidTrainConfig
         ex = expression_prior_loss(he_d["exp"])
         total = total + c.lambda_expression * ex
         terms["expression"] = float(ex.detach())
+    if c.lambda_landmarks:
+        idx = anchor_landmarks(kp_c.shape[1])
+        lm = 0.5 * (landmark_anchor_loss(kp_s, batch.source_landmarks, idx)
+                    + landmark_anchor_loss(kp_d, batch.driving_landmarks, idx))
+        total = total + c.lambda_landmarks * lm
+        terms["landmark_anchor"] = float(lm.detach())
+    if kp_c.shape[1] == len(ANCHOR_LANDMARKS) and bool(torch.isfinite(batch.driving_landmarks).any()):
+        # diagnostic: do the keypoints move as the face does? |keypoint motion - landmark motion| (x, y) at the
+        # anchor landmarks, in px, beside the same for no keypoint motion at all ("still")
+        with torch.no_grad():
+            moved = batch.driving_landmarks - batch.source_landmarks
+            px = (c.image_size - 1) / 2
+            terms["keypoint_motion_error_px"] = px * float(landmark_anchor_loss(kp_d - kp_s, moved))
+            terms["keypoint_motion_still_px"] = px * float(landmark_anchor_loss(torch.zeros_like(kp_d), moved))
     terms["image_l1"] = float((pred.detach() - batch.driving).abs().mean())
     # diagnostic: weight of the background (identity) motion in the dense motion masks; near 1 the frame no
     # longer depends on the keypoints (copying the source frame is identity motion everywhere: 1)
@@ -271,7 +298,9 @@ def perceptual_loss(config: FaceVid2VidTrainConfig) -> PerceptualLoss:
 class FaceVid2VidMetrics:
     """Held-out stage 1 numbers (eval mode): ``loss`` and its terms (unweighted), ``image_l1`` = mean |generated -
     driving| in [0, 1] pixels, ``headpose_deg`` = mean absolute head-pose error per angle (degrees),
-    ``background_motion`` = mean weight of the identity motion in the dense motion masks (a diagnostic)."""
+    ``background_motion`` = mean weight of the identity motion in the dense motion masks (a diagnostic),
+    ``keypoint_motion_error_px`` / ``keypoint_motion_still_px`` = |keypoint motion - landmark motion| at the anchor
+    landmarks, px, for the trained keypoints / for keypoints that do not move (NaN without landmarks)."""
 
     loss: float
     perceptual: float
@@ -280,6 +309,9 @@ class FaceVid2VidMetrics:
     keypoint_prior: float = float("nan")
     headpose_deg: float = float("nan")
     expression: float = float("nan")
+    landmark_anchor: float = float("nan")
+    keypoint_motion_error_px: float = float("nan")
+    keypoint_motion_still_px: float = float("nan")
     background_motion: float = float("nan")
 
 
