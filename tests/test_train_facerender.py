@@ -299,8 +299,9 @@ def write_corpus(root, clips: FaceRenderClips, people: list[int] | None = None) 
     entries = []
     for k, (frames, coeffs) in enumerate(zip(clips.frames, clips.coeffs)):
         t = len(coeffs)
+        lm = ((clips.landmarks[k] + 1) * (clips.image_size - 1) / 2).numpy().astype(np.float32)  # back to pixels
         arrays = dict(frames=frames.permute(0, 2, 3, 1).numpy(), audio=np.zeros(t * 640, np.float32),
-                      mel=np.zeros((t, 1, 80, 16), np.float32), landmarks=np.zeros((t, 68, 2), np.float32),
+                      mel=np.zeros((t, 1, 80, 16), np.float32), landmarks=np.nan_to_num(lm),
                       coeffs=coeffs.numpy(), exp_lip=np.zeros((t, 64), np.float32), blink=np.zeros(t, np.float32),
                       phonemes=np.zeros(0, "<U1"), phoneme_ms=np.zeros((0, 2), np.float32))
         entries.append(dict(id=f"clip_{k:04d}", file=save_clip(root, f"clip_{k:04d}", arrays), n_frames=t))
@@ -476,11 +477,12 @@ def test_split_frames_is_identity_and_time_aware(tmp_path):
 
 def test_cli_heldout_json(tmp_path):
     """``train facevid2vid`` writes heldout.json with the copy-source baselines (no faces in the synthetic frames:
-    image L1 and the identity-motion mass only)."""
+    image L1 and the identity-motion mass only) and the keypoint motion beside still keypoints (the corpus'
+    landmarks)."""
     from sadtalker_lib.cli import main
 
     corpus = tmp_path / "corpus"
-    write_corpus(corpus, synthetic_clips(4, frames=20, seed=4), people=[0, 1, 0, 1])
+    write_corpus(corpus, _with_landmarks(synthetic_clips(4, frames=20, seed=4)), people=[0, 1, 0, 1])
     assert main(["train", "facevid2vid", "--corpus", str(corpus), "--preset", "tiny", "--out", str(tmp_path / "o"),
                  "--steps", "2"]) == 0
     report = read_heldout(tmp_path / "o")
@@ -488,6 +490,10 @@ def test_cli_heldout_json(tmp_path):
     for name in ("image_l1", "identity_motion_mass", "later_time/image_l1", "heldout_people/identity_motion_mass"):
         assert "copy_source" in report.metrics[name].baselines, name
     assert report.metrics["identity_motion_mass"].value < 0.5  # the keypoints drive the frame
+    for name in ("keypoint_motion_error_px", "later_time/keypoint_motion_error_px",
+                 "heldout_people/keypoint_motion_error_px"):
+        m = report.metrics[name]
+        assert np.isfinite(m.value) and m.baselines["still_keypoints"] > 0.5, name  # the synthetic faces move
     assert "stand-in" in report.split["perceptual"][0] or "VGG" in report.split["perceptual"][0]
 
 

@@ -87,6 +87,7 @@ __all__ = [
     "FaceVid2VidMetrics",
     "evaluate_facevid2vid",
     "render_pairs",
+    "keypoint_motion_metrics",
     "FaceVid2VidRun",
     "FaceVid2VidStage",
     "train_facevid2vid",
@@ -377,6 +378,47 @@ def render_heldout(r: FaceVid2VidNets, pairs: FramePairs, batch_size: int = 16) 
     return torch.cat(frames), torch.cat(mass)
 
 
+KEYPOINT_MOTION_LABEL = ("|keypoint motion (x_d - x_s) - landmark motion| at the 15 anchor landmarks "
+                         "(facerender_losses.ANCHOR_LANDMARKS), px; still_keypoints: no keypoint motion")
+
+
+@torch.no_grad()
+def keypoint_motion_metrics(r: FaceVid2VidNets, sets: dict[str, FaceRenderClips], per_clip: int = 8) -> dict:
+    """Do the keypoints move as the face does? On each set's first-frame pairs (as ``heldout.json``'s other
+    numbers): ``<set>/keypoint_motion_error_px`` beside ``still_keypoints``, and over all sets together. Empty
+    when the renderer does not have 15 keypoints or the clips carry no landmarks."""
+    from .heldout import HeldoutMetric
+
+    if r.kp_extractor.config.num_kp != len(ANCHOR_LANDMARKS):
+        return {}
+    was = r.training
+    r.eval()
+    device = next(r.parameters()).device
+    px = (r.image_size - 1) / 2
+    out, err_sum, still_sum, count = {}, 0.0, 0.0, 0
+    for name, clips in sets.items():
+        pairs = clips.first_frame_pairs(per_clip)
+        moved = pairs.driving_landmarks - pairs.source_landmarks
+        ok = torch.isfinite(moved).all(-1).all(-1)
+        if not bool(ok.any()):
+            continue
+        part = pairs[ok].to(device)
+        kp_c = r.kp_extractor(part.source)
+        motion = keypoint_transformation(kp_c, r.he_estimator(part.driving)) - keypoint_transformation(
+            kp_c, r.he_estimator(part.source))
+        err = px * float(landmark_anchor_loss(motion.cpu(), moved[ok]))
+        still = px * float(landmark_anchor_loss(torch.zeros_like(motion.cpu()), moved[ok]))
+        out[f"{name}/keypoint_motion_error_px"] = HeldoutMetric(err, {"still_keypoints": still}, True,
+                                                                KEYPOINT_MOTION_LABEL)
+        n = int(ok.sum())
+        err_sum, still_sum, count = err_sum + err * n, still_sum + still * n, count + n
+    r.train(was)
+    if count:
+        out = {"keypoint_motion_error_px": HeldoutMetric(err_sum / count, {"still_keypoints": still_sum / count},
+                                                         True, KEYPOINT_MOTION_LABEL), **out}
+    return out
+
+
 def heldout_row(metrics) -> dict[str, float]:
     """A metrics dataclass -> the logged held-out row (terms that were switched off, NaN, are left out)."""
     return {k: v for k, v in vars(metrics).items() if not math.isnan(v)}
@@ -490,6 +532,7 @@ class FaceVid2VidStage(Stage):
         c = self.config
         metrics = renderer_heldout_metrics(lambda pairs: render_heldout(self.nets, pairs), self.heldout_sets,
                                            c.heldout_pairs_per_clip)
+        metrics.update(keypoint_motion_metrics(self.nets, self.heldout_sets, c.heldout_pairs_per_clip))
         split = {**self.split, "perceptual": [perceptual_loss(c).label]}
         return HeldoutReport("facevid2vid", metrics, split)
 
