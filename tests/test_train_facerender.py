@@ -442,6 +442,9 @@ def test_motion_transfer_metric():
     assert 0.2 < half.ratio < 0.8 and half.face_psnr_db > half.copy_face_psnr_db
     both = MotionTransferScore.combine([perfect, copy])
     assert both.error_px == pytest.approx(copy.error_px / 2) and both.n_moving == 2
+    rows = both.by_motion(edges_px=(2.0, 100.0))  # both pairs move ~3.6 px: one bin, the other two empty
+    assert len(rows) == 1 and rows[0]["lo_px"] == 2.0 and rows[0]["n"] == 2
+    assert rows[0]["ratio"] == pytest.approx(0.5) and rows[0]["copy_source_px"] == pytest.approx(copy.copy_source_px)
     metrics = half.heldout_metrics("x/")
     assert set(metrics) == {"x/motion_transfer_error_px", "x/face_l1", "x/face_psnr_db"}
     assert metrics["x/motion_transfer_error_px"].beats("copy_source")

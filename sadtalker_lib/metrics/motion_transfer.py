@@ -221,6 +221,21 @@ class MotionTransferScore:
             found_fraction=float(pp["found"].mean()), image_size=scores[0].image_size,
             threshold_px=scores[0].threshold_px, per_pair=pp)
 
+    def by_motion(self, edges_px=(2.0, 3.0, 5.0)) -> list[dict]:
+        """The motion-transfer error split by how far the pair moves (its copy-source error): one row per bin
+        (``lo_px`` < copy-source <= ``hi_px``; the first bin starts at ``threshold_px``, the last is open) with
+        ``n``, ``error_px``, ``copy_source_px`` and ``ratio``; empty bins left out. Small motions sit inside the
+        landmark noise of generated frames, large ones show whether motion is transferred at all."""
+        e, c = self.per_pair["error_px"], self.per_pair["copy_source_px"]
+        bounds = [self.threshold_px, *[float(x) for x in edges_px if x > self.threshold_px], math.inf]
+        rows = []
+        for lo, hi in zip(bounds[:-1], bounds[1:]):
+            m = (c > lo) & (c <= hi)
+            if m.any():
+                rows.append(dict(lo_px=lo, hi_px=hi, n=int(m.sum()), error_px=float(e[m].mean()),
+                                 copy_source_px=float(c[m].mean()), ratio=float(e[m].mean() / c[m].mean())))
+        return rows
+
     def summary(self) -> str:
         return (f"motion transfer {self.error_px:.3f} px vs copy-source {self.copy_source_px:.3f} px "
                 f"({self.ratio:.2f}x; {self.n_moving}/{self.n_pairs} moving pairs, generated face detected "
