@@ -180,8 +180,15 @@ def lip_track(frames: np.ndarray, *, name: str = "", detector=None, probes: int 
         width = _face_width_px(track_faces(frames[idx], _UpsampledDetector(detector, factor)))
         if np.isfinite(width):
             break
-    factor = 1.0 if not np.isfinite(width) else float(np.clip(round(LIP_FACE_PX / width), 1, MAX_UPSAMPLE))
-    return track_faces(frames, _UpsampledDetector(detector, factor), name=name)
+    return track_faces(frames, _UpsampledDetector(detector, lip_upsample_factor(width)), name=name)
+
+
+def lip_upsample_factor(face_width_px: float) -> float:
+    """How many times frames with a face box this wide (px) are enlarged before the 68 landmarks are fitted:
+    about ``LIP_FACE_PX`` wide, at most ``MAX_UPSAMPLE`` times (1 when the width is unknown, NaN)."""
+    if not np.isfinite(face_width_px) or face_width_px <= 0:
+        return 1.0
+    return float(np.clip(round(LIP_FACE_PX / face_width_px), 1, MAX_UPSAMPLE))
 
 
 # ---------------------------------------------------------------------------------------------

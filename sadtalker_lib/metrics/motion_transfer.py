@@ -115,7 +115,7 @@ def landmarks_in_boxes(frames, boxes: np.ndarray, detector=None) -> np.ndarray:
     ``lip_track`` does before fitting.
     """
     from ..face.detect import default_detector
-    from .lipsync import LIP_FACE_PX, MAX_UPSAMPLE
+    from .lipsync import lip_upsample_factor
 
     x = as_uint8_frames(frames)
     boxes = np.asarray(boxes, np.float64)
@@ -123,10 +123,9 @@ def landmarks_in_boxes(frames, boxes: np.ndarray, detector=None) -> np.ndarray:
         raise ValueError(f"need one finite box (x1, y1, x2, y2) per frame, got {boxes.shape} for {len(x)} frames")
     detector = detector or default_detector()
     out = np.empty((len(x), 68, 2))
+    pre = _pre_factor(x) if len(x) else 1
     for i, (f, box) in enumerate(zip(x, boxes)):
-        pre = _pre_factor(x)
-        width = max(float(box[2] - box[0]) * pre, 1.0)
-        factor = pre * float(np.clip(round(LIP_FACE_PX / width), 1, MAX_UPSAMPLE))
+        factor = pre * lip_upsample_factor(float(box[2] - box[0]) * pre)
         out[i] = detector.landmarks_in_box(_enlarge(f[None], factor)[0], box * factor) / factor
     return out
 
