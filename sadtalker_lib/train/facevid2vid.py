@@ -107,7 +107,7 @@ LAMBDA_EQUIVARIANCE = 10.0  # vox-256.yaml loss_weights.equivariance_value
 LAMBDA_KEYPOINT_PRIOR = 10.0  # loss_weights.keypoint
 LAMBDA_HEADPOSE = 20.0  # loss_weights.headpose
 LAMBDA_EXPRESSION = 5.0  # loss_weights.expression
-LAMBDA_LANDMARKS = 0.0  # not in face-vid2vid: keypoints anchored to landmarks (facerender_losses; CPU preset only)
+LAMBDA_LANDMARKS = 0.0  # not in face-vid2vid: keypoints anchored to landmarks (facerender_losses; off in every preset)
 
 
 @dataclass
@@ -276,11 +276,8 @@ def facevid2vid_step_losses(r, batch: FramePairs, config: FaceVid2VidTrainConfig
     if kp_c.shape[1] == len(ANCHOR_LANDMARKS) and bool(torch.isfinite(batch.driving_landmarks).any()):
         # diagnostic: do the keypoints move as the face does? |keypoint motion - landmark motion| (x, y) at the
         # anchor landmarks, in px, beside the same for no keypoint motion at all ("still")
-        with torch.no_grad():
-            moved = batch.driving_landmarks - batch.source_landmarks
-            px = (c.image_size - 1) / 2
-            terms["keypoint_motion_error_px"] = px * float(landmark_anchor_loss(kp_d - kp_s, moved))
-            terms["keypoint_motion_still_px"] = px * float(landmark_anchor_loss(torch.zeros_like(kp_d), moved))
+        err, still = keypoint_motion_px(kp_d - kp_s, batch.driving_landmarks - batch.source_landmarks, c.image_size)
+        terms["keypoint_motion_error_px"], terms["keypoint_motion_still_px"] = err, still
     terms["image_l1"] = float((pred.detach() - batch.driving).abs().mean())
     # diagnostic: weight of the background (identity) motion in the dense motion masks; near 1 the frame no
     # longer depends on the keypoints (copying the source frame is identity motion everywhere: 1)
@@ -383,6 +380,16 @@ KEYPOINT_MOTION_LABEL = ("|keypoint motion (x_d - x_s) - landmark motion| at the
 
 
 @torch.no_grad()
+def keypoint_motion_px(kp_motion: torch.Tensor, landmark_motion: torch.Tensor, image_size: int) -> tuple[float, float]:
+    """(|keypoint motion - landmark motion|, |landmark motion|) in px of ``image_size`` frames, at the anchor
+    landmarks: kp_motion [B, 15, 3] (x_d - x_s), landmark_motion [B, 68, 2] (normalised; NaN rows left out). The
+    second number is the error of keypoints that do not move."""
+    px = (image_size - 1) / 2
+    return (px * float(landmark_anchor_loss(kp_motion, landmark_motion)),
+            px * float(landmark_anchor_loss(torch.zeros_like(kp_motion), landmark_motion)))
+
+
+@torch.no_grad()
 def keypoint_motion_metrics(r: FaceVid2VidNets, sets: dict[str, FaceRenderClips], per_clip: int = 8) -> dict:
     """Do the keypoints move as the face does? On each set's first-frame pairs (as ``heldout.json``'s other
     numbers): ``<set>/keypoint_motion_error_px`` beside ``still_keypoints``, and over all sets together. Empty
@@ -394,7 +401,6 @@ def keypoint_motion_metrics(r: FaceVid2VidNets, sets: dict[str, FaceRenderClips]
     was = r.training
     r.eval()
     device = next(r.parameters()).device
-    px = (r.image_size - 1) / 2
     out, err_sum, still_sum, count = {}, 0.0, 0.0, 0
     for name, clips in sets.items():
         pairs = clips.first_frame_pairs(per_clip)
@@ -406,8 +412,7 @@ def keypoint_motion_metrics(r: FaceVid2VidNets, sets: dict[str, FaceRenderClips]
         kp_c = r.kp_extractor(part.source)
         motion = keypoint_transformation(kp_c, r.he_estimator(part.driving)) - keypoint_transformation(
             kp_c, r.he_estimator(part.source))
-        err = px * float(landmark_anchor_loss(motion.cpu(), moved[ok]))
-        still = px * float(landmark_anchor_loss(torch.zeros_like(motion.cpu()), moved[ok]))
+        err, still = keypoint_motion_px(motion.cpu(), moved[ok], r.image_size)
         out[f"{name}/keypoint_motion_error_px"] = HeldoutMetric(err, {"still_keypoints": still}, True,
                                                                 KEYPOINT_MOTION_LABEL)
         n = int(ok.sum())
