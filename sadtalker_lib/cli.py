@@ -161,7 +161,7 @@ def _video_corpus(args) -> int:
 
 
 def _train(args) -> int:
-    from .train.loop import build_cli_stage, run
+    from .train.loop import NonFiniteLoss, build_cli_stage, run
 
     overrides = {k: v for k, v in dict(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                                        grad_accum=args.grad_accum, mixed_precision=args.mixed_precision,
@@ -173,7 +173,11 @@ def _train(args) -> int:
             raise ValueError("--renderer is for 'train mapping' only (the frozen face-vid2vid it learns against)")
         overrides["renderer"] = args.renderer
     stage = build_cli_stage(args.stage, args.corpus, args.preset, **overrides)
-    result = run(stage, args.out, resume=args.resume, stop_after=args.stop_after)
+    try:
+        result = run(stage, args.out, resume=args.resume, stop_after=args.stop_after)
+    except NonFiniteLoss as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     if result.final is not None:
         print(f"{args.stage}: {result.step} steps; weights: {result.final}")
     return 0

@@ -367,6 +367,12 @@ def test_perceptual_standin_and_gan_terms():
     x = torch.rand(2, 3, SIZE, SIZE)
     assert ssim(x, x).item() == pytest.approx(1.0, abs=1e-5)
     assert ssim(x, torch.rand_like(x)).item() < 0.5
+    # under bf16 autocast (GPU training) SSIM stays float32: in bfloat16 the flat regions' variances cancel to
+    # below its resolution and the loss was -inf
+    flat = (0.5 + 0.02 * torch.linspace(0, 1, SIZE)).expand(2, 3, SIZE, SIZE).contiguous()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = ssim(flat + 0.001 * x, flat)
+    assert low.dtype == torch.float32 and low.item() == pytest.approx(ssim(flat + 0.001 * x, flat).item(), abs=1e-4)
     loss = PerceptualLoss("pixel_ssim")
     assert "stand-in" in loss.label and loss(x, x).item() == pytest.approx(0.0, abs=1e-4)
     y = x.clone().requires_grad_(True)

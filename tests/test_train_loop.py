@@ -140,6 +140,37 @@ def test_lipreader_stage_resumes_bit_exact(tmp_path):
     assert full.final.name == LIPREADER_FILE and full.history.last("accuracy") >= 0
 
 
+class _LossTurnsNaN(LipReaderStage):
+    """The lip reader whose training loss is NaN from its 4th step on (as when weights overflow)."""
+
+    def train_step(self, ctx):
+        terms = super().train_step(ctx)
+        return {**terms, "loss": float("nan")} if ctx.step >= 3 else terms
+
+
+def test_a_nonfinite_loss_stops_the_run_and_says_what_to_do(tmp_path):
+    """NaN weights must not train on silently (a GPU run in bf16 once trained NaN for 6 minutes): the loop stops at
+    the first non-finite loss, logs it, keeps the checkpoints written before, and says what to change."""
+    feats, labels = _lip_data()
+    stage = _LossTurnsNaN(feats, labels, LipReaderTrainConfig.tiny(), heldout=(feats[:8], labels[:8]))
+    with pytest.raises(loop.NonFiniteLoss, match=r"loss is nan at step 4.*lipreader_000002.*learning rate"):
+        loop.run(stage, tmp_path)
+    assert [r["step"] for r in _log(tmp_path) if r["split"] == "train"] == ["1", "2", "3", "4"]
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["lipreader_000002-model.pth"]
+    assert loop.NONFINITE_LOSS_STEPS.get("bf16", 0) == 0  # only fp16's loss scaler skips such steps
+
+
+@needs_espeak
+def test_facevid2vid_trains_under_bf16_autocast(corpus, tmp_path):
+    """mixed_precision='bf16' (the GPU default) on the CPU: every loss finite. The SSIM stand-in once gave -inf
+    there (variances cancelling below bfloat16's resolution), so every GPU step of face-vid2vid was NaN."""
+    assert cli(["train", "facevid2vid", "--corpus", str(corpus), "--preset", "tiny", "--out", str(tmp_path),
+                "--threads", "1", "--mixed-precision", "bf16"]) == 0
+    rows = _log(tmp_path)
+    assert len(rows) >= 5 and all(np.isfinite(float(r["loss"])) for r in rows if r["loss"])
+    assert all(np.isfinite(float(r["perceptual"])) for r in rows if r["split"] == "train")
+
+
 def _n_apart(a: dict, b: dict, tol: float) -> int:
     return sum(int(((a[k].double() - b[k].double()).abs() > tol).sum()) for k in a)
 

@@ -122,7 +122,16 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Mean SSIM of images [B, C, H, W] in [0, 1] (Gaussian window, reflect padding): 1 when equal."""
+    """Mean SSIM of images [B, C, H, W] in [0, 1] (Gaussian window, reflect padding): 1 when equal.
+
+    Always computed in float32, also under autocast: the variances E[x^2] - E[x]^2 cancel to below bfloat16's
+    resolution (~0.4% of E[x^2], far above ``SSIM_C2``), so in bfloat16 the denominator reaches 0 and the loss
+    -inf (every face-vid2vid step under ``mixed_precision="bf16"`` was NaN)."""
+    with torch.autocast(a.device.type, enabled=False):
+        return _ssim_fp32(a.float(), b.float())
+
+
+def _ssim_fp32(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     taps = min(SSIM_WINDOW, a.shape[-1], a.shape[-2])
     x = torch.arange(taps, dtype=a.dtype, device=a.device) - (taps - 1) / 2
     g = torch.exp(-(x**2) / (2 * SSIM_SIGMA**2))

@@ -54,7 +54,7 @@ from .runstate import (  # noqa: F401  (re-exported: the loop's vocabulary)
 
 __all__ = [
     "TrainConfig", "TrainHistory", "Stage", "StepContext", "RunContext", "LoopResult", "run", "precise_batchnorm",
-    "seed_everything", "step_generator", "step_rng", "STAGES", "register_stage", "build_cli_stage",
+    "seed_everything", "step_generator", "step_rng", "STAGES", "register_stage", "build_cli_stage", "NonFiniteLoss",
 ]
 
 
@@ -305,6 +305,24 @@ def _shares(n: int, world: int, rank: int, accum: int) -> list[slice]:
     return [slice(rank * size + i * micro, rank * size + (i + 1) * micro) for i in range(accum)]
 
 
+class NonFiniteLoss(FloatingPointError):
+    """The training loss stopped being finite (the weights are then NaN too): the run stops instead of training on."""
+
+
+# consecutive non-finite training losses tolerated per Accelerate precision: fp16's GradScaler skips such steps
+# while it lowers its scale (from 2**16, one halving per skipped step); otherwise the weights are already NaN
+NONFINITE_LOSS_STEPS = {"fp16": 32}
+
+
+def _nonfinite_message(stage: Stage, step: int, loss: float, mixed_precision: str, out_dir: Path | None) -> str:
+    found = latest_checkpoint(out_dir, stage.stem) if out_dir is not None else None
+    kept = f"the newest checkpoint, {found}, is from before it" if found is not None else "no checkpoint was written"
+    hint = (f"it trained under mixed precision {mixed_precision!r}: try --mixed-precision no "
+            "(TrainConfig.mixed_precision='no'), " if mixed_precision != "no" else "try ")
+    return (f"{stage.name}: the training loss is {loss} at step {step}; stopped ({kept}). {hint}a lower learning "
+            f"rate, or --resume from that checkpoint with other settings")
+
+
 def run(stage: Stage, out_dir: str | os.PathLike | None, *, resume: bool = True,
         stop_after: int | None = None) -> LoopResult:
     """Train ``stage`` for ``stage.config.steps`` optimizer steps (resuming from the newest checkpoint in ``out_dir``
@@ -362,6 +380,7 @@ def run(stage: Stage, out_dir: str | os.PathLike | None, *, resume: bool = True,
         log(0, "heldout", stage.evaluate(ctx))
     end = config.steps if stop_after is None else min(config.steps, stop_after)
     train_wrapped = list(ctx.wrapped.values())
+    nonfinite = 0  # consecutive steps with a NaN / inf training loss
     for step in progress(range(start, end), config.progress and acc.is_main_process, desc=stage.name,
                          initial=start, total=config.steps):
         idx = np.asarray(stage.batch_indices(step))
@@ -375,6 +394,10 @@ def run(stage: Stage, out_dir: str | os.PathLike | None, *, resume: bool = True,
         done = step + 1
         terms = ctx.reduce_mean(sums)
         log(done, "train", terms)
+        nonfinite = nonfinite + 1 if not np.isfinite(terms.get("loss", 0.0)) else 0
+        if nonfinite > NONFINITE_LOSS_STEPS.get(acc.mixed_precision, 0):
+            logger.close()
+            raise NonFiniteLoss(_nonfinite_message(stage, done, terms["loss"], acc.mixed_precision, out_dir))
         stage.after_step(ctx, done, terms)
         if done % config.eval_every == 0 or done == config.steps:
             log(done, "heldout", stage.evaluate(ctx))
