@@ -201,7 +201,9 @@ def render_mapped(r: FaceVid2VidNets, mapping: MappingNet, pairs: FramePairs, ba
     r.eval()
     mapping.eval()
     frames, mass = [], []
+    device = next(r.parameters()).device
     for part, _ in chunks(pairs, batch_size):
+        part = part.to(device)
         kp_c = r.kp_extractor(part.source)
         kp_s = keypoint_transformation(kp_c, mapping(part.source_window))
         kp_d = keypoint_transformation(kp_c, mapping(part.driving_window))
@@ -216,6 +218,7 @@ def render_mapped(r: FaceVid2VidNets, mapping: MappingNet, pairs: FramePairs, ba
 @torch.no_grad()
 def _keypoint_l1(mapping: MappingNet, r: FaceVid2VidNets, pairs: FramePairs) -> tuple[float, float]:
     """(|K'_d - K_d|, |K_s - K_d|): Eq. 14's driving term and the same with the source's keypoints (copy_source)."""
+    pairs = pairs.to(next(r.parameters()).device)
     kp_c = r.kp_extractor(pairs.source)
     k_s = keypoint_transformation(kp_c, r.he_estimator(pairs.source))
     k_d = keypoint_transformation(kp_c, r.he_estimator(pairs.driving))

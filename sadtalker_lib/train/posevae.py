@@ -201,6 +201,9 @@ def posevae_forward(model: PoseVAE, pose: torch.Tensor, emb: torch.Tensor, style
 
     Returns (Delta rho' [B, T, 6], Delta rho [B, T, 6], mu, logvar [B, 64]).
     """
+    dev = next(model.encoder.parameters()).device  # windows are held on the CPU; the model may be on a GPU
+    pose, emb, style = pose.to(dev), emb.to(dev), style.to(dev)
+    eps = None if eps is None else eps.to(dev)
     motion_gt = pose[:, 1:] - pose[:, :1]  # Delta rho
     ref_c, emb_c, style_c = _conditions(pose, emb, style, config, ref_gain)
     h_mu, h_logvar = model.encoder(motion_gt, ref_c, emb_c, style_c)
@@ -228,14 +231,15 @@ def evaluate_posevae(model: PoseVAE, windows: PoseWindows, config: PoseVAETrainC
     was = model.training
     model.eval()
     g = torch.Generator().manual_seed(seed)
+    dev = next(model.parameters()).device
     n = len(windows)
     sums = np.zeros(3)
     for s in range(0, n, batch_size):
         sl = slice(s, min(s + batch_size, n))
-        pose, emb, style = windows.pose[sl], windows.audio_emb[sl], windows.style[sl]
+        pose, emb, style = (x[sl].to(dev) for x in (windows.pose, windows.audio_emb, windows.style))
         pred, gt, mu, logvar = posevae_forward(model, pose, emb, style, None, config, ref_gain)
         ref_c, emb_c, style_c = _conditions(pose, emb, style, config, ref_gain)
-        z = torch.randn(len(pose), model.config.latent_size, generator=g)
+        z = torch.randn(len(pose), model.config.latent_size, generator=g).to(dev)
         prior = model.decoder(z, ref_c, emb_c, style_c)
         sums += len(pose) * np.array([float(mse_loss(pred, gt)), float(kl_loss(mu, logvar)),
                                       float(mse_loss(prior, gt))])
@@ -347,7 +351,7 @@ class PoseVAEStage(Stage):
                                 if w is not None and w.mel is not None}
         top = split_audio_encoder(self.model, self.config.audio_train_layers)[1]
         with torch.no_grad():
-            cached = {k: replace(getattr(self, k), audio_emb=c.embed(top), mel=None)
+            cached = {k: replace(getattr(self, k), audio_emb=c.embed(top).cpu(), mel=None)
                       for k, c in self.audio_cache.items()}
         # after a restore: the saved encoder's features
         train = cached.get("train") or _with_embeddings(self.model, self.train)
@@ -372,7 +376,7 @@ class PoseVAEStage(Stage):
         top = split_audio_encoder(self.model, self.config.audio_train_layers)[1]
         for key, cache in self.audio_cache.items():
             w = self.train_units if key == "train" else self.heldout_units
-            w.audio_emb = self._standardized(cache.embed(top))
+            w.audio_emb = self._standardized(cache.embed(top).cpu())
 
     def _standardized(self, emb: torch.Tensor) -> torch.Tensor:
         return emb if self.audio_std is None else self.audio_std(emb)
@@ -455,7 +459,7 @@ class PoseVAEStage(Stage):
         if self.ref_gain is not None:
             with torch.no_grad():
                 for mlp in (self.model.encoder.MLP, self.model.decoder.MLP):
-                    mlp.L0.weight[:, :6] *= self.ref_gain
+                    mlp.L0.weight[:, :6] *= self.ref_gain.to(mlp.L0.weight.device)
         if self.audio_std is not None:
             fold_audio_standardizer(self.model, self.audio_std.mean, self.audio_std.gain)
             for w in (self.train_units, self.heldout_units):

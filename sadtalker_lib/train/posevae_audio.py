@@ -61,6 +61,12 @@ def split_audio_encoder(model: PoseVAE, train_layers: int) -> tuple[nn.Sequentia
     return nn.Sequential(*blocks[:len(blocks) - train_layers]), nn.Sequential(*blocks[len(blocks) - train_layers:])
 
 
+def _device(module: nn.Module) -> torch.device:
+    """Where ``module``'s weights are (the CPU for a module without any, e.g. an empty top)."""
+    p = next(module.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
 def _frame_ids(windows: PoseWindows) -> torch.Tensor:
     """An id per frame 1..T of every window [N, T]: (clip, frame) when ``start`` is known, else unique."""
     n, t1 = windows.mel.shape[:2]
@@ -88,14 +94,16 @@ class AudioFrameCache:
         first = torch.full((len(uniq),), -1, dtype=torch.long)
         first.scatter_reduce_(0, inverse, torch.arange(inverse.numel()), reduce="amin", include_self=False)
         mels = windows.mel[:, 1:].reshape(-1, *windows.mel.shape[2:])[first]  # [U, 1, 80, 16]
-        feats = torch.cat([bottom(mels[i:i + batch_frames]) for i in range(0, len(mels), batch_frames)])
+        dev = _device(bottom)  # the features stay on the CPU beside the windows
+        feats = torch.cat([bottom(mels[i:i + batch_frames].to(dev)).cpu() for i in range(0, len(mels), batch_frames)])
         bottom.train(was)
         return cls(features=feats, index=inverse.reshape(windows.mel.shape[0], -1))
 
     def embed(self, top: nn.Module, rows: torch.Tensor | slice | None = None) -> torch.Tensor:
-        """The top of Phi_A on the frames of windows ``rows`` (None: all): [n, T, 512] (with gradients)."""
+        """The top of Phi_A on the frames of windows ``rows`` (None: all): [n, T, 512] (with gradients), on the
+        top's device."""
         index = self.index if rows is None else self.index[rows]
-        out = top(self.features[index.reshape(-1)])  # [n*T, 512, 1, 1]
+        out = top(self.features[index.reshape(-1)].to(_device(top)))  # [n*T, 512, 1, 1]
         return out.reshape(*index.shape, -1)
 
 

@@ -94,11 +94,13 @@ def decode_windows(model: PoseVAE, windows: PoseWindows, z: torch.Tensor | None 
     was = model.training
     model.eval()
     z = torch.zeros(len(windows), model.config.latent_size) if z is None else z
+    dev = next(model.parameters()).device  # windows on the CPU, the model maybe on a GPU: the result on the CPU
     out = []
     for s in range(0, len(windows), batch_size):
         sl = slice(s, s + batch_size)
-        ref_c, emb_c, style_c = _conditions(windows.pose[sl], windows.audio_emb[sl], windows.style[sl], config)
-        out.append(model.decoder(z[sl], ref_c, emb_c, style_c))
+        ref_c, emb_c, style_c = _conditions(*(x[sl].to(dev) for x in (windows.pose, windows.audio_emb, windows.style)),
+                                            config)
+        out.append(model.decoder(z[sl].to(dev), ref_c, emb_c, style_c).cpu())
     model.train(was)
     return torch.cat(out)
 
@@ -115,6 +117,7 @@ def evaluate_pose_heldout(model: PoseVAE, heldout: PoseWindows, train: PoseWindo
     model.eval()
     g = torch.Generator().manual_seed(seed)
     gt = heldout.pose[:, 1:] - heldout.pose[:, :1]  # Delta rho [N, T, 6]
+    dev = next(model.parameters()).device
     n, d = len(heldout), model.config.latent_size
     mean = decode_windows(model, heldout, None, config, batch_size)
     s1 = decode_windows(model, heldout, torch.randn(n, d, generator=g), config, batch_size)
@@ -122,8 +125,9 @@ def evaluate_pose_heldout(model: PoseVAE, heldout: PoseWindows, train: PoseWindo
     kls = []
     for s in range(0, n, batch_size):
         sl = slice(s, s + batch_size)
-        ref_c, emb_c, style_c = _conditions(heldout.pose[sl], heldout.audio_emb[sl], heldout.style[sl], config)
-        mu, logvar = model.encoder(gt[sl], ref_c, emb_c, style_c)
+        ref_c, emb_c, style_c = _conditions(*(x[sl].to(dev) for x in (heldout.pose, heldout.audio_emb, heldout.style)),
+                                            config)
+        mu, logvar = model.encoder(gt[sl].to(dev), ref_c, emb_c, style_c)
         kls.append(float(kl_loss(mu, logvar)) * len(mu))
     rand = random_training_motion(heldout, train, seed)
     model.train(was)
