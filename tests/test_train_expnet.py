@@ -354,3 +354,18 @@ def test_heldout_margin_over_beta0_only(cli_run):
     assert err.ratio("beta0_only") < 0.6, rep.table()
     assert err.beats("mean_mouth"), rep.table()  # the audio adds to the warm start's average mouth
     assert corr.value > 0.6 and corr.baselines["mean_mouth"] == 0.0, rep.table()
+
+
+def test_evaluation_runs_where_the_model_is():
+    """Windows are held on the CPU; evaluation moves them to the model's device (on an H200 the stage stopped
+    feeding CPU windows to the CUDA model). "meta" stands in for the GPU here: shapes only, and a CPU input to a
+    meta model raises, as a CPU input to a CUDA model does."""
+    from sadtalker_lib.train.expnet_heldout import predict_windows
+
+    w = synthetic_exp_windows(n=6)
+    model = ExpNet().to("meta")
+    with pytest.raises((RuntimeError, NotImplementedError)):
+        model.eval()(w.mel, w.ref_exp[:, None].expand(-1, w.window, -1), torch.zeros(6, w.window, 1))
+    out = predict_windows(model, w)
+    assert out.device.type == "meta" and tuple(out.shape) == (6, w.window, 64)
+    assert w.to("cpu") is w and w.to("meta").mel.device.type == "meta"

@@ -36,6 +36,13 @@ def _index(obj, idx):
                            for f in fields(obj)})
 
 
+def _to(obj, device):
+    if all(getattr(obj, f.name) is None or getattr(obj, f.name).device == torch.device(device) for f in fields(obj)):
+        return obj
+    return replace(obj, **{f.name: (None if getattr(obj, f.name) is None else getattr(obj, f.name).to(device))
+                           for f in fields(obj)})
+
+
 @dataclass
 class ExpWindows:
     """ExpNet windows of T frames (T = 5, Sec. 4.1).
@@ -78,6 +85,10 @@ class ExpWindows:
 
     def __getitem__(self, idx) -> "ExpWindows":
         return _index(self, idx)
+
+    def to(self, device) -> "ExpWindows":
+        """The windows on ``device`` (the same object when they are there already)."""
+        return _to(self, device)
 
 
 @dataclass

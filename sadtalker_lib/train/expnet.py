@@ -298,11 +298,12 @@ def calibrate_batchnorm(model: ExpNet, windows: ExpWindows, n_windows: int = 256
         return model
     idx = torch.as_tensor(np.random.default_rng([seed, 0xB7]).permutation(len(windows))[:n_windows])
     t = windows.window
+    dev = next(model.parameters()).device  # windows are held on the CPU; the model may be on a GPU
 
     def run():
         for s in range(0, len(idx), batch_size):
-            part = windows[idx[s:s + batch_size]]
-            model(part.mel, part.ref_exp[:, None].expand(-1, t, -1), torch.zeros(len(part), t, 1))
+            part = windows[idx[s:s + batch_size]].to(dev)
+            model(part.mel, part.ref_exp[:, None].expand(-1, t, -1), torch.zeros(len(part), t, 1, device=dev))
 
     precise_batchnorm(model, run)
     return model
@@ -370,7 +371,7 @@ class ExpNetStage(Stage):
         return len(self.train)
 
     def train_step(self, ctx: StepContext) -> dict[str, float]:
-        batch = _to(self.train[ctx.indices], ctx.device)
+        batch = self.train[ctx.indices].to(ctx.device)
         factor = self.config.lr_factor(ctx.step)  # a function of the step: a resumed run decays the same
         for group in self.optimizers["main"].param_groups:
             group["lr"] = group.setdefault("base_lr", group["lr"]) * factor
@@ -402,18 +403,9 @@ class ExpNetStage(Stage):
         """Trained vs beta0_only / mean_mouth / teacher on the held-out windows (``expnet_heldout``)."""
         if self.heldout is None or not len(self.heldout):
             return None
-        result = expnet_heldout(self.model, _to(self.heldout, ctx.device), self.morphable, self.config.use_ref_exp,
+        result = expnet_heldout(self.model, self.heldout, self.morphable, self.config.use_ref_exp,
                                 self.train)
         return heldout_report(result, self.split)
-
-
-def _to(windows: ExpWindows, device) -> ExpWindows:
-    if torch.device(device).type == "cpu":
-        return windows
-    from dataclasses import fields, replace
-
-    return replace(windows, **{f.name: getattr(windows, f.name).to(device) for f in fields(windows)
-                               if getattr(windows, f.name) is not None})
 
 
 def _lipreader_for(config: ExpNetTrainConfig, train: ExpWindows, out_dir: Path | None, morphable,

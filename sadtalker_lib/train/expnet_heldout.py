@@ -119,11 +119,13 @@ def evaluate_expnet(model, windows: ExpWindows, config=None, morphable=None,
 
     config = config or ExpNetTrainConfig()
     morphable = morphable or default_morphable_model()
+    dev = next(model.parameters()).device  # model, morphable model and lip reader on one device: the windows too
+    windows = windows.to(dev)
     was_training = model.training
     model.eval()
     g = torch.Generator().manual_seed(seed)
     n, t = len(windows), windows.window
-    z_all = torch.rand(n, t, generator=g)
+    z_all = torch.rand(n, t, generator=g).to(dev)
     sums: dict[str, float] = {}
     preds = []
     for s in range(0, n, batch_size):
@@ -132,7 +134,7 @@ def evaluate_expnet(model, windows: ExpWindows, config=None, morphable=None,
         for k, v in terms.items():
             sums[k] = sums.get(k, 0.0) + v * len(part)
         ref = part.ref_exp if config.use_ref_exp else torch.zeros_like(part.ref_exp)
-        preds.append(model(part.mel, ref[:, None].expand(-1, t, -1), torch.zeros(len(part), t, 1)))
+        preds.append(model(part.mel, ref[:, None].expand(-1, t, -1), torch.zeros(len(part), t, 1, device=dev)))
     model.train(was_training)
     pred = torch.cat(preds)
     lm = project_expression(morphable, pred, windows.id_coeff)
@@ -162,11 +164,12 @@ def predict_windows(model, windows: ExpWindows, use_ref_exp: bool = True, batch_
     was = model.training
     model.eval()
     t = windows.window
+    dev = next(model.parameters()).device
     out = []
     for s in range(0, len(windows), batch_size):
-        part = windows[torch.arange(s, min(s + batch_size, len(windows)))]
+        part = windows[torch.arange(s, min(s + batch_size, len(windows)))].to(dev)
         ref = part.ref_exp if use_ref_exp else torch.zeros_like(part.ref_exp)
-        out.append(model(part.mel, ref[:, None].expand(-1, t, -1), torch.zeros(len(part), t, 1)))
+        out.append(model(part.mel, ref[:, None].expand(-1, t, -1), torch.zeros(len(part), t, 1, device=dev)))
     model.train(was)
     return torch.cat(out) if out else windows.exp_lip.new_zeros(0, t, windows.exp_lip.shape[-1])
 
@@ -184,8 +187,8 @@ def mouth_tracks(landmarks: dict[str, torch.Tensor], windows: ExpWindows) -> lis
     out = []
     for c in torch.unique(windows.clip, sorted=True).tolist():
         rows = torch.nonzero(windows.clip == c).flatten()
-        out.append(MouthTracks(int(c), {k: v[rows].reshape(-1).double().numpy() for k, v in opening.items()},
-                               energy[rows].reshape(-1).double().numpy()))
+        out.append(MouthTracks(int(c), {k: v[rows].reshape(-1).double().cpu().numpy() for k, v in opening.items()},
+                               energy[rows].reshape(-1).double().cpu().numpy()))
     return out
 
 
@@ -196,6 +199,7 @@ def expnet_heldout(model, windows: ExpWindows, morphable, use_ref_exp: bool = Tr
     the training windows (for the ``mean_mouth`` row)."""
     from .expnet import lip_subspace, project_expression
 
+    windows = windows.to(next(model.parameters()).device)  # beside the model and the morphable model
     t = windows.window
     seqs = {"trained": predict_windows(model, windows, use_ref_exp),
             "beta0_only": windows.ref_exp[:, None].expand(-1, t, -1),
