@@ -307,7 +307,7 @@ def test_random_training_motion_takes_another_clip():
         assert j and all(int(w.clip[k]) != int(w.clip[i]) for k in j)
 
 
-def test_free_bits_and_kl_warmup():
+def test_free_bits_kl_and_gan_warmup():
     mu, logvar = torch.zeros(4, 64), torch.zeros(4, 64)
     assert float(free_bits_kl(mu, logvar, 0.0)) == 0.0
     assert float(free_bits_kl(mu, logvar, 0.25)) == pytest.approx(0.25)  # below the floor: counted as the floor
@@ -316,6 +316,9 @@ def test_free_bits_and_kl_warmup():
     assert float(mu.grad.abs().sum()) == 0.0  # ... and no gradient pushes it lower
     cfg = PoseVAETrainConfig(lambda_kl=0.5, kl_warmup_steps=10)
     assert [cfg.kl_weight(s) for s in (0, 5, 10, 50)] == [0.0, 0.25, 0.5, 0.5]
+    cfg = PoseVAETrainConfig(lambda_gan=0.7, gan_warmup_steps=4)
+    assert [cfg.gan_weight(s) for s in (0, 2, 4, 9)] == pytest.approx([0.0, 0.35, 0.7, 0.7])
+    assert PoseVAETrainConfig().gan_weight(0) == 0.7  # Eq. 13 from the first step by default
 
 
 def test_cli_writes_heldout_json_with_identity_disjoint_split(tmp_path):
@@ -365,3 +368,15 @@ def test_init_logvar_and_gan_on_prior(windows, tmp_path):
     b = train_posevae(train, None, cfg.replace(gan_on_prior=True), tmp_path / "b")
     assert "d_loss" in b.history.rows[-1]
     assert not torch.equal(a.model.decoder.pose_linear.weight, b.model.decoder.pose_linear.weight)
+
+
+def test_training_path_runs_where_the_model_is():
+    """Windows are held on the CPU; the CVAE's training and evaluation path moves them to the model's device (on an
+    H200 the stage stopped feeding CPU tensors to the CUDA model). "meta" stands in for the GPU: shapes only."""
+    from sadtalker_lib.train.posevae import posevae_forward
+
+    w = synthetic_pose_windows(n=4, with_mel=False)
+    model = PoseVAE().to("meta")
+    eps = torch.randn(4, model.config.latent_size)
+    pred, gt, mu, logvar = posevae_forward(model, w.pose, w.audio_emb, w.style, eps, PoseVAETrainConfig())
+    assert {t.device.type for t in (pred, gt, mu, logvar)} == {"meta"} and tuple(pred.shape) == tuple(gt.shape)

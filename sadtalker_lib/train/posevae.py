@@ -99,6 +99,7 @@ class PoseVAETrainConfig(TrainConfig):
     init_logvar: a fresh encoder's log-variance head starts at this constant (None: random init), a
     near-deterministic posterior at the start. gan_on_prior: L_GAN on decoder outputs for z ~ N(0, I) (the
     inference path) instead of the posterior sample. Both off in every preset (200 CPU steps: no gain measured).
+    gan_warmup_steps: lambda_GAN ramps up from 0 over this many steps (:meth:`gan_weight`; 0 = Eq. 13 throughout).
     """
 
     lr: float = LR_POSEVAE
@@ -125,6 +126,7 @@ class PoseVAETrainConfig(TrainConfig):
     standardize_audio: bool = False
     init_logvar: float | None = None
     gan_on_prior: bool = False
+    gan_warmup_steps: int = 0
 
     @classmethod
     def cpu(cls, **changes) -> "PoseVAETrainConfig":
@@ -158,6 +160,13 @@ class PoseVAETrainConfig(TrainConfig):
         if self.kl_warmup_steps <= 0:
             return self.lambda_kl
         return self.lambda_kl * min(1.0, step / self.kl_warmup_steps)
+
+    def gan_weight(self, step: int) -> float:
+        """lambda_GAN at optimizer step ``step``: ramped linearly from 0 over ``gan_warmup_steps`` (the
+        discriminator trains from the start; the generator first learns from L_MSE and L_KL alone)."""
+        if self.gan_warmup_steps <= 0:
+            return self.lambda_gan
+        return self.lambda_gan * min(1.0, step / self.gan_warmup_steps)
 
     def ablation(self, name: str) -> "PoseVAETrainConfig":
         """This config with a Table 4 row's switches (:data:`POSEVAE_ABLATIONS`)."""
@@ -419,7 +428,8 @@ class PoseVAEStage(Stage):
             l_gan = torch.zeros((), device=ctx.device)
         l_mse, l_kl = mse_loss(pred, gt), kl_loss(mu, logvar)  # Eq. 11, KL
         loss = pose_total(l_mse, free_bits_kl(mu, logvar, config.kl_free_bits), l_gan, lambda_mse=config.lambda_mse,
-                          lambda_kl=config.kl_weight(ctx.step), lambda_gan=config.lambda_gan if config.use_gan else 0.0)
+                          lambda_kl=config.kl_weight(ctx.step),
+                          lambda_gan=config.gan_weight(ctx.step) if config.use_gan else 0.0)
         ctx.update("main", loss)
         terms.update(loss=loss.item(), mse=l_mse.item(), kl=l_kl.item(), gan=l_gan.item())
         return terms
