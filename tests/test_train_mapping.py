@@ -96,3 +96,17 @@ def test_lip_sync_check():
     rows["generated video"].update(offset_frames=0, lse_c=0.05)  # in sync but no sharper than the shifted copy
     assert lip_sync_check(rows)["LSE-C above the shifted copy"] == "NO"
     assert lip_sync_check({"generated video": {"error": "no face"}})["lip-syncs"] == "n/a"
+
+
+def test_mapped_rendering_runs_where_the_renderer_is():
+    """Held-out pairs are held on the CPU; rendering moves them to the renderer's device (on an H200 the stage's
+    held-out report fed CPU pairs to the CUDA renderer). "meta" stands in for the GPU: shapes only."""
+    from sadtalker_lib.data.frames import FaceRenderClips
+    from sadtalker_lib.models.mapping import MappingNetConfig
+
+    r = build_facevid2vid(FaceVid2VidTrainConfig.tiny()).to("meta")
+    mapping = MappingNet(MappingNetConfig.tiny()).to("meta")
+    pairs = FaceRenderClips([np.zeros((40, 32, 32, 3), np.uint8)], [np.zeros((40, 70))], image_size=32
+                            ).first_frame_pairs(2)
+    frames, mass = render_mapped(r, mapping, pairs)
+    assert frames.device.type == "meta" and tuple(frames.shape) == (2, 3, 32, 32) and tuple(mass.shape) == (2,)
