@@ -319,6 +319,9 @@ def test_free_bits_kl_and_gan_warmup():
     cfg = PoseVAETrainConfig(lambda_gan=0.7, gan_warmup_steps=4)
     assert [cfg.gan_weight(s) for s in (0, 2, 4, 9)] == pytest.approx([0.0, 0.35, 0.7, 0.7])
     assert PoseVAETrainConfig().gan_weight(0) == 0.7  # Eq. 13 from the first step by default
+    # the CPU preset ramps L_GAN over its first quarter (one training seed in four collapsed without)
+    assert [PoseVAETrainConfig.cpu(steps=n).gan_warmup_steps for n in (2000, 300)] == [500, 75]
+    assert PoseVAETrainConfig.cpu(gan_warmup_steps=0).gan_weight(0) == 0.7
 
 
 def test_cli_writes_heldout_json_with_identity_disjoint_split(tmp_path):
