@@ -34,6 +34,12 @@ VARIANTS = {
     "ours fast": "fast",
     "fold-norms only": ("fold-norms",),
     "fuse-spade only (fp32)": ("fuse-spade",),
+    "flush-subnormals only (fp32)": ("flush-subnormals",),
+    "winograd only (fp32)": ("fold-norms", "winograd"),
+    "fold-norms + fuse-spade (fp32; the float32 fast before winograd)": ("fold-norms", "fuse-spade"),
+    "fft-conv only (fp32)": ("fold-norms", "fft-conv"),
+    "float32 fast (fold-norms + fuse-spade + flush-subnormals + winograd + fft-conv)": (
+        "fold-norms", "fuse-spade", "flush-subnormals", "winograd", "fft-conv"),
     "bf16-conv (the previous fast)": ("fold-norms", "bf16-conv"),
     "bf16-conv + bf16-act": ("fold-norms", "bf16-conv", "bf16-act"),
     "fuse-spade + bf16-conv": ("fuse-spade", "bf16-conv"),
@@ -42,7 +48,8 @@ VARIANTS = {
     "autocast bf16 (plain)": ("autocast",),
 }
 QUICK = ("official make_animation (fp32)", "ours exact (fp32)", "ours fast", "bf16-conv (the previous fast)",
-         "fuse-spade only (fp32)")
+         "fuse-spade only (fp32)", "flush-subnormals only (fp32)", "winograd only (fp32)", "fft-conv only (fp32)",
+         "fold-norms + fuse-spade (fp32; the float32 fast before winograd)")
 
 
 def psnr_db(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -171,6 +178,12 @@ def write_table(table: str, command: str, out: str | os.PathLike | None = None) 
     out = Path(out) if out else ROOT / "results" / "fast_mode.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     cpu = _cpu_name() or platform.processor() or platform.machine()
+    caps = {k: os.environ[k] for k in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
+            if os.environ.get(k)}
+    if caps:  # e.g. an AVX2-only CPU measured on a newer one
+        cpu += (" with its instruction sets capped (" + ", ".join(f"{k}={v}" for k, v in caps.items())
+                + "): oneDNN's convolutions and MKL's matrix products use only those")
+        command = " ".join(f"{k}={v}" for k, v in caps.items()) + " " + command
     out.write_text(f"# Fast mode side by side\n\nReproduce: `{command}`\n\n`--precision fast` on a CPU with native "
                    f"bfloat16 = {' + '.join(FAST_TECHNIQUES['cpu'])}; on one without = "
                    f"{' + '.join(FAST_TECHNIQUES['cpu-float32'])} (sadtalker_lib/precision.py). This run: {cpu}, "

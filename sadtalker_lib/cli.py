@@ -65,7 +65,7 @@ def _say_precision(precision: str, device: str) -> None:
     techniques = " + ".join(fast_techniques(device))
     note = "" if device.startswith("cuda") or native_bf16_cpu() else (
         " (this CPU has no native bfloat16 -- no AVX512-BF16 / AMX --, where 16-bit convs would be far slower "
-        "than float32: float32 techniques only)")
+        "than float32: float32 techniques only, Winograd / FFT convolutions, the same picture as exact)")
     print(f"--precision fast on {device}: {techniques}{note}")
 
 

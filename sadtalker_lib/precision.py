@@ -31,6 +31,19 @@ A policy is a set of named techniques (``TECHNIQUES``), so that the benchmark ca
                     H200: 29.9 dB at 256 px)
     channels-last   conv inputs and weights in channels-last layout (measured slower on an H200: 86 vs 99
                     frames/s at 256 px in fp32; not the CPU bf16 path)
+    flush-subnormals
+                    the dense-motion hourglass input (Gaussian heatmap differences of the keypoints, exp(-d^2 /
+                    0.02)) has ~1.5% subnormal floats (|x| < 1.2e-38) in its Gaussian tails; x86 CPUs compute with
+                    subnormal operands at a fraction of their speed, so the hourglass's two full-resolution 3-D
+                    convs ran ~3.2x slower on the real input than on random data (measured with oneDNN capped at
+                    AVX2: 1.31 s vs 0.42 s for the 112-channel 3x3x3 conv of 2 frames). They are set to zero first;
+                    on the parity weights the convs' outputs are bit-identical (float32, same picture)
+    winograd        the generator's wide 3x3 convs (>= 128 in, >= 256 out channels: the SPADE decoder's) in the
+                    Winograd F(4x4, 3x3) form (``sadtalker_lib.winograd``): 4x fewer multiply-adds, ~2e-6 relative
+                    difference; float32, for CPUs without native bfloat16 (with bf16-conv the convs are bfloat16)
+    fft-conv        the dense-motion network's 7x7x7 ``mask`` conv by FFT (``sadtalker_lib.fft_conv``): in-plane
+                    products in the frequency domain over overlap-save tiles (0.44 s instead of 1.00 s for 2 frames,
+                    AVX2 cap); float32, ~4e-6 relative difference, for CPUs without native bfloat16
     compile         ``torch.compile`` of the generator's render (long first call: ~23 s on an H200, then 1.85x
                     fast alone there: benchmarks/results/gpu.md; not in ``fast``). On the 2-core CPU
                     with inductor freezing (prepacked oneDNN weights, fused pointwise ops) over bf16-conv: ~9 min
@@ -40,7 +53,11 @@ A policy is a set of named techniques (``TECHNIQUES``), so that the benchmark ca
 benchmarks/results/fast_mode.md). The CPU choice depends on the CPU (:func:`native_bf16_cpu`): bfloat16 convs are
 fast only where oneDNN has native bfloat16 (AVX512-BF16 or AMX). Elsewhere (an AVX2-only CPU, e.g. AMD EPYC
 Zen 3) a bfloat16 conv falls back to a reference kernel, measured ~290x slower than float32 (a 256-channel 3x3
-conv at 64x64: 17 s vs 0.06 s), so ``fast`` keeps the float32 techniques only there (``cpu-float32``).
+conv at 64x64: 17 s vs 0.06 s), so ``fast`` is float32 there (``cpu-float32``): cheaper arithmetic for the same
+picture (Winograd and FFT convolutions, subnormals flushed) instead of fewer bits. Measured on a 2-core Xeon with
+oneDNN and MKL capped at AVX2 (``ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2``, the stand-in for an
+AVX2-only CPU; benchmarks/results/fast_mode-avx2-cap.md): 2.01x the official frames/s (rounds 1.88-2.07x) at 99.3
+dB against exact, where fold-norms + fuse-spade alone reached 1.17x.
 """
 from __future__ import annotations
 
@@ -52,17 +69,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .fft_conv import FFTConv, fft_worthwhile
 from .fused_spade import FusedSPADEDecoder
+from .winograd import WinogradConv2d, worthwhile
 
 __all__ = ["PRECISIONS", "TECHNIQUES", "FAST_TECHNIQUES", "PrecisionPolicy", "LowPrecisionConv", "resolve",
-           "convert_network", "low_precision_dtype", "auto_batch_size", "native_bf16_cpu", "fast_techniques"]
+           "convert_network", "low_precision_dtype", "FlushSubnormals", "auto_batch_size", "native_bf16_cpu",
+           "fast_techniques"]
 
 PRECISIONS = ("exact", "fast")
-TECHNIQUES = ("fold-norms", "fuse-spade", "bf16-conv", "bf16-act", "autocast", "channels-last", "compile")
+TECHNIQUES = ("fold-norms", "fuse-spade", "flush-subnormals", "winograd", "fft-conv", "bf16-conv", "bf16-act",
+              "autocast", "channels-last", "compile")
 # device type -> techniques of ``fast`` (the choice measured in benchmarks/results/fast_mode.md and, for cuda on an
 # H200, gpu.md: channels-last was slower there, compile pays only after a ~23 s first call)
 FAST_TECHNIQUES = {"cpu": ("fold-norms", "fuse-spade", "bf16-conv", "bf16-act"),  # CPUs with native bfloat16
-                   "cpu-float32": ("fold-norms", "fuse-spade"),  # CPUs without it (float32: same picture)
+                   # CPUs without it: float32, the same picture up to the order of float sums
+                   "cpu-float32": ("fold-norms", "fuse-spade", "flush-subnormals", "winograd", "fft-conv"),
                    "cuda": ("fold-norms", "bf16-conv")}
 # networks converted by a fast policy; the pose path (kp_detector, mapping nets) stays float32
 LOW_PRECISION_NETWORKS = ("generator",)
@@ -87,7 +109,14 @@ LOW_PRECISION_OUTPUT_EXCEPT = ("decoder.conv_img",)
 
 
 def native_bf16_cpu() -> bool:
-    """Whether this CPU runs bfloat16 convolutions natively (oneDNN sees AVX512-BF16 or AMX)."""
+    """Whether this CPU runs bfloat16 convolutions natively (oneDNN sees AVX512-BF16 or AMX). oneDNN's ISA cap
+    (``ONEDNN_MAX_CPU_ISA`` / ``DNNL_MAX_CPU_ISA``, e.g. ``AVX2``, which the benchmarks use to measure an AVX2-only
+    CPU on a newer one) is honoured: a cap below AVX512_CORE_BF16 means no native bfloat16."""
+    import os
+
+    cap = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "").strip().upper()
+    if cap and cap not in ("ALL", "DEFAULT") and "BF16" not in cap and "AMX" not in cap:
+        return False
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):  # a build without oneDNN: no fast bfloat16 either
@@ -133,6 +162,9 @@ class PrecisionPolicy:
             raise ValueError("'bf16-act' changes what the 'bf16-conv' convs output: it needs 'bf16-conv'")
         if "bf16-conv" in self.techniques and "autocast" in self.techniques:
             raise ValueError("'bf16-conv' and 'autocast' are two ways of doing the same thing: pick one")
+        for t in ("winograd", "fft-conv"):
+            if t in self.techniques and {"bf16-conv", "autocast"} & set(self.techniques):
+                raise ValueError(f"{t!r} is a float32 technique: it cannot be combined with 'bf16-conv' / 'autocast'")
         if self.dtype not in (torch.bfloat16, torch.float16):
             raise ValueError(f"the low-precision dtype must be bfloat16 or float16, got {self.dtype}")
 
@@ -202,6 +234,36 @@ class LowPrecisionConv(nn.Module):
                 f"float32_output={self.float32_output}")
 
 
+class FlushSubnormals(nn.Module):
+    """``module(x)`` with the subnormal floats of ``x`` (0 < |x| < ``finfo.tiny``) set to zero first (the
+    ``flush-subnormals`` technique; x86 CPUs compute with subnormal operands at a fraction of their speed)."""
+
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.is_floating_point():
+            x = x.masked_fill(x.abs() < torch.finfo(x.dtype).tiny, 0.0)
+        return self.module(x)
+
+
+def _winograd_convs(module: nn.Module) -> None:
+    """Every wide 3x3 stride-1 Conv2d of ``module`` (``winograd.worthwhile``) -> :class:`WinogradConv2d`."""
+    for name, child in list(module.named_modules()):
+        if worthwhile(child):
+            parent, _, leaf = name.rpartition(".")
+            setattr(module.get_submodule(parent) if parent else module, leaf, WinogradConv2d(child))
+
+
+def _fft_convs(module: nn.Module) -> None:
+    """The large-kernel convs of ``module`` (``fft_conv.fft_worthwhile``) -> :class:`FFTConv`."""
+    for name, child in list(module.named_modules()):
+        if fft_worthwhile(child):
+            parent, _, leaf = name.rpartition(".")
+            setattr(module.get_submodule(parent) if parent else module, leaf, FFTConv(child))
+
+
 def _fold_spectral_norm(module: nn.Module) -> None:
     """Replace every spectral-norm reparametrisation by its eval-mode weight (computed once, as eval does)."""
     for sub in module.modules():
@@ -241,10 +303,17 @@ def convert_network(name: str, module: nn.Module | None, policy: PrecisionPolicy
         raise ValueError(f"{name} is in training mode: precision conversions are for inference (.eval() first)")
     module = copy.deepcopy(module)
     t = policy.techniques
-    if "fold-norms" in t or "bf16-conv" in t or "fuse-spade" in t:  # converted convs have no spectral-norm hook
+    if {"fold-norms", "bf16-conv", "fuse-spade", "winograd", "fft-conv"} & set(t):  # converted convs: no spectral norm
         _fold_spectral_norm(module)
     if "fuse-spade" in t and hasattr(module, "decoder"):
         module.decoder = FusedSPADEDecoder(module.decoder)
+    if "flush-subnormals" in t and hasattr(module, "dense_motion_network"):
+        dense = module.dense_motion_network
+        dense.hourglass = FlushSubnormals(dense.hourglass)
+    if "winograd" in t:
+        _winograd_convs(module)
+    if "fft-conv" in t and hasattr(module, "dense_motion_network"):
+        _fft_convs(module.dense_motion_network)
     if "bf16-conv" in t:
         _replace_convs(module, policy.dtype, "channels-last" in t, policy.float32_convs, "bf16-act" in t)
     elif "channels-last" in t:

@@ -8,11 +8,13 @@ import skimage.data
 import torch
 from torch import nn
 
+from sadtalker_lib.fft_conv import FFTConv
 from sadtalker_lib.fused_spade import FusedSPADEDecoder, UpsampledSharedConv, phase_classes
 from sadtalker_lib.precision import (
     FAST_TECHNIQUES,
     GENERATOR_FLOAT32_CONVS,
     SOURCE_ENCODER_PREFIXES,
+    FlushSubnormals,
     LowPrecisionConv,
     PrecisionPolicy,
     auto_batch_size,
@@ -22,6 +24,7 @@ from sadtalker_lib.precision import (
 )
 from sadtalker_lib.steps.render import render_stream
 from sadtalker_lib.steps.windows import driving_windows
+from sadtalker_lib.winograd import WinogradConv2d
 from sadtalker_lib.wrapper import NETWORKS, Models
 
 
@@ -68,6 +71,18 @@ def test_fast_techniques_follow_the_cpu():
     assert fast_techniques("cuda", native_bf16=False) == FAST_TECHNIQUES["cuda"]  # the GPU choice ignores the CPU
 
 
+@pytest.mark.parametrize("cap, native", [("AVX2", False), ("avx512_core", False), ("AVX512_CORE_VNNI", False),
+                                         ("AVX512_CORE_BF16", None), ("AVX512_CORE_AMX", None), ("ALL", None)])
+def test_native_bf16_honours_the_onednn_isa_cap(monkeypatch, cap, native):
+    """``ONEDNN_MAX_CPU_ISA=AVX2`` (how the benchmark measures an AVX2-only CPU on a newer one) means no native
+    bfloat16, whatever the CPU has; a cap that includes bfloat16 leaves the CPU's answer (None: the CPU's)."""
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    uncapped = native_bf16_cpu()
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+    assert native_bf16_cpu() is (uncapped if native is None else native)
+
+
 def test_fast_is_close_to_exact_and_keeps_the_pose_path(exact):
     """The CPU fast policy with bfloat16 convs (built explicitly: on a CPU without native bfloat16 ``fast``
     resolves to the float32 techniques, tested in test_fuse_spade_alone_is_float32_exact)."""
@@ -109,6 +124,8 @@ def test_precision_and_policy_errors(tiny_dir, exact):
         PrecisionPolicy("custom", ("fold-norms", "bf16-act"))
     with pytest.raises(ValueError, match="bfloat16 or float16"):
         PrecisionPolicy("custom", ("bf16-conv",), dtype=torch.float32)
+    with pytest.raises(ValueError, match="'winograd' is a float32 technique"):
+        PrecisionPolicy("custom", ("winograd", "bf16-conv"))
     with pytest.raises(ValueError, match="leave dtype at"):
         Models(**{k: getattr(exact, k) for k in NETWORKS}, precision="fast", dtype=torch.float64)
     with pytest.raises(RuntimeError, match="no CUDA device") if not torch.cuda.is_available() else _nothing():
@@ -196,6 +213,40 @@ def test_fuse_spade_alone_is_float32_exact(exact):
     torch.testing.assert_close(f_u, f_e, atol=1e-4, rtol=0)
 
 
+def test_flush_subnormals_zeroes_only_subnormals():
+    tiny = torch.finfo(torch.float32).tiny
+    x = torch.tensor([0.0, tiny / 4, -tiny / 1024, tiny, -2 * tiny, 1e-20, 1.0, float("nan")])
+    got = FlushSubnormals(nn.Identity())(x)
+    assert got[:3].eq(0).all() and torch.equal(got[3:7], x[3:7]) and got[7].isnan()
+    assert torch.equal(FlushSubnormals(nn.Identity())(torch.arange(3)), torch.arange(3))  # integers pass as they are
+
+
+def test_float32_fast_is_the_same_picture(exact, monkeypatch):
+    """The CPU ``fast`` without native bfloat16 (fold-norms + fuse-spade + flush-subnormals + winograd + fft-conv):
+    float32, the frames of exact up to the order of float sums; the dense-motion hourglass input is flushed, the
+    3x3 convs are Winograd convs (every one: the tiny networks are narrower than the width where Winograd pays,
+    so the width limits are lowered here), the dense-motion mask conv an FFT conv."""
+    import sadtalker_lib.winograd as winograd
+
+    monkeypatch.setattr(winograd, "MIN_IN", 1)
+    monkeypatch.setattr(winograd, "MIN_OUT", 1)
+    nets = {k: getattr(exact, k) for k in NETWORKS}
+    fast = Models(**nets, precision=PrecisionPolicy("fast", FAST_TECHNIQUES["cpu-float32"]))
+    assert isinstance(fast.generator.dense_motion_network.hourglass, FlushSubnormals)
+    assert not isinstance(exact.generator.dense_motion_network.hourglass, FlushSubnormals)  # the given nets untouched
+    winos = [n for n, m in fast.generator.named_modules() if isinstance(m, WinogradConv2d)]
+    assert any(n.startswith("decoder.mids.") for n in winos) and any(n.startswith("decoder.up_") for n in winos)
+    ffts = {n for n, m in fast.generator.named_modules() if isinstance(m, FFTConv)}
+    assert ffts == {"dense_motion_network.mask"}  # the 1-output occlusion conv is faster direct
+    assert not any(isinstance(m, (LowPrecisionConv, WinogradConv2d, FFTConv)) for m in exact.generator.modules())
+    w = _windows(2)
+    kp_e, f_e = _render(exact, SIZE, w)
+    kp_f, f_f = _render(fast, SIZE, w)
+    assert torch.equal(kp_e, kp_f) and f_f.dtype == torch.float32
+    assert not torch.equal(f_e, f_f)  # the conversions are active
+    torch.testing.assert_close(f_f, f_e, atol=1e-4, rtol=0)
+
+
 def test_auto_batch_size():
     assert auto_batch_size("cpu", 256) == 2
     assert auto_batch_size("cuda", 256, free_bytes=int(16e9)) == 8  # 0.8 x 16 GB / 1.5 GB per frame
@@ -222,6 +273,19 @@ def test_fast_on_the_parity_weights_clears_35_db(reference_checkpoints):
     _, f_e = _render(Models(**nets), 128, w)
     _, f_f = _render(Models(**nets, precision="fast"), 128, w)
     assert psnr_db(f_f, f_e) >= 35.0
+
+
+@pytest.mark.parity
+def test_float32_fast_on_the_parity_weights_is_the_same_picture(reference_checkpoints):
+    """The float32 CPU policy (what fast is on CPUs without native bfloat16): >= 60 dB against exact (measured
+    99.8 dB at 256 px), and flush-subnormals alone changes no pixel."""
+    nets = _parity_nets(reference_checkpoints)
+    w = _windows(1)
+    _, f_e = _render(Models(**nets), 128, w)
+    _, f_f = _render(Models(**nets, precision=PrecisionPolicy("fast", FAST_TECHNIQUES["cpu-float32"])), 128, w)
+    assert psnr_db(f_f, f_e) >= 60.0
+    _, f_s = _render(Models(**nets, precision=PrecisionPolicy("custom", ("flush-subnormals",))), 128, w)
+    torch.testing.assert_close(f_s, f_e, atol=1e-6, rtol=0)
 
 
 @pytest.mark.parity
