@@ -248,20 +248,12 @@ class FlushSubnormals(nn.Module):
         return self.module(x)
 
 
-def _winograd_convs(module: nn.Module) -> None:
-    """Every wide 3x3 stride-1 Conv2d of ``module`` (``winograd.worthwhile``) -> :class:`WinogradConv2d`."""
+def _replace_modules(module: nn.Module, wanted, replacement) -> None:
+    """Every submodule ``m`` of ``module`` with ``wanted(m)`` -> ``replacement(m)``, in place."""
     for name, child in list(module.named_modules()):
-        if worthwhile(child):
+        if name and wanted(child):
             parent, _, leaf = name.rpartition(".")
-            setattr(module.get_submodule(parent) if parent else module, leaf, WinogradConv2d(child))
-
-
-def _fft_convs(module: nn.Module) -> None:
-    """The large-kernel convs of ``module`` (``fft_conv.fft_worthwhile``) -> :class:`FFTConv`."""
-    for name, child in list(module.named_modules()):
-        if fft_worthwhile(child):
-            parent, _, leaf = name.rpartition(".")
-            setattr(module.get_submodule(parent) if parent else module, leaf, FFTConv(child))
+            setattr(module.get_submodule(parent) if parent else module, leaf, replacement(child))
 
 
 def _fold_spectral_norm(module: nn.Module) -> None:
@@ -310,10 +302,10 @@ def convert_network(name: str, module: nn.Module | None, policy: PrecisionPolicy
     if "flush-subnormals" in t and hasattr(module, "dense_motion_network"):
         dense = module.dense_motion_network
         dense.hourglass = FlushSubnormals(dense.hourglass)
-    if "winograd" in t:
-        _winograd_convs(module)
-    if "fft-conv" in t and hasattr(module, "dense_motion_network"):
-        _fft_convs(module.dense_motion_network)
+    if "winograd" in t:  # the wide 3x3 convs
+        _replace_modules(module, worthwhile, WinogradConv2d)
+    if "fft-conv" in t and hasattr(module, "dense_motion_network"):  # its 7x7x7 mask conv
+        _replace_modules(module.dense_motion_network, fft_worthwhile, FFTConv)
     if "bf16-conv" in t:
         _replace_convs(module, policy.dtype, "channels-last" in t, policy.float32_convs, "bf16-act" in t)
     elif "channels-last" in t:

@@ -71,12 +71,16 @@ def transform_kernel(weight: torch.Tensor, tile: int = TILE) -> torch.Tensor:
     return u.reshape((tile + 2) ** 2, weight.shape[0], weight.shape[1]).float().contiguous().to(weight.device)
 
 
-def worthwhile(conv: nn.Module) -> bool:
-    """Whether ``conv`` is a plain 3x3, stride-1 Conv2d that the Winograd form computes faster (wide enough)."""
+def _plain_3x3(conv: nn.Module) -> bool:
+    """A 3x3, stride-1, undilated, ungrouped, zero-padded Conv2d with equal padding on both axes."""
     return (type(conv) is nn.Conv2d and conv.kernel_size == (3, 3) and conv.stride == (1, 1)
             and conv.dilation == (1, 1) and conv.groups == 1 and conv.padding_mode == "zeros"
-            and isinstance(conv.padding, tuple) and conv.padding[0] == conv.padding[1]
-            and conv.in_channels >= MIN_IN and conv.out_channels >= MIN_OUT)
+            and isinstance(conv.padding, tuple) and conv.padding[0] == conv.padding[1])
+
+
+def worthwhile(conv: nn.Module) -> bool:
+    """Whether ``conv`` is a plain 3x3, stride-1 Conv2d that the Winograd form computes faster (wide enough)."""
+    return _plain_3x3(conv) and conv.in_channels >= MIN_IN and conv.out_channels >= MIN_OUT
 
 
 def winograd_conv2d(x: torch.Tensor, u: torch.Tensor, bias: torch.Tensor | None = None, padding: int = 1,
@@ -125,9 +129,7 @@ class WinogradConv2d(nn.Module):
 
     def __init__(self, conv: nn.Conv2d, tile: int = TILE):
         super().__init__()
-        if not (type(conv) is nn.Conv2d and conv.kernel_size == (3, 3) and conv.stride == (1, 1)
-                and conv.dilation == (1, 1) and conv.groups == 1 and conv.padding_mode == "zeros"
-                and isinstance(conv.padding, tuple) and conv.padding[0] == conv.padding[1]):
+        if not _plain_3x3(conv):
             raise ValueError(f"Winograd F(4x4, 3x3) replaces 3x3, stride-1, undilated, ungrouped, zero-padded "
                              f"Conv2d layers with equal padding on both axes; got {conv}")
         self.padding = conv.padding[0]
