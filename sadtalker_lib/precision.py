@@ -38,9 +38,10 @@ A policy is a set of named techniques (``TECHNIQUES``), so that the benchmark ca
                     convs ran ~3.2x slower on the real input than on random data (measured with oneDNN capped at
                     AVX2: 1.31 s vs 0.42 s for the 112-channel 3x3x3 conv of 2 frames). They are set to zero first;
                     on the parity weights the convs' outputs are bit-identical (float32, same picture)
-    winograd        the generator's wide 3x3 convs (>= 128 in, >= 256 out channels: the SPADE decoder's) in the
-                    Winograd F(4x4, 3x3) form (``sadtalker_lib.winograd``): 4x fewer multiply-adds, ~2e-6 relative
-                    difference; float32, for CPUs without native bfloat16 (with bf16-conv the convs are bfloat16)
+    winograd        the generator's wide 3x3 convs (``winograd.worthwhile``: >= 64 in, >= 128 out channels; the
+                    SPADE decoder's, ``third``) in the Winograd F(4x4, 3x3) form (``sadtalker_lib.winograd``): 4x
+                    fewer multiply-adds, ~2e-6 relative difference; float32, for CPUs without native bfloat16
+                    (with bf16-conv the convs are bfloat16)
     fft-conv        the dense-motion network's 7x7x7 ``mask`` conv by FFT (``sadtalker_lib.fft_conv``): in-plane
                     products in the frequency domain over overlap-save tiles (0.44 s instead of 1.00 s for 2 frames,
                     AVX2 cap); float32, ~4e-6 relative difference, for CPUs without native bfloat16
