@@ -6,8 +6,9 @@ import math
 import numpy as np
 import pytest
 
-from sadtalker_lib.metrics.beat_align import (BA_SIGMA_FRAMES, audio_beats, beat_align, beat_align_score, motion_beats,
-                             motion_velocity, onset_envelope, peak_pick)
+from sadtalker_lib.metrics.beat_align import (BA_SIGMA_FRAMES, audio_beats, beat_align, beat_align_score,
+                                               chance_beat_align, motion_beats, motion_velocity, onset_envelope,
+                                               peak_pick)
 
 
 def test_score_on_constructed_beats_hand_computed():
@@ -69,6 +70,8 @@ def test_beat_align_of_a_clip_and_bad_input():
     yaw = np.sin(2 * np.pi * np.arange(n) / 30.0)
     r = beat_align(audio, sr, yaw[:, None], fps)
     assert 0.0 <= r.score <= 1.0 and len(r.audio_beats) == 3 and r.velocity.shape == (n - 1,)
+    assert r.chance == chance_beat_align(r.motion_beats, n - 1)
+    assert r.above_chance == pytest.approx(r.score - r.chance)
     with pytest.raises(ValueError, match="no audio beat"):
         beat_align(np.zeros_like(audio), sr, yaw[:, None], fps)
 
@@ -84,3 +87,28 @@ def test_onset_envelope_matches_librosa():
     ref = librosa.onset.onset_strength(y=y, sr=12800, aggregate=np.median)
     ours = onset_envelope(y, 12800, 25)
     assert np.abs(ref - ours).max() < 1e-5 * max(1.0, ref.max())
+
+
+def test_chance_level_rises_with_beat_density_and_timing_beats_it():
+    """Beat Align is a recall over audio beats: motion beats score more the more of them there are, whatever their
+    timing; the chance level follows that, and beats on the audio beats are above it."""
+    audio = np.arange(10, 250, 25)  # 10 audio beats in 250 frames
+    trains = [np.arange(3, 250, step) for step in (50, 25, 10, 5)]  # 5, 10, 25, 50 evenly spaced motion beats
+    levels = [chance_beat_align(m, 250) for m in trains]
+    assert all(a < b for a, b in zip(levels, levels[1:]))
+    assert chance_beat_align([], 250) == 0.0
+    # the chance level is the score averaged over every circular shift of the motion beats (brute force here)
+    m = np.array([4, 17, 60, 61, 140, 230])
+    shifted = [beat_align_score(audio, (m + s) % 250) for s in range(250)]
+    circular = [np.mean([np.exp(-min(min(abs(b - x), 250 - abs(b - x)) for x in (m + s) % 250) ** 2 / 18)
+                         for b in audio]) for s in range(250)]
+    assert chance_beat_align(m, 250) == pytest.approx(np.mean(circular), rel=1e-9)
+    assert chance_beat_align(m, 250) == pytest.approx(np.mean(shifted), abs=0.01)  # the ends barely matter
+    on_time = beat_align_score(audio, audio + 1)  # 10 motion beats, one frame late
+    assert on_time > 0.9 and on_time - chance_beat_align(audio + 1, 250) > 0.5
+    off = audio + 12  # half-way between audio beats: below the chance level of the same train
+    assert beat_align_score(audio, off) < chance_beat_align(off, 250)
+    clustered = np.arange(100, 110)  # 10 beats in one burst cover fewer frames than 10 spread ones
+    assert chance_beat_align(clustered, 250) < chance_beat_align(audio + 1, 250)
+    with pytest.raises(ValueError, match="motion beats must lie"):
+        chance_beat_align([250], 250)

@@ -227,6 +227,8 @@ def test_fixed_vs_mixed_style_sampling():
     assert {r["style_id"] for r in fixed.per_clip} == {2}
     assert len({r["style_id"] for r in mixed.per_clip}) > 1
     assert fixed.diversity > 0 and np.isfinite(fixed.real_diversity)
+    assert fixed.beats_per_s > 0 and 0 <= fixed.beat_align_chance <= 1 and np.isfinite(fixed.real_beat_align_chance)
+    assert fixed.beat_align_above_chance == pytest.approx(fixed.beat_align - fixed.beat_align_chance)
     with pytest.raises(ValueError):
         evaluate_posevae_clips(model, clips, style="random")
     # the "same model, another clip's audio" control: each clip is driven by the next clip's mel windows

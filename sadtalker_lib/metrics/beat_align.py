@@ -30,8 +30,8 @@ from fractions import Fraction
 
 import numpy as np
 
-__all__ = ["BeatAlignResult", "beat_align_score", "motion_beats", "motion_velocity", "audio_beats",
-           "onset_envelope", "peak_pick", "beat_align", "BA_SIGMA_FRAMES", "MOTION_SMOOTH_SIGMA"]
+__all__ = ["BeatAlignResult", "beat_align_score", "chance_beat_align", "motion_beats", "motion_velocity",
+           "audio_beats", "onset_envelope", "peak_pick", "beat_align", "BA_SIGMA_FRAMES", "MOTION_SMOOTH_SIGMA"]
 
 BA_SIGMA_FRAMES = 3.0  # Bailando utils/beat_align_score.py BA(): exp(-d^2 / 2 / 9)
 MOTION_SMOOTH_SIGMA = 5.0  # Bailando calc_db(): gaussian_filter(kinetic_vel, 5)
@@ -43,11 +43,21 @@ PEAK_PICK = dict(pre_max=3, post_max=3, pre_avg=3, post_avg=5, delta=0.5, wait=1
 
 @dataclass
 class BeatAlignResult:
+    """score: Beat Align; chance: :func:`chance_beat_align` of these motion beats (their score with no timing
+    relation to the audio: the mean over circular shifts); beats at frame indices; velocity: the smoothed motion
+    speed ``[T - 1]``."""
+
     score: float
     audio_beats: np.ndarray
     motion_beats: np.ndarray
     velocity: np.ndarray
     notes: list[str] = field(default_factory=list)
+    chance: float = float("nan")
+
+    @property
+    def above_chance(self) -> float:
+        """``score - chance``: the part of the score that the timing of the motion beats earns."""
+        return self.score - self.chance
 
 
 # ---------------------------------------------------------------------------------------------
@@ -66,6 +76,30 @@ def beat_align_score(audio_beats, motion_beats, sigma: float = BA_SIGMA_FRAMES) 
         return 0.0
     nearest = np.min((m[None, :] - a[:, None]) ** 2, axis=1)
     return float(np.mean(np.exp(-nearest / (2 * sigma**2))))
+
+
+def chance_beat_align(motion_beats, length: int, sigma: float = BA_SIGMA_FRAMES) -> float:
+    """The score these motion beats get with no timing relation to the audio: the mean of
+    :func:`beat_align_score`'s term ``exp(-d^2 / (2 sigma^2))`` over every frame of ``length`` as the audio beat,
+    with ``d`` the circular distance to the nearest motion beat. It equals the score of any audio beats averaged
+    over every circular shift of the motion beats (the same number of beats, the same spacing, every offset
+    against the audio equally likely), and takes O(length).
+
+    The score is a recall over audio beats (each audio beat looks for its nearest motion beat), so it grows with
+    the number of motion beats alone, and evenly spaced beats cover more frames than clustered ones: a livelier
+    or more regular motion scores higher whatever its timing. ``score - chance`` is what the timing earns,
+    comparable between motions of different beat density.
+    """
+    m = np.unique(np.asarray(motion_beats, np.int64).ravel())
+    if m.size == 0:
+        return 0.0
+    if length < 1 or m[0] < 0 or m[-1] >= length:
+        raise ValueError(f"motion beats must lie in 0 .. length - 1 = {length - 1}, got {m[0]} .. {m[-1]}")
+    ring = np.concatenate([m - length, m, m + length])  # the beats of the neighbouring periods: circular distance
+    t = np.arange(length)
+    i = np.searchsorted(ring, t)  # ring[i - 1] < t <= ring[i]; 1 <= i <= len(ring) - 1 since m - length < 0 <= t
+    d = np.minimum(t - ring[i - 1], ring[i] - t).astype(np.float64)
+    return float(np.mean(np.exp(-d**2 / (2 * sigma**2))))
 
 
 def motion_velocity(features: np.ndarray) -> np.ndarray:
@@ -179,4 +213,5 @@ def beat_align(audio: np.ndarray, sample_rate: int, motion_features: np.ndarray,
         raise ValueError("no audio beat found within the video (silent or too short audio)")
     notes = [] if m_beats.size else ["no head-motion beat (motion has no local velocity minimum): Beat Align = 0"]
     return BeatAlignResult(score=beat_align_score(a_beats, m_beats), audio_beats=a_beats, motion_beats=m_beats,
-                           velocity=velocity, notes=notes)
+                           velocity=velocity, notes=notes,
+                           chance=chance_beat_align(m_beats, len(velocity)))

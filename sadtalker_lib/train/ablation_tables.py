@@ -32,7 +32,8 @@ import pandas as pd
 import torch
 
 from ..data.windows import ExpWindows, PoseWindows
-from .ablations import EXPNET_ROWS, POSEVAE_ROWS, run_expnet_ablations, run_posevae_ablations
+from .ablations import (BA_ABOVE_CHANCE, BA_OTHER_AUDIO, BEATS_PER_S, EXPNET_ROWS, POSEVAE_ROWS, run_expnet_ablations,
+                        run_posevae_ablations)
 from .expnet import ExpNetTrainConfig
 from .posevae import PoseVAETrainConfig
 
@@ -50,7 +51,15 @@ BEAT_ALIGN = "Beat Align ↑"
 TABLE4_LABELS = {DIVERSITY: "Diversity [pose angles, rad]: mean over clips of the std over time of the 3 generated "
                             "head angles (a stand-in for Hopenet embeddings of rendered video)",
                  BEAT_ALIGN: "Beat Align [pose angles]: Bailando's score of the generated head angles against the "
-                             "speech onsets (a stand-in for Hopenet poses of rendered video)"}
+                             "speech onsets (a stand-in for Hopenet poses of rendered video)",
+                 BA_ABOVE_CHANCE: "Beat Align − chance (a diagnostic, not in the paper): the score minus that of the "
+                                  "same motion beats at every offset against the audio (circular shifts). Beat Align "
+                                  "is a recall over audio beats, so it rises with the number of motion beats alone; "
+                                  "this compares rows of different beat density",
+                 BEATS_PER_S: "motion beats / s (a diagnostic): local minima of the smoothed head speed per second",
+                 BA_OTHER_AUDIO: "Beat Align, another clip's audio (a control): the same model fed the next held-out "
+                                 "clip's audio, scored against the clip's own; equal to Beat Align when the motion "
+                                 "does not follow the audio's timing"}
 REFERENCE_ROWS = {"teacher": "lip-only teacher (target; reference)", "real": "real coeffs. of the corpus (reference)",
                   "beta0": "β0 only: still mouth (reference)"}
 
@@ -285,6 +294,9 @@ ORDERINGS: tuple[Ordering, ...] = (
              "speech-locked nods (speech_nods, energy_coupling)"),
     Ordering("4", "mixed style >= single fixed style on Diversity", POSEVAE_ROWS[("full", "mixed")],
              POSEVAE_ROWS[("full", "fixed")], DIVERSITY, True, "per-style motion (free_motion, styles)"),
+    Ordering("4", "diagnostic, not in the paper: PoseVAE full beats w/o audio on Beat Align − chance",
+             POSEVAE_ROWS[("full", "fixed")], POSEVAE_ROWS[("no_audio", "fixed")], BA_ABOVE_CHANCE, True,
+             "speech-locked nods (speech_nods, energy_coupling)"),
 )
 
 

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from ..coeffs import ANGLE, ANGLE_DIM
+from ..data.corpus.format import FPS, SAMPLE_RATE
 from ..data.windows import PoseWindows
 from ..models.posevae import PoseVAE
 from .heldout import HeldoutMetric, HeldoutReport
@@ -171,8 +172,11 @@ def pose_heldout_report(m: PoseHeldoutMetrics, split: Mapping | None = None) -> 
 class PoseClipMetrics:
     """Per-clip means over generated clips. diversity: mean over angles of the std over time (radians,
     ``metrics.diversity``); beat_align: Bailando's Beat Align Score of the head angles against the speech onsets
-    (``metrics.beat_align``; a stand-in: pose angles, not Hopenet on video); real_*: the same for the corpus
-    motion of those clips; style: how styles were picked."""
+    (``metrics.beat_align``; a stand-in: pose angles, not Hopenet on video); beat_align_chance: the score of the
+    same motion beats at every offset against the audio (``metrics.beat_align.chance_beat_align``; Beat Align rises
+    with the number of motion beats alone, so ``beat_align - beat_align_chance`` is what the beats' timing earns); beats_per_s:
+    motion beats per second; real_*: the same for the corpus motion of those clips; style: how styles were
+    picked."""
 
     diversity: float
     beat_align: float
@@ -180,6 +184,14 @@ class PoseClipMetrics:
     real_beat_align: float
     style: str
     per_clip: list[dict]
+    beat_align_chance: float = float("nan")
+    beats_per_s: float = float("nan")
+    real_beat_align_chance: float = float("nan")
+    real_beats_per_s: float = float("nan")
+
+    @property
+    def beat_align_above_chance(self) -> float:
+        return self.beat_align - self.beat_align_chance
 
 
 def evaluate_posevae_clips(model: PoseVAE, clips: Sequence[Mapping], style: str = "fixed", fixed_style: int = 0,
@@ -225,22 +237,28 @@ def evaluate_posevae_clips(model: PoseVAE, clips: Sequence[Mapping], style: str 
         real = coeffs[:, ANGLE]
         wav = np.asarray(c["audio"], np.float32)
         row = {"style_id": sid, "real_diversity": diversity(real),
-               "real_beat_align": _beat_align(beat_align, wav, real)}
+               **{f"real_{k}": v for k, v in _beat_align(beat_align, wav, real).items()}}
         scores = []
         for _ in range(draws):
             angles = predict_pose(model, mel, torch.from_numpy(coeffs[:1])[None], style=sid,
                                   generator=g).pose[0, :, :3].numpy()
-            scores.append((diversity(angles), _beat_align(beat_align, wav, angles)))
-        row["diversity"], row["beat_align"] = (float(np.mean(v)) for v in zip(*scores))
+            scores.append({"diversity": diversity(angles), **_beat_align(beat_align, wav, angles)})
+        row.update({k: float(np.mean([s[k] for s in scores])) for k in scores[0]})
         rows.append(row)
     model.train(was)
-    mean = {k: float(np.nanmean([r[k] for r in rows])) for k in ("diversity", "beat_align", "real_diversity",
-                                                                  "real_beat_align")}
+    keys = ("diversity",) + _BEAT_KEYS
+    mean = {k: float(np.nanmean([r[k] for r in rows])) for k in keys + tuple(f"real_{k}" for k in keys)}
     return PoseClipMetrics(style=style, per_clip=rows, **mean)
 
 
-def _beat_align(beat_align, wav: np.ndarray, angles: np.ndarray) -> float:
+_BEAT_KEYS = ("beat_align", "beat_align_chance", "beats_per_s")
+
+
+def _beat_align(beat_align, wav: np.ndarray, angles: np.ndarray) -> dict[str, float]:
+    """Beat Align of head ``angles`` [T, 3] (25 fps) against ``wav`` (16 kHz): score, chance level at the same
+    number of motion beats, motion beats per second; NaN where the clip has no audio beat."""
     try:
-        return beat_align(wav, 16000, angles, 25.0).score
+        r = beat_align(wav, SAMPLE_RATE, angles, FPS)
     except ValueError:  # no audio beat within the clip
-        return float("nan")
+        return dict.fromkeys(_BEAT_KEYS, float("nan"))
+    return dict(zip(_BEAT_KEYS, (r.score, r.chance, r.motion_beats.size * FPS / len(angles))))
