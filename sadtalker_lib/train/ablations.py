@@ -183,10 +183,10 @@ def run_posevae_ablations(train: PoseWindows, heldout: PoseWindows, heldout_clip
 
 
 #: Table 4's diagnostic columns (not in the paper). Beat Align is a recall over audio beats, so it rises with the
-#: number of motion beats alone: "above chance" subtracts the score of the same motion beats at every offset
-#: against the audio (``metrics.beat_align.chance_beat_align``); "another clip's audio" feeds the model the next held-out clip's mel
-#: (scored against the clip's own audio): the same motion statistics with the timing broken.
-BA_ABOVE_CHANCE = "Beat Align − chance (same beat count) ↑"
+#: number of motion beats alone: "− chance" subtracts the score of the same motion beats at every offset against
+#: the audio (``metrics.beat_align.chance_beat_align``); "another clip's audio" feeds the model the next held-out
+#: clip's mel (scored against the clip's own audio): the same motion statistics with the timing broken.
+BA_ABOVE_CHANCE = "Beat Align − chance (same beats, any offset) ↑"
 BEATS_PER_S = "motion beats / s"
 BA_OTHER_AUDIO = "Beat Align, another clip's audio (control)"
 

@@ -173,10 +173,10 @@ class PoseClipMetrics:
     """Per-clip means over generated clips. diversity: mean over angles of the std over time (radians,
     ``metrics.diversity``); beat_align: Bailando's Beat Align Score of the head angles against the speech onsets
     (``metrics.beat_align``; a stand-in: pose angles, not Hopenet on video); beat_align_chance: the score of the
-    same motion beats at every offset against the audio (``metrics.beat_align.chance_beat_align``; Beat Align rises
-    with the number of motion beats alone, so ``beat_align - beat_align_chance`` is what the beats' timing earns); beats_per_s:
-    motion beats per second; real_*: the same for the corpus motion of those clips; style: how styles were
-    picked."""
+    same motion beats at every offset against the audio (``metrics.beat_align.chance_beat_align``; Beat Align
+    rises with the number of motion beats alone, so ``beat_align - beat_align_chance`` is what the beats' timing
+    earns); beats_per_s: motion beats per second; real_*: the same for the corpus motion of those clips; style:
+    how styles were picked."""
 
     diversity: float
     beat_align: float
