@@ -28,6 +28,7 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 
 import numpy as np
@@ -42,6 +43,9 @@ from .losses import gan_discriminator_loss, gan_generator_loss, kl_loss, mse_los
 from .posevae_audio import AudioFrameCache, AudioStandardizer, audio_embeddings, load_audio_encoder, split_audio_encoder
 from .posevae_audio import with_embeddings as _with_embeddings
 from .posevae_export import fold_audio_standardizer, fold_pose_scale, residual_rms
+
+if TYPE_CHECKING:
+    from .posevae_eval import PoseHeldoutMetrics
 
 __all__ = [
     "PoseVAETrainConfig", "POSEVAE_ABLATIONS", "load_audio_encoder", "audio_embeddings", "posevae_forward",
@@ -288,7 +292,9 @@ def calibrate_batchnorm(model: PoseVAE, windows: PoseWindows, config: PoseVAETra
 # --- The stage (the loop is train/loop.py) ----------------------------------------------------------------------------
 @dataclass
 class PoseVAERun:
-    """A finished (or stopped) run: the model (eval mode), its log, the official-layout file."""
+    """A finished (or stopped) run: the model (eval mode), its log, the official-layout file; heldout: the numbers
+    of ``heldout.json`` (``posevae_eval.PoseHeldoutMetrics``: pose MSE beside a still head's ...) when the run
+    finished with held-out windows."""
 
     model: PoseVAE
     history: TrainHistory
@@ -296,6 +302,7 @@ class PoseVAERun:
     out_dir: Path
     config: PoseVAETrainConfig
     step: int
+    heldout: PoseHeldoutMetrics | None = None
 
 
 def _scaled(windows: PoseWindows | None, scale: float) -> PoseWindows | None:
@@ -512,7 +519,7 @@ def train_posevae(train: PoseWindows, heldout: PoseWindows | None = None, config
         stage.to_raw_units()
     stage.model.eval()
     return PoseVAERun(model=stage.model, history=res.history, checkpoint=res.final, out_dir=Path(out_dir),
-                      config=stage.config, step=res.step)
+                      config=stage.config, step=res.step, heldout=getattr(stage, "heldout_metrics", None))
 
 
 def cli_stage(corpus: Path, preset: str, heldout_fraction: float = 0.25, **overrides) -> PoseVAEStage:
