@@ -72,6 +72,7 @@ def test_beat_align_of_a_clip_and_bad_input():
     assert 0.0 <= r.score <= 1.0 and len(r.audio_beats) == 3 and r.velocity.shape == (n - 1,)
     assert r.chance == chance_beat_align(r.motion_beats, n - 1)
     assert r.above_chance == pytest.approx(r.score - r.chance)
+    assert r.beats_per_s(fps) == pytest.approx(len(r.motion_beats) / (n / fps))
     with pytest.raises(ValueError, match="no audio beat"):
         beat_align(np.zeros_like(audio), sr, yaw[:, None], fps)
 

@@ -59,6 +59,10 @@ class BeatAlignResult:
         """``score - chance``: the part of the score that the timing of the motion beats earns."""
         return self.score - self.chance
 
+    def beats_per_s(self, fps: float) -> float:
+        """Motion beats per second of the motion (``len(velocity) + 1`` frames at ``fps``)."""
+        return len(self.motion_beats) * fps / (len(self.velocity) + 1)
+
 
 # ---------------------------------------------------------------------------------------------
 # the score

@@ -237,9 +237,8 @@ def _score_clip(clip: Clip, source, scorers: _Scorers, metrics, *, cpbd_step: in
         if ba is not None:
             values["Beat Align"] = ba.score
             notes["Beat Align"].extend(ba.notes)
-            rate = len(ba.motion_beats) * clip.fps / len(clip.frames)
-            notes["Beat Align"].append(f"chance level of these motion beats ({rate:.2f}/s) at every offset against "
-                                       f"the audio: {ba.chance:.3f}")
+            notes["Beat Align"].append(f"chance level of these motion beats ({ba.beats_per_s(clip.fps):.2f}/s) at "
+                                       f"every offset against the audio: {ba.chance:.3f}")
     c = attempt(["CPBD"], lambda: float(np.mean(cpbd_frames(clip.frames, step=cpbd_step))))
     if c is not None:
         values["CPBD"] = c

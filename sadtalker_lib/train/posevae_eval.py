@@ -261,4 +261,4 @@ def _beat_align(beat_align, wav: np.ndarray, angles: np.ndarray) -> dict[str, fl
         r = beat_align(wav, SAMPLE_RATE, angles, FPS)
     except ValueError:  # no audio beat within the clip
         return dict.fromkeys(_BEAT_KEYS, float("nan"))
-    return dict(zip(_BEAT_KEYS, (r.score, r.chance, r.motion_beats.size * FPS / len(angles))))
+    return dict(zip(_BEAT_KEYS, (r.score, r.chance, r.beats_per_s(FPS))))
