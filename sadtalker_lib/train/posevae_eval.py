@@ -255,8 +255,8 @@ _BEAT_KEYS = ("beat_align", "beat_align_chance", "beats_per_s")
 
 
 def _beat_align(beat_align, wav: np.ndarray, angles: np.ndarray) -> dict[str, float]:
-    """Beat Align of head ``angles`` [T, 3] (25 fps) against ``wav`` (16 kHz): score, chance level at the same
-    number of motion beats, motion beats per second; NaN where the clip has no audio beat."""
+    """Beat Align of head ``angles`` [T, 3] (25 fps) against ``wav`` (16 kHz): score, chance level of the same
+    motion beats at every offset against the audio, motion beats per second; NaN where the clip has no audio beat."""
     try:
         r = beat_align(wav, SAMPLE_RATE, angles, FPS)
     except ValueError:  # no audio beat within the clip
