@@ -32,8 +32,8 @@ import pandas as pd
 import torch
 
 from ..data.windows import ExpWindows, PoseWindows
-from .ablations import (BA_ABOVE_CHANCE, BA_OTHER_AUDIO, BEATS_PER_S, EXPNET_ROWS, POSE_MSE_VS_STILL, POSEVAE_ROWS,
-                        run_expnet_ablations, run_posevae_ablations)
+from .ablations import (BA_ABOVE_CHANCE, BA_OTHER_AUDIO, BEATS_PER_S, EXPNET_ROWS, HELDOUT_MSE, POSE_MSE_VS_STILL,
+                        POSEVAE_ROWS, run_expnet_ablations, run_posevae_ablations)
 from .expnet import ExpNetTrainConfig
 from .posevae import PoseVAETrainConfig
 
@@ -52,7 +52,7 @@ TABLE4_LABELS = {DIVERSITY: "Diversity [pose angles, rad]: mean over clips of th
                             "head angles (a stand-in for Hopenet embeddings of rendered video)",
                  BEAT_ALIGN: "Beat Align [pose angles]: Bailando's score of the generated head angles against the "
                              "speech onsets (a stand-in for Hopenet poses of rendered video)",
-                 "held-out MSE ↓": "held-out MSE: the CVAE's reconstruction of held-out windows through its encoder "
+                 HELDOUT_MSE: "held-out MSE: the CVAE's reconstruction of held-out windows through its encoder "
                                    "(which sees the target), training units; not a prediction",
                  POSE_MSE_VS_STILL: "pose MSE (z = 0) / still head's: held-out windows predicted by the decoder at "
                                     "z = 0 from rho_0, audio and style, over the error of predicting no motion (below "

@@ -33,7 +33,8 @@ from .posevae import POSEVAE_ABLATIONS, PoseVAETrainConfig, train_posevae
 from .posevae_eval import evaluate_posevae_clips
 
 __all__ = [
-    "BA_ABOVE_CHANCE", "BEATS_PER_S", "BA_OTHER_AUDIO", "POSE_MSE_VS_STILL", "STILL_HEAD_ROW", "RANDOM_SEQUENCE_ROW",
+    "BA_ABOVE_CHANCE", "BEATS_PER_S", "BA_OTHER_AUDIO", "HELDOUT_MSE", "POSE_MSE_VS_STILL", "STILL_HEAD_ROW",
+    "RANDOM_SEQUENCE_ROW",
     "EXPNET_ROWS", "POSEVAE_ROWS", "PAPER_TABLE3", "PAPER_TABLE4", "AblationResult",
     "run_expnet_ablations", "run_posevae_ablations", "PAPER_COLUMN", "draw_ablation", "AblationExplorer",
 ]
@@ -163,7 +164,7 @@ def run_posevae_ablations(train: PoseWindows, heldout: PoseWindows, heldout_clip
             real = real or m
             h = run.heldout
             rows.append({"method": label, "variant": name, "style": style, "Diversity ↑": m.diversity,
-                         "Beat Align ↑": m.beat_align, "held-out MSE ↓": float(last["mse"]),
+                         "Beat Align ↑": m.beat_align, HELDOUT_MSE: float(last["mse"]),
                          POSE_MSE_VS_STILL: h.pose_mse / h.still_head if h else float("nan"),
                          **_beat_columns(m), BA_OTHER_AUDIO: score(run.model, style, "shuffled").beat_align})
             baseline = baseline or h
@@ -173,7 +174,7 @@ def run_posevae_ablations(train: PoseWindows, heldout: PoseWindows, heldout_clip
     if real is not None:
         rows.append({"method": "Real (corpus motion)", "variant": "real", "style": "-",
                      "Diversity ↑": real.real_diversity, "Beat Align ↑": real.real_beat_align,
-                     "held-out MSE ↓": float("nan"), **_beat_columns(real, "real_")})
+                     HELDOUT_MSE: float("nan"), **_beat_columns(real, "real_")})
     if baseline is not None:  # the trivial baselines of the held-out windows (the same for every variant)
         rows.append({"method": STILL_HEAD_ROW, "variant": "still_head", "style": "-", "Diversity ↑": 0.0,
                      "Beat Align ↑": 0.0, POSE_MSE_VS_STILL: 1.0})
@@ -197,6 +198,8 @@ def run_posevae_ablations(train: PoseWindows, heldout: PoseWindows, heldout_clip
 BA_ABOVE_CHANCE = "Beat Align − chance (same beats, any offset) ↑"
 BEATS_PER_S = "motion beats / s"
 BA_OTHER_AUDIO = "Beat Align, another clip's audio (control)"
+#: the CVAE's reconstruction of held-out windows through its encoder (the last held-out evaluation's "mse")
+HELDOUT_MSE = "held-out MSE ↓"
 #: the prediction error of held-out windows (decoder at z = 0, ``posevae_eval.evaluate_pose_heldout``) over a still
 #: head's: below 1 the model predicts head motion better than no motion ("held-out MSE" is the CVAE's
 #: reconstruction through its encoder, which sees the target: not a prediction)
