@@ -404,6 +404,30 @@ def test_speech_locked_nods_follow_onsets_and_their_knob_removes_them():
     assert np.mean(rel[1.0]) < 0.7 * np.mean(rel[0.0]), rel
 
 
+def test_nod_direction_down_gives_every_nod_the_same_sign():
+    from sadtalker_lib.data.corpus import Phenomena
+
+    energy = M.speech_energy(_fake_speech(1, 6.0), 150)
+    anchors = M.nod_frames(150, energy)
+    assert len(anchors) >= 4
+    nods = {}
+    for direction in M.NOD_DIRECTIONS:
+        with_nods = M.head_motion(150, "nodding", 0, energy, nods_at=anchors, free_scale=0.0, nod_direction=direction)
+        nods[direction] = (with_nods - M.head_motion(150, "nodding", 0, energy, nods_at=anchors, nod_scale=0.0,
+                                                     free_scale=0.0))[:, 0]
+    # "alternate" (the default): chin down and up in turn on consecutive accents
+    alt = np.sign(nods["alternate"][anchors])
+    assert (alt[1:] == -alt[:-1]).all()
+    # "down": chin down (positive pitch) on every accent, back at rest between accents, with the same heights
+    down = nods["down"]
+    assert (down[anchors] > 0.05).all() and np.allclose(down[anchors], np.abs(nods["alternate"][anchors]))
+    assert all(abs(down[(a + b) // 2]) < 1e-9 for a, b in zip(anchors[:-1], anchors[1:]))
+    with pytest.raises(ValueError, match="nod_direction"):
+        M.head_motion(150, "nodding", 0, energy, nod_direction="up")
+    with pytest.raises(ValueError, match="nod_direction"):
+        Phenomena(nod_direction="sideways")
+
+
 def test_identity_variants_through_the_face_model():
     from sadtalker_lib.data.identities import IdentityDraw, draw_identity, identity_portrait, identity_specs
     from sadtalker_lib.data.render import default_portrait

@@ -35,7 +35,7 @@ from .visemes import BLINK_DIMS, EXPRESSION_DIMS, FPS, is_vowel
 
 __all__ = [
     "POSE_NAMES", "MotionStyle", "MOTION_STYLES", "STYLE_IDS", "style_id", "speech_energy", "head_motion",
-    "stressed_syllables", "NOD_SOURCES", "nod_frames", "DRIFT_DIRECTIONS", "SMILE_DIRECTION", "expression_drift",
+    "stressed_syllables", "NOD_SOURCES", "NOD_DIRECTIONS", "nod_frames", "DRIFT_DIRECTIONS", "SMILE_DIRECTION", "expression_drift",
     "blink_ratio", "blink_expression", "Motion", "generate_motion", "motion_features",
 ]
 
@@ -198,6 +198,7 @@ NOD_MIN_GAP = 12  # frames between speech-locked nods (~0.5 s: Beat Align smooth
 
 
 NOD_SOURCES = ("onsets", "energy", "stress")
+NOD_DIRECTIONS = ("alternate", "down")  # head_motion's nod shapes
 
 
 def nod_frames(n_frames: int, energy: np.ndarray | None = None, phonemes=None, fps: float = FPS, *,
@@ -225,7 +226,7 @@ def nod_frames(n_frames: int, energy: np.ndarray | None = None, phonemes=None, f
 
 def head_motion(n_frames: int, style: int | str = 0, seed: int = 0, energy: np.ndarray | None = None,
                 fps: float = FPS, *, nods_at: list[int] | None = None, nod_scale: float = 1.0,
-                energy_scale: float = 1.0, free_scale: float = 1.0) -> np.ndarray:
+                energy_scale: float = 1.0, free_scale: float = 1.0, nod_direction: str = "alternate") -> np.ndarray:
     """Head pose ``float32 [T, 6]`` = (pitch, yaw, roll, tx, ty, tz) for one style; deterministic in ``seed``.
 
     Three parts, each with its own random stream (so a scale of 0 leaves the others unchanged):
@@ -240,7 +241,12 @@ def head_motion(n_frames: int, style: int | str = 0, seed: int = 0, energy: np.n
       (default :func:`nod_frames` of ``energy``) and pause there, alternately chin down and chin up (which
       first is random: the nods' phase), of height ``style.nod`` x 0.6-1.0; so the head is still on the
       accents and moves between them (the motion beats of Beat Align fall on the speech beats).
+      ``nod_direction`` (``NOD_DIRECTIONS``): "alternate" as just said, so the signed nod motion given the audio
+      averages to zero over the random phase; "down": every nod a chin-down stroke that peaks on its accent and
+      is back at rest halfway to the next, so the audio fixes the nods' sign as well as their timing.
     """
+    if nod_direction not in NOD_DIRECTIONS:
+        raise ValueError(f"nod_direction must be one of {NOD_DIRECTIONS}, got {nod_direction!r}")
     sid = style_id(style)
     st = MOTION_STYLES[sid]
     rngs = [np.random.default_rng([int(seed), sid, 0x0F05E, k]) for k in range(5)]  # free, nod, shake, glance, trans
@@ -266,8 +272,14 @@ def head_motion(n_frames: int, style: int | str = 0, seed: int = 0, energy: np.n
         angles[:, 1] += free_scale * _glances(rngs[3], n_frames, st.glance, fps)
         angles[:, 0] += free_scale * _glances(rngs[3], n_frames, 0.3 * st.glance, fps)
     sign = np.where(np.arange(len(anchors)) % 2 == 0, 1.0, -1.0) * rngs[1].choice((-1.0, 1.0))  # random phase
-    heights = st.nod * nod_scale * sign * rngs[1].uniform(0.6, 1.0, len(anchors))
-    angles[:, 0] += _strokes(n_frames, anchors, heights, int(0.4 * fps))  # positive pitch = chin down (render.py)
+    heights = st.nod * nod_scale * rngs[1].uniform(0.6, 1.0, len(anchors))
+    if nod_direction == "alternate":
+        knots, heights = anchors, heights * sign
+    else:  # chin down on each accent, back at rest halfway between accents
+        rests = [(a + b) // 2 for a, b in zip(anchors[:-1], anchors[1:])]
+        knots = sorted(anchors + rests)
+        heights = np.array([heights[anchors.index(k)] if k in anchors else 0.0 for k in knots])
+    angles[:, 0] += _strokes(n_frames, knots, heights, int(0.4 * fps))  # positive pitch = chin down (render.py)
     angles += np.asarray(st.bias)[None]
     # translation follows the rotation a little (the neck pivots) plus its own slow drift
     trans = np.stack([free_scale * s * _band_noise(rngs[4], n_frames, (0.05, 0.3), fps) for s in st.translation], 1)
@@ -344,7 +356,7 @@ class Motion:
 def generate_motion(n_frames: int, style: int | str = 0, seed: int = 0, audio: np.ndarray | None = None,
                     sample_rate: int = DEFAULT_CONFIG.sample_rate, fps: float = FPS, *, phonemes=None,
                     nod_source: str = "onsets", nod_scale: float = 1.0, energy_scale: float = 1.0,
-                    free_scale: float = 1.0) -> Motion:
+                    free_scale: float = 1.0, nod_direction: str = "alternate") -> Motion:
     """Head pose and blinks for one clip, coupled to ``audio`` (float32 [N] at ``sample_rate``) when given.
 
     nod_source / phonemes: where the speech-locked nods fall (:func:`nod_frames`; phonemes: eSpeak NG's
@@ -354,7 +366,7 @@ def generate_motion(n_frames: int, style: int | str = 0, seed: int = 0, audio: n
     energy = None if audio is None else speech_energy(audio, n_frames, sample_rate, fps)
     nods = nod_frames(n_frames, energy, phonemes, fps, audio=audio, sample_rate=sample_rate, source=nod_source)
     pose = head_motion(n_frames, sid, seed, energy, fps, nods_at=nods, nod_scale=nod_scale,
-                       energy_scale=energy_scale, free_scale=free_scale)
+                       energy_scale=energy_scale, free_scale=free_scale, nod_direction=nod_direction)
     blink = blink_ratio(n_frames, seed, MOTION_STYLES[sid].blinks_per_min, fps)
     return Motion(pose=pose, blink=blink, blink_exp=blink_expression(blink), style_id=sid,
                   style=MOTION_STYLES[sid].name, nod_frames=nods)

@@ -283,7 +283,7 @@ def build_default_corpus(out_dir: str | os.PathLike, n_clips: int = 8, seed: int
         motion = generate_motion(n, plan.style_id, plan.motion_seed, audio=wav,
                                  phonemes=speech.phonemes, nod_source=phen.nod_source,
                                  nod_scale=phen.speech_nods, energy_scale=phen.energy_coupling,
-                                 free_scale=phen.free_motion)
+                                 free_scale=phen.free_motion, nod_direction=phen.nod_direction)
         drift = expression_drift(n, plan.motion_seed, drift=phen.expression_drift, smiles=phen.smiles)
         coeffs = np.concatenate([exp_lip + drift + motion.blink_exp, motion.pose], 1).astype(np.float32)
         frames, landmarks = animator(plan.identity_id).render_sequence(coeffs)

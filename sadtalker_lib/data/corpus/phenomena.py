@@ -40,6 +40,8 @@ class Phenomena:
     speech_nods: scale of every style's nods at the stressed syllables (``MotionStyle.nod``).
     nod_source: where the nods fall (``motion.nod_frames``): "onsets" (the audio's onset-strength peaks, Beat
     Align's audio beats), "energy" (loudness rises) or "stress" (stressed syllables from eSpeak NG's times).
+    nod_direction: the nods' shape (``motion.head_motion``): "alternate" (chin down / up in turn, which first is
+    random, so the signed motion given the audio averages to zero) or "down" (a chin-down stroke per accent).
     energy_coupling: scale of the loudness -> motion-amplitude coupling (``MotionStyle.energy_gain``).
     free_motion: scale of the audio-independent head motion (random-phase sinusoids, glances, shakes, drift).
     """
@@ -52,15 +54,19 @@ class Phenomena:
     smiles: float = 1.0
     speech_nods: float = 1.0
     nod_source: str = "onsets"
+    nod_direction: str = "alternate"
     energy_coupling: float = 1.0
     free_motion: float = 1.0
 
     def __post_init__(self):
-        from ..motion import NOD_SOURCES
+        from ..motion import NOD_DIRECTIONS, NOD_SOURCES
 
         if self.nod_source not in NOD_SOURCES:
             raise ValueError(f"nod_source must be one of {NOD_SOURCES}, got {self.nod_source!r}")
-        bad = [f.name for f in fields(self) if f.name != "nod_source" and getattr(self, f.name) < 0]
+        if self.nod_direction not in NOD_DIRECTIONS:
+            raise ValueError(f"nod_direction must be one of {NOD_DIRECTIONS}, got {self.nod_direction!r}")
+        bad = [f.name for f in fields(self) if f.name not in ("nod_source", "nod_direction")
+               and getattr(self, f.name) < 0]
         if bad:
             raise ValueError(f"phenomenon strengths must be >= 0: {bad}")
 
