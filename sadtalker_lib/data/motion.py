@@ -35,8 +35,8 @@ from .visemes import BLINK_DIMS, EXPRESSION_DIMS, FPS, is_vowel
 
 __all__ = [
     "POSE_NAMES", "MotionStyle", "MOTION_STYLES", "STYLE_IDS", "style_id", "speech_energy", "head_motion",
-    "stressed_syllables", "NOD_SOURCES", "NOD_DIRECTIONS", "nod_frames", "DRIFT_DIRECTIONS", "SMILE_DIRECTION", "expression_drift",
-    "blink_ratio", "blink_expression", "Motion", "generate_motion", "motion_features",
+    "stressed_syllables", "NOD_SOURCES", "NOD_DIRECTIONS", "nod_frames", "DRIFT_DIRECTIONS", "SMILE_DIRECTION",
+    "expression_drift", "blink_ratio", "blink_expression", "Motion", "generate_motion", "motion_features",
 ]
 
 POSE_NAMES = ("pitch", "yaw", "roll", "tx", "ty", "tz")  # Deep3DFaceRecon angle order (x, y, z), then trans
