@@ -86,14 +86,17 @@ def cached_default_corpus(folder: str | os.PathLike | None, n_clips: int, seed: 
 
 
 def _stale_default_corpus(folder: Path, n_clips: int, seed: int, build_kwargs: dict) -> bool:
-    """A cached default corpus built by another builder version or with other n_clips / seed / size."""
+    """A cached default corpus built by another builder version or with other n_clips / seed / size /
+    phenomena (a stored phenomena dict without a newer field has that field's default)."""
+    from .data.corpus import Phenomena
     from .data.corpus.default import DEFAULT_CORPUS_VERSION
 
     index = load_index(folder)
     if index.get("kind") != "default":
         return False  # not ours to replace
     return (index.get("builder_version") != DEFAULT_CORPUS_VERSION or len(index["clips"]) != n_clips
-            or index.get("seed") != seed or index.get("size") != build_kwargs.get("size", index.get("size")))
+            or index.get("seed") != seed or index.get("size") != build_kwargs.get("size", index.get("size"))
+            or Phenomena.coerce(index.get("phenomena")) != Phenomena.coerce(build_kwargs.get("phenomena")))
 
 
 def clip_dicts(corpus: str | os.PathLike, clips: Sequence[int | str]) -> list[dict]:

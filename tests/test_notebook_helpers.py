@@ -79,6 +79,26 @@ def test_cached_default_corpus_reuses_an_existing_folder(tmp_path):
     assert (tmp_path / "c" / corpus_format.INDEX_FILE).stat().st_mtime_ns == stamp
 
 
+def test_cached_default_corpus_is_stale_when_built_with_other_phenomena(tmp_path):
+    from sadtalker_lib.data.corpus import Phenomena
+    from sadtalker_lib.data.corpus.default import DEFAULT_CORPUS_VERSION
+    from sadtalker_lib.notebook import _stale_default_corpus
+
+    _write_corpus(tmp_path / "c")
+    index = corpus_format.load_index(tmp_path / "c")
+    stored = Phenomena(speech_nods=2.0).to_json()
+    del stored["nod_direction"]  # an index written before that field existed: read as its default
+    index.update(kind="default", builder_version=DEFAULT_CORPUS_VERSION, seed=0, phenomena=stored)
+    corpus_format.write_index(tmp_path / "c", index)
+    n = len(index["clips"])
+    assert not _stale_default_corpus(tmp_path / "c", n, 0, dict(size=8, phenomena={"speech_nods": 2.0}))
+    assert not _stale_default_corpus(tmp_path / "c", n, 0, dict(phenomena=Phenomena(speech_nods=2.0)))
+    for other in (dict(), dict(phenomena={"speech_nods": 2.0, "nod_direction": "down"}), dict(size=16,
+                  phenomena={"speech_nods": 2.0}), dict(phenomena={"speech_nods": 1.0})):
+        assert _stale_default_corpus(tmp_path / "c", n, 0, other), other
+    assert _stale_default_corpus(tmp_path / "c", n, 1, dict(phenomena={"speech_nods": 2.0}))
+
+
 class _History:
     def __init__(self, rows):
         self.rows = rows
