@@ -399,6 +399,22 @@ def test_perceptual_standin_and_gan_terms():
     assert feature_matching_loss(out, d(x.flip(-1)), (10, 10, 10)).item() > 0
 
 
+def test_still_keypoints_baseline_ignores_the_driving_frame(clips):
+    """The ``still_keypoints`` baseline of heldout.json renders the source with its own keypoints: the driving
+    frame does not reach it (other driving frames give the same output), while the HEEstimator-driven frame
+    changes with it (slightly: random networks)."""
+    from sadtalker_lib.train.facevid2vid import render_heldout
+
+    train, _ = clips
+    r = build_facevid2vid(fv_config()).eval()
+    pairs = train.first_frame_pairs(3)
+    other = replace(pairs, driving=pairs.driving.flip(0))
+    still, still_other = render_heldout(r, pairs, still=True)[0], render_heldout(r, other, still=True)[0]
+    driven, driven_other = render_heldout(r, pairs)[0], render_heldout(r, other)[0]
+    assert torch.equal(still, still_other)
+    assert (driven - driven_other).abs().max() > 0 and (driven - still).abs().max() > 0
+
+
 def test_perturbing_driving_keypoints_changes_the_frame(clips):
     """With the CPU preset's mask initialisation the identity-motion mass starts far below 1 and moving the driving
     keypoints moves the frame."""
@@ -454,6 +470,12 @@ def test_motion_transfer_metric():
     metrics = half.heldout_metrics("x/")
     assert set(metrics) == {"x/motion_transfer_error_px", "x/face_l1", "x/face_psnr_db"}
     assert metrics["x/motion_transfer_error_px"].beats("copy_source")
+    # a further baseline scored on the same pairs (e.g. the renderer given no motion) sits beside copy_source
+    metrics = half.heldout_metrics("x/", {"still_keypoints": perfect})
+    assert metrics["x/motion_transfer_error_px"].baselines == {"copy_source": half.copy_source_px,
+                                                               "still_keypoints": perfect.error_px}
+    assert not metrics["x/motion_transfer_error_px"].beats("still_keypoints")
+    assert metrics["x/face_psnr_db"].baselines["still_keypoints"] == perfect.face_psnr_db
     with pytest.raises(ValueError, match="do not match"):
         ref.score(driving[:1])
     # no face the detector can find (a blank frame): still scored, fitted in the source's face box, so two
@@ -498,6 +520,9 @@ def test_cli_heldout_json(tmp_path):
     assert report.stage == "facevid2vid" and report.split["later_time"] and report.split["heldout_people"]
     for name in ("image_l1", "identity_motion_mass", "later_time/image_l1", "heldout_people/identity_motion_mass"):
         assert "copy_source" in report.metrics[name].baselines, name
+    for name in ("image_l1", "later_time/image_l1", "heldout_people/image_l1"):  # the renderer given no motion
+        m = report.metrics[name]
+        assert np.isfinite(m.baselines["still_keypoints"]), name
     assert report.metrics["identity_motion_mass"].value < 0.5  # the keypoints drive the frame
     for name in ("keypoint_motion_error_px", "later_time/keypoint_motion_error_px",
                  "heldout_people/keypoint_motion_error_px"):

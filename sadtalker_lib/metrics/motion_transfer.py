@@ -188,22 +188,27 @@ class MotionTransferScore:
         """error_px / copy_source_px (< 1: the renderer moves the face towards the driving frame)."""
         return self.error_px / self.copy_source_px if self.copy_source_px > 0 else math.inf
 
-    def heldout_metrics(self, prefix: str = "") -> dict:
+    def heldout_metrics(self, prefix: str = "", others: "dict[str, MotionTransferScore] | None" = None) -> dict:
         """{name: HeldoutMetric} with baseline ``copy_source``: motion_transfer_error_px, face_l1, face_psnr_db
-        (names prefixed with ``prefix``, e.g. ``"heldout_people/"``)."""
+        (names prefixed with ``prefix``, e.g. ``"heldout_people/"``). others: further baselines scored on the same
+        pairs (name -> their score), added beside ``copy_source``."""
         from ..train.heldout import HeldoutMetric
 
+        others = dict(others or {})
         where = f"{self.n_moving} of {self.n_pairs} held-out pairs with copy-source error > {self.threshold_px:.2f} px"
         size = f"px at {self.image_size} px"
         return {
             f"{prefix}motion_transfer_error_px": HeldoutMetric(
-                self.error_px, {"copy_source": self.copy_source_px}, True,
-                f"{LANDMARK_LABEL}; {size}; {where}; generated face detected in {self.found_fraction:.0%} "
-                f"(the rest fitted in the source's face box)"),
-            f"{prefix}face_l1": HeldoutMetric(self.face_l1, {"copy_source": self.copy_face_l1}, True,
-                                              f"face region (landmark box + {FACE_BOX_PAD:.0%}); {where}"),
-            f"{prefix}face_psnr_db": HeldoutMetric(self.face_psnr_db, {"copy_source": self.copy_face_psnr_db}, False,
-                                                   f"face region (landmark box + {FACE_BOX_PAD:.0%}); {where}"),
+                self.error_px, {"copy_source": self.copy_source_px, **{b: s.error_px for b, s in others.items()}},
+                True, f"{LANDMARK_LABEL}; {size}; {where}; generated face detected in {self.found_fraction:.0%} "
+                      f"(the rest fitted in the source's face box)"),
+            f"{prefix}face_l1": HeldoutMetric(
+                self.face_l1, {"copy_source": self.copy_face_l1, **{b: s.face_l1 for b, s in others.items()}}, True,
+                f"face region (landmark box + {FACE_BOX_PAD:.0%}); {where}"),
+            f"{prefix}face_psnr_db": HeldoutMetric(
+                self.face_psnr_db, {"copy_source": self.copy_face_psnr_db,
+                                    **{b: s.face_psnr_db for b, s in others.items()}}, False,
+                f"face region (landmark box + {FACE_BOX_PAD:.0%}); {where}"),
         }
 
     @staticmethod
@@ -304,7 +309,8 @@ class MotionReference:
                       "face_psnr_db": psnr, "copy_face_psnr_db": cpsnr, "found": ok})
 
 
-def renderer_heldout_metrics(render, sets: dict, per_clip: int = 8, log=print) -> dict:
+def renderer_heldout_metrics(render, sets: dict, per_clip: int = 8, log=print, baselines: dict | None = None
+                             ) -> dict:
     """A renderer beside copying the source on held-out segments -> {name: ``train.heldout.HeldoutMetric``}.
 
     render(pairs) -> (generated frames [N, 3, S, S], identity-motion mask mass [N] or None), for
@@ -312,11 +318,16 @@ def renderer_heldout_metrics(render, sets: dict, per_clip: int = 8, log=print) -
     ``per_clip`` later ones, ``first_frame_pairs``). For every set (names prefixed ``<set>/``) and over all sets
     together: full-frame ``image_l1``, ``identity_motion_mass`` (when given) and, where dlib finds the faces,
     ``motion_transfer_error_px``, ``face_l1``, ``face_psnr_db``; baseline ``copy_source`` everywhere.
+    baselines: name -> a function like ``render`` whose frames are scored on the same pairs and added as a further
+    baseline of every frame metric (e.g. ``still_keypoints``: the same renderer given no motion, which shows
+    how much of the score the driving frame is responsible for).
     """
     from ..train.heldout import HeldoutMetric
 
+    baselines = dict(baselines or {})
     out: dict = {}
     scores, l1s, copies, masses = [], [], [], []
+    others: dict[str, list] = {b: [] for b in baselines}  # per baseline: (l1 [N], score or None) per set
     for name, clips in sets.items():
         pairs = clips.first_frame_pairs(per_clip)
         gen, mass = render(pairs)
@@ -324,8 +335,11 @@ def renderer_heldout_metrics(render, sets: dict, per_clip: int = 8, log=print) -
         l1 = (gen - pairs.driving).abs().flatten(1).mean(1)
         copy = (pairs.source - pairs.driving).abs().flatten(1).mean(1)
         l1s.append(l1), copies.append(copy)
-        out[f"{name}/image_l1"] = HeldoutMetric(float(l1.mean()), {"copy_source": float(copy.mean())}, True,
-                                                "whole frame, [0, 1] grey levels")
+        other = {b: f(pairs)[0].detach().cpu() for b, f in baselines.items()}
+        other_l1 = {b: (g - pairs.driving).abs().flatten(1).mean(1) for b, g in other.items()}
+        out[f"{name}/image_l1"] = HeldoutMetric(
+            float(l1.mean()), {"copy_source": float(copy.mean()), **{b: float(v.mean()) for b, v in other_l1.items()}},
+            True, "whole frame, [0, 1] grey levels")
         if mass is not None:
             masses.append(mass.detach().cpu())
             out[f"{name}/identity_motion_mass"] = HeldoutMetric(float(masses[-1].mean()), {"copy_source": 1.0},
@@ -334,17 +348,25 @@ def renderer_heldout_metrics(render, sets: dict, per_clip: int = 8, log=print) -
         if ref.n_moving:
             score = ref.score(gen)
             scores.append(score)
-            out.update(score.heldout_metrics(f"{name}/"))
-            log(f"{name}: {score.summary()}")
+            other_scores = {b: ref.score(g) for b, g in other.items()}
+            out.update(score.heldout_metrics(f"{name}/", other_scores))
+            log(f"{name}: {score.summary()}" + "".join(f"; {b}: {s.error_px:.3f} px ({s.ratio:.2f}x)"
+                                                       for b, s in other_scores.items()))
         else:
+            other_scores = {b: None for b in baselines}
             log(f"{name}: no pair with a face found in source and driving moves by more than "
                 f"{ref.threshold_px:.2f} px: no landmark metrics")
+        for b in baselines:
+            others[b].append((other_l1[b], other_scores[b]))
     l1, copy = torch.cat(l1s), torch.cat(copies)
-    total = {"image_l1": HeldoutMetric(float(l1.mean()), {"copy_source": float(copy.mean())}, True,
-                                       "whole frame, [0, 1] grey levels")}
+    total = {"image_l1": HeldoutMetric(
+        float(l1.mean()), {"copy_source": float(copy.mean()),
+                           **{b: float(torch.cat([x for x, _ in v]).mean()) for b, v in others.items()}},
+        True, "whole frame, [0, 1] grey levels")}
     if masses:
         total["identity_motion_mass"] = HeldoutMetric(float(torch.cat(masses).mean()), {"copy_source": 1.0}, True,
                                                       MASS_LABEL)
     if scores:
-        total.update(MotionTransferScore.combine(scores).heldout_metrics())
+        combined = {b: MotionTransferScore.combine([s for _, s in v if s is not None]) for b, v in others.items()}
+        total.update(MotionTransferScore.combine(scores).heldout_metrics("", combined))
     return {**total, **out}

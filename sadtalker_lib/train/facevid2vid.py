@@ -21,7 +21,9 @@ biased to large head motion, identity-motion mask logit started low); ``.tiny()`
 size. Device, mixed precision and processes are the loop's (``train.loop``; ``device`` None: a GPU when there is
 one). Held out (:func:`cli_stage`): the later frames of the training people and the held-out people
 (``data.frames.split_frames``); ``heldout.json`` gives motion transfer, face L1 / PSNR (``metrics.motion_transfer``)
-and the identity-motion mask mass, each beside copying the source.
+and the identity-motion mask mass, each beside copying the source, and the frame metrics also beside the same
+renderer driven with the source's own keypoints (``still_keypoints``: a renderer that ignores its keypoints scores
+the same with and without them).
 
 The networks travel as :class:`FaceVid2VidNets` (``facevid2vid_nets``: building, saving, loading). At the
 end the run folder is a checkpoint folder in the official layout (``registry.save_networks``):
@@ -356,9 +358,11 @@ def render_pairs(r: FaceVid2VidNets, pairs: FramePairs, mapping: nn.Module | Non
 
 
 @torch.no_grad()
-def render_heldout(r: FaceVid2VidNets, pairs: FramePairs, batch_size: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+def render_heldout(r: FaceVid2VidNets, pairs: FramePairs, batch_size: int = 16, *, still: bool = False
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
     """Generated driving frames [N, 3, S, S] (HEEstimator keypoints, eval mode) and per pair the mean mask mass on
-    the identity motion [N]."""
+    the identity motion [N]. still: drive with the source's own keypoints (x_d = x_s: nothing of the driving frame
+    reaches the renderer; the ``still_keypoints`` baseline of ``heldout.json``)."""
     was = r.training
     r.eval()
     frames, mass = [], []
@@ -367,7 +371,7 @@ def render_heldout(r: FaceVid2VidNets, pairs: FramePairs, batch_size: int = 16) 
         part = part.to(device)
         kp_c = r.kp_extractor(part.source)
         kp_s = keypoint_transformation(kp_c, r.he_estimator(part.source))
-        kp_d = keypoint_transformation(kp_c, r.he_estimator(part.driving))
+        kp_d = kp_s if still else keypoint_transformation(kp_c, r.he_estimator(part.driving))
         out = r.generator(part.source, kp_source=kp_s, kp_driving=kp_d)
         frames.append(out["prediction"])
         mass.append(out["mask"][:, 0].flatten(1).mean(1))
@@ -375,8 +379,9 @@ def render_heldout(r: FaceVid2VidNets, pairs: FramePairs, batch_size: int = 16) 
     return torch.cat(frames), torch.cat(mass)
 
 
+STILL_KEYPOINTS = "still_keypoints"  # baseline: the renderer driven with the source's keypoints (no motion)
 KEYPOINT_MOTION_LABEL = ("|keypoint motion (x_d - x_s) - landmark motion| at the 15 anchor landmarks "
-                         "(facerender_losses.ANCHOR_LANDMARKS), px; still_keypoints: no keypoint motion")
+                         f"(facerender_losses.ANCHOR_LANDMARKS), px; {STILL_KEYPOINTS}: no keypoint motion")
 
 
 @torch.no_grad()
@@ -413,13 +418,13 @@ def keypoint_motion_metrics(r: FaceVid2VidNets, sets: dict[str, FaceRenderClips]
         motion = keypoint_transformation(kp_c, r.he_estimator(part.driving)) - keypoint_transformation(
             kp_c, r.he_estimator(part.source))
         err, still = keypoint_motion_px(motion.cpu(), moved[ok], r.image_size)
-        out[f"{name}/keypoint_motion_error_px"] = HeldoutMetric(err, {"still_keypoints": still}, True,
+        out[f"{name}/keypoint_motion_error_px"] = HeldoutMetric(err, {STILL_KEYPOINTS: still}, True,
                                                                 KEYPOINT_MOTION_LABEL)
         n = int(ok.sum())
         err_sum, still_sum, count = err_sum + err * n, still_sum + still * n, count + n
     r.train(was)
     if count:
-        out = {"keypoint_motion_error_px": HeldoutMetric(err_sum / count, {"still_keypoints": still_sum / count},
+        out = {"keypoint_motion_error_px": HeldoutMetric(err_sum / count, {STILL_KEYPOINTS: still_sum / count},
                                                          True, KEYPOINT_MOTION_LABEL), **out}
     return out
 
@@ -535,8 +540,9 @@ class FaceVid2VidStage(Stage):
         if not self.heldout_sets or not ctx.is_main:
             return None
         c = self.config
+        still = {STILL_KEYPOINTS: lambda pairs: render_heldout(self.nets, pairs, still=True)}
         metrics = renderer_heldout_metrics(lambda pairs: render_heldout(self.nets, pairs), self.heldout_sets,
-                                           c.heldout_pairs_per_clip)
+                                           c.heldout_pairs_per_clip, baselines=still)
         metrics.update(keypoint_motion_metrics(self.nets, self.heldout_sets, c.heldout_pairs_per_clip))
         split = {**self.split, "perceptual": [perceptual_loss(c).label]}
         return HeldoutReport("facevid2vid", metrics, split)

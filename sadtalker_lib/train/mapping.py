@@ -40,6 +40,7 @@ from .facevid2vid import (
     FV2V_BATCH,
     FV2V_PERCEPTUAL,
     LR_FACERENDER,
+    STILL_KEYPOINTS,
     FaceVid2VidNets,
     check_size,
     chunks,
@@ -192,11 +193,11 @@ def evaluate_mapping(mapping: MappingNet, r: FaceVid2VidNets, pairs: FramePairs,
 
 
 @torch.no_grad()
-def render_mapped(r: FaceVid2VidNets, mapping: MappingNet, pairs: FramePairs, batch_size: int = 16
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
+def render_mapped(r: FaceVid2VidNets, mapping: MappingNet, pairs: FramePairs, batch_size: int = 16, *,
+                  still: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Driving frames generated from the coefficient windows alone, as at inference (MappingNet keypoints for the
     source and the driving frame; modules in eval mode): frames [N, 3, S, S] and the identity-motion mask mass
-    [N]."""
+    [N]. still: the source's keypoints drive too (no motion; the ``still_keypoints`` baseline)."""
     was = r.training, mapping.training
     r.eval()
     mapping.eval()
@@ -206,7 +207,7 @@ def render_mapped(r: FaceVid2VidNets, mapping: MappingNet, pairs: FramePairs, ba
         part = part.to(device)
         kp_c = r.kp_extractor(part.source)
         kp_s = keypoint_transformation(kp_c, mapping(part.source_window))
-        kp_d = keypoint_transformation(kp_c, mapping(part.driving_window))
+        kp_d = kp_s if still else keypoint_transformation(kp_c, mapping(part.driving_window))
         out = r.generator(part.source, kp_source=kp_s, kp_driving=kp_d)
         frames.append(out["prediction"])
         mass.append(out["mask"][:, 0].flatten(1).mean(1))
@@ -230,8 +231,10 @@ def mapping_heldout_report(mapping: MappingNet, r: FaceVid2VidNets, sets: dict[s
                            per_clip: int = 8, split: dict | None = None, log=print) -> HeldoutReport:
     """The MappingNet-driven renderer on held-out segments (``sets``: name -> clips; per clip its first frame drives
     ``per_clip`` later frames, as ``metrics.motion_transfer.renderer_heldout_metrics``) beside ``copy_source``
-    (the source frame / the source's keypoints as the answer) and, as a second reference, the same renderer driven
-    by its own HEEstimator on the real driving frame (``heestimator_keypoints``: what the MappingNet approaches).
+    (the source frame / the source's keypoints as the answer), the same renderer driven by its own HEEstimator on
+    the real driving frame (``heestimator_keypoints``: what the MappingNet approaches) and given no motion
+    (``still_keypoints``: the MappingNet's source keypoints drive too; what the renderer scores without the
+    driving frame).
 
     Metrics (overall and per set, ``<set>/...``): ``motion_transfer_error_px``, ``face_l1``, ``face_psnr_db``,
     ``image_l1``, ``identity_motion_mass`` (``metrics.motion_transfer``) and ``keypoint_l1`` (Eq. 14's driving
@@ -242,11 +245,10 @@ def mapping_heldout_report(mapping: MappingNet, r: FaceVid2VidNets, sets: dict[s
     was = r.training, mapping.training
     r.eval()
     mapping.eval()
-    metrics = renderer_heldout_metrics(lambda p: render_mapped(r, mapping, p), sets, per_clip, log=log)
-    floor = renderer_heldout_metrics(lambda p: render_heldout(r, p), sets, per_clip, log=lambda *a: None)
-    for name, m in metrics.items():
-        if name in floor and not name.endswith("identity_motion_mass"):
-            m.baselines["heestimator_keypoints"] = floor[name].value
+    others = {"heestimator_keypoints": lambda p: render_heldout(r, p),
+              STILL_KEYPOINTS: lambda p: render_mapped(r, mapping, p, still=True)}
+    metrics = renderer_heldout_metrics(lambda p: render_mapped(r, mapping, p), sets, per_clip, log=log,
+                                       baselines=others)
     label = "Eq. 14 driving term (keypoint units) vs the frozen HEEstimator's keypoints of the real frame"
     total = total_copy = count = 0.0
     for name, clips in sets.items():
