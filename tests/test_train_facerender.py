@@ -210,6 +210,39 @@ def test_landmark_anchor_training_and_keypoint_motion_diagnostic(clips, tmp_path
     assert not any("landmark_anchor" in row for row in run.history.rows)  # off by default
 
 
+def test_teacher_landmarks_drive_the_generator(clips):
+    """teacher_landmarks: the generator is driven by keypoints made of the anchor landmarks (z 0), so its frame
+    does not depend on the detectors' weights; rows without landmarks keep the detected keypoints."""
+    from sadtalker_lib.train.facerender_losses import ANCHOR_LANDMARKS, landmark_keypoints
+
+    marks = torch.rand(3, 68, 2) * 2 - 1
+    marks[2] = float("nan")
+    fallback = torch.rand(3, 15, 3)
+    kp = landmark_keypoints(marks, fallback)
+    assert torch.equal(kp[:2, :, :2], marks[:2, list(ANCHOR_LANDMARKS)]) and (kp[:2, :, 2] == 0).all()
+    assert torch.equal(kp[2], fallback[2])
+    with pytest.raises(ValueError):
+        landmark_keypoints(marks, fallback[:, :10])
+    train = _with_landmarks(clips[0])
+    batch = train.fixed_pairs(3, 0)
+    frames = {}
+    for teacher in (True, False):
+        cfg = fv_config(teacher_landmarks=teacher)
+        nets = build_facevid2vid(cfg).eval()
+        other = build_facevid2vid(cfg, seed=1).eval()  # other detector weights, the same generator
+        with torch.no_grad():
+            a = facevid2vid_step_losses(nets, batch, cfg, ImagePyramid(cfg.pyramid_scales))[2]
+            nets.kp_extractor.load_state_dict(other.kp_extractor.state_dict())
+            nets.he_estimator.load_state_dict(other.he_estimator.state_dict())
+            b = facevid2vid_step_losses(nets, batch, cfg, ImagePyramid(cfg.pyramid_scales))[2]
+        frames[teacher] = (a - b).abs().max()
+    assert frames[True] == 0 and frames[False] > 0
+    with pytest.raises(ValueError, match="15 keypoints"):
+        fv_config(teacher_landmarks=True, kp_detector=replace(KPDetectorConfig.tiny(), num_kp=10),
+                  generator=replace(GeneratorConfig.tiny(), num_kp=10),
+                  he_estimator=replace(HEEstimatorConfig.tiny(), num_kp=10))
+
+
 def test_facevid2vid_loss_falls(clips, tmp_path):
     train, held = clips
     cfg = fv_config(steps=14, lr=2e-3, eval_every=14, checkpoint_every=0)
@@ -529,6 +562,14 @@ def test_cli_heldout_json(tmp_path):
         m = report.metrics[name]
         assert np.isfinite(m.value) and m.baselines["still_keypoints"] > 0.5, name  # the synthetic faces move
     assert "stand-in" in report.split["perceptual"][0] or "VGG" in report.split["perceptual"][0]
+    assert "landmark_keypoints" not in report.metrics["image_l1"].baselines
+    # trained with teacher_landmarks: the renderer driven by the landmarks is reported too
+    from sadtalker_lib.train.facevid2vid import cli_stage
+    from sadtalker_lib.train.loop import run
+
+    run(cli_stage(corpus, "tiny", teacher_landmarks=True, steps=2), tmp_path / "t", resume=False)
+    taught = read_heldout(tmp_path / "t").metrics["image_l1"]
+    assert np.isfinite(taught.baselines["landmark_keypoints"]) and "still_keypoints" in taught.baselines
 
 
 # --- scale: the paper preset under torchrun ------------------------------------------------------------

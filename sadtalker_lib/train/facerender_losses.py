@@ -26,6 +26,9 @@ Stage 1, face-vid2vid (Wang et al. 2021, as in SadTalker Sec. 3.3 "as in the ori
                  (:data:`ANCHOR_LANDMARKS`, :func:`landmark_anchor_loss`). A CPU-budget aid: face-vid2vid finds
                  its keypoints unsupervised over days of GPU training; at minutes of CPU they never follow the
                  face and the renderer learns to copy the source (measured: ``facevid2vid.py``)
+    landmark     NOT in face-vid2vid either (off in every preset): the generator is driven during training by
+    keypoints    keypoints made of those landmarks (:func:`landmark_keypoints`; ``teacher_landmarks``) instead
+                 of the detected ones, so that it learns to follow precise keypoints
 
 Stage 2, MappingNet (paper supp. Eq. 14): L_1 = 1/N sum_n ||K'_n - K_n||_1 between the keypoints driven by the
 MappingNet and by face-vid2vid's own motion estimator (HEEstimator) on the real frame, weight 20, plus the
@@ -68,6 +71,10 @@ __all__ = [
     "expression_prior_loss",
     "keypoint_l1",
     "weighted_sum",
+    "ANCHOR_LANDMARKS",
+    "anchor_landmarks",
+    "landmark_anchor_loss",
+    "landmark_keypoints",
 ]
 
 # face-vid2vid config/vox-256.yaml train_params.scales: the pyramid of the perceptual loss.
@@ -400,6 +407,20 @@ def anchor_landmarks(num_kp: int) -> tuple[int, ...]:
         raise ValueError(f"the landmark anchor has {len(ANCHOR_LANDMARKS)} landmarks, the renderer {num_kp} "
                          f"keypoints: set lambda_landmarks=0 or use 15 keypoints")
     return ANCHOR_LANDMARKS
+
+
+def landmark_keypoints(landmarks: torch.Tensor, fallback: torch.Tensor,
+                       indices: Sequence[int] = ANCHOR_LANDMARKS) -> torch.Tensor:
+    """Keypoints made of landmarks: [B, 68, 2] (the generator's normalised coordinates) -> [B, K, 3] with (x, y) of
+    ``landmarks[:, indices]`` and z = 0; rows without landmarks (NaN) keep ``fallback`` [B, K, 3] (e.g. the
+    detected keypoints). What ``FaceVid2VidTrainConfig.teacher_landmarks`` drives the generator with."""
+    if fallback.ndim != 3 or fallback.shape[1:] != (len(indices), 3) or landmarks.shape[0] != fallback.shape[0]:
+        raise ValueError(f"landmarks [B, 68, 2] and fallback keypoints [B, {len(indices)}, 3] expected, "
+                         f"got {tuple(landmarks.shape)} and {tuple(fallback.shape)}")
+    xy = landmarks[:, list(indices)].to(fallback.dtype)
+    ok = torch.isfinite(xy).all(-1).all(-1)  # [B]
+    kp = torch.cat([torch.nan_to_num(xy), torch.zeros_like(xy[..., :1])], -1)
+    return torch.where(ok[:, None, None], kp, fallback)
 
 
 def landmark_anchor_loss(kp: torch.Tensor, landmarks: torch.Tensor,

@@ -76,6 +76,7 @@ from .facerender_losses import (
     headpose_loss,
     keypoint_prior_loss,
     landmark_anchor_loss,
+    landmark_keypoints,
     pyramid_l1,
 )
 
@@ -133,6 +134,13 @@ class FaceVid2VidTrainConfig(TrainConfig):
     training pairs to large head motion (``FaceRenderClips.sample``). heldout_pairs_per_clip: driving frames per
     held-out segment in ``heldout.json`` (the segment's first frame is the source). lambda_landmarks: weight
     of the landmark anchor (``facerender_losses.landmark_anchor_loss``; not a face-vid2vid term, 0 = off).
+    teacher_landmarks: drive the generator with keypoints made of the corpus' 15 anchor landmarks (x, y; z 0;
+    ``facerender_losses.landmark_keypoints``) instead of the detected ones, in training and in the held-out loss
+    (not face-vid2vid; off in every preset). The KPDetector and HEEstimator then learn only from their own terms
+    (equivariance, priors, head pose, the landmark anchor: use ``lambda_landmarks``), and the generator learns to
+    follow precise keypoints; the MappingNet is what drives it afterwards (``heldout.json`` adds the renderer driven
+    by the landmarks, ``landmark_keypoints``). Needs 15 keypoints and clips with landmarks (rows without them
+    use the detected keypoints).
     """
 
     lr: float = LR_FACERENDER
@@ -163,6 +171,7 @@ class FaceVid2VidTrainConfig(TrainConfig):
     zero_motion_heads: bool = False
     motion_candidates: int = 1
     heldout_pairs_per_clip: int = 8
+    teacher_landmarks: bool = False
 
     @property
     def uses_discriminator(self) -> bool:
@@ -175,7 +184,7 @@ class FaceVid2VidTrainConfig(TrainConfig):
             raise ValueError(f"{len(self.perceptual_weights)} perceptual weights for scales {self.pyramid_scales}")
         if self.kp_detector.num_kp != self.generator.num_kp or self.generator.num_kp != self.he_estimator.num_kp:
             raise ValueError("kp_detector, generator and he_estimator must agree on num_kp")
-        if self.lambda_landmarks:
+        if self.lambda_landmarks or self.teacher_landmarks:
             anchor_landmarks(self.kp_detector.num_kp)
 
     @classmethod
@@ -244,7 +253,11 @@ def facevid2vid_step_losses(r, batch: FramePairs, config: FaceVid2VidTrainConfig
     he_s, he_d, he_t = ({k: v[i * b:(i + 1) * b] for k, v in he_all.items()} for i in range(3))
     kp_s = keypoint_transformation(kp_c, he_s)
     kp_d = keypoint_transformation(kp_c, he_d)
-    generated = r.generator(batch.source, kp_source=kp_s, kp_driving=kp_d)
+    if c.teacher_landmarks:  # the generator follows the landmarks; the detectors learn from their own terms
+        generated = r.generator(batch.source, kp_source=landmark_keypoints(batch.source_landmarks, kp_s.detach()),
+                                kp_driving=landmark_keypoints(batch.driving_landmarks, kp_d.detach()))
+    else:
+        generated = r.generator(batch.source, kp_source=kp_s, kp_driving=kp_d)
     pred = generated["prediction"]
     if isinstance(perceptual, ImagePyramid):
         perceptual = pyramid_l1(pred, batch.driving, perceptual, c.perceptual_weights)
@@ -358,11 +371,13 @@ def render_pairs(r: FaceVid2VidNets, pairs: FramePairs, mapping: nn.Module | Non
 
 
 @torch.no_grad()
-def render_heldout(r: FaceVid2VidNets, pairs: FramePairs, batch_size: int = 16, *, still: bool = False
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
+def render_heldout(r: FaceVid2VidNets, pairs: FramePairs, batch_size: int = 16, *, still: bool = False,
+                   landmarks: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Generated driving frames [N, 3, S, S] (HEEstimator keypoints, eval mode) and per pair the mean mask mass on
     the identity motion [N]. still: drive with the source's own keypoints (x_d = x_s: nothing of the driving frame
-    reaches the renderer; the ``still_keypoints`` baseline of ``heldout.json``)."""
+    reaches the renderer; the ``still_keypoints`` baseline of ``heldout.json``). landmarks: keypoints made of the
+    pairs' anchor landmarks instead (``facerender_losses.landmark_keypoints``; what ``teacher_landmarks`` trains
+    the generator with)."""
     was = r.training
     r.eval()
     frames, mass = [], []
@@ -371,8 +386,11 @@ def render_heldout(r: FaceVid2VidNets, pairs: FramePairs, batch_size: int = 16, 
         part = part.to(device)
         kp_c = r.kp_extractor(part.source)
         kp_s = keypoint_transformation(kp_c, r.he_estimator(part.source))
-        kp_d = kp_s if still else keypoint_transformation(kp_c, r.he_estimator(part.driving))
-        out = r.generator(part.source, kp_source=kp_s, kp_driving=kp_d)
+        kp_d = keypoint_transformation(kp_c, r.he_estimator(part.driving))
+        if landmarks:
+            kp_s = landmark_keypoints(part.source_landmarks, kp_s)
+            kp_d = landmark_keypoints(part.driving_landmarks, kp_d)
+        out = r.generator(part.source, kp_source=kp_s, kp_driving=kp_s if still else kp_d)
         frames.append(out["prediction"])
         mass.append(out["mask"][:, 0].flatten(1).mean(1))
     r.train(was)
@@ -380,6 +398,7 @@ def render_heldout(r: FaceVid2VidNets, pairs: FramePairs, batch_size: int = 16, 
 
 
 STILL_KEYPOINTS = "still_keypoints"  # baseline: the renderer driven with the source's keypoints (no motion)
+LANDMARK_KEYPOINTS = "landmark_keypoints"  # reference: the renderer driven by the pairs' anchor landmarks
 KEYPOINT_MOTION_LABEL = ("|keypoint motion (x_d - x_s) - landmark motion| at the 15 anchor landmarks "
                          f"(facerender_losses.ANCHOR_LANDMARKS), px; {STILL_KEYPOINTS}: no keypoint motion")
 
@@ -540,9 +559,11 @@ class FaceVid2VidStage(Stage):
         if not self.heldout_sets or not ctx.is_main:
             return None
         c = self.config
-        still = {STILL_KEYPOINTS: lambda pairs: render_heldout(self.nets, pairs, still=True)}
+        others = {STILL_KEYPOINTS: lambda pairs: render_heldout(self.nets, pairs, still=True)}
+        if c.teacher_landmarks:  # what the generator was trained with
+            others[LANDMARK_KEYPOINTS] = lambda pairs: render_heldout(self.nets, pairs, landmarks=True)
         metrics = renderer_heldout_metrics(lambda pairs: render_heldout(self.nets, pairs), self.heldout_sets,
-                                           c.heldout_pairs_per_clip, baselines=still)
+                                           c.heldout_pairs_per_clip, baselines=others)
         metrics.update(keypoint_motion_metrics(self.nets, self.heldout_sets, c.heldout_pairs_per_clip))
         split = {**self.split, "perceptual": [perceptual_loss(c).label]}
         return HeldoutReport("facevid2vid", metrics, split)
