@@ -202,6 +202,18 @@ def test_landmark_anchor_training_and_keypoint_motion_diagnostic(clips, tmp_path
         loss.backward()
         opt.step()
     assert terms["landmark_anchor"] < 0.5 * first, (first, terms["landmark_anchor"])
+    # the same for the landmark-motion term (keypoint motion x_d - x_s against the landmarks' motion)
+    cfg = replace(cfg, lambda_landmarks=0.0, lambda_landmark_motion=1.0)
+    nets = build_facevid2vid(cfg).train()
+    opt = torch.optim.Adam(nets.parameters(), lr=5e-3)
+    first = None
+    for _ in range(30):  # slower than the anchor: the frames' estimates must first differ
+        loss, terms, _ = facevid2vid_step_losses(nets, batch, cfg, ImagePyramid(cfg.pyramid_scales))
+        first = terms["landmark_motion"] if first is None else first
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert "landmark_anchor" not in terms and terms["landmark_motion"] < 0.5 * first, (first, terms["landmark_motion"])
     # the keypoint-motion diagnostic is logged with and without the anchor, beside no keypoint motion
     run = train_facevid2vid(train, held, fv_config(steps=2, eval_every=2, checkpoint_every=0), tmp_path / "fv",
                             resume=False)

@@ -140,7 +140,9 @@ class FaceVid2VidTrainConfig(TrainConfig):
     (equivariance, priors, head pose, the landmark anchor: use ``lambda_landmarks``), and the generator learns to
     follow precise keypoints; the MappingNet is what drives it afterwards (``heldout.json`` adds the renderer driven
     by the landmarks, ``landmark_keypoints``). Needs 15 keypoints and clips with landmarks (rows without them
-    use the detected keypoints).
+    use the detected keypoints). lambda_landmark_motion: weight of the same L1 on the keypoints' motion
+    (x_d - x_s)(x, y) against the anchor landmarks' motion (not face-vid2vid; 0 = off): what the MappingNet's
+    Eq. 14 targets need to be precise, not the absolute positions.
     """
 
     lr: float = LR_FACERENDER
@@ -172,6 +174,7 @@ class FaceVid2VidTrainConfig(TrainConfig):
     motion_candidates: int = 1
     heldout_pairs_per_clip: int = 8
     teacher_landmarks: bool = False
+    lambda_landmark_motion: float = 0.0
 
     @property
     def uses_discriminator(self) -> bool:
@@ -184,7 +187,7 @@ class FaceVid2VidTrainConfig(TrainConfig):
             raise ValueError(f"{len(self.perceptual_weights)} perceptual weights for scales {self.pyramid_scales}")
         if self.kp_detector.num_kp != self.generator.num_kp or self.generator.num_kp != self.he_estimator.num_kp:
             raise ValueError("kp_detector, generator and he_estimator must agree on num_kp")
-        if self.lambda_landmarks or self.teacher_landmarks:
+        if self.lambda_landmarks or self.teacher_landmarks or self.lambda_landmark_motion:
             anchor_landmarks(self.kp_detector.num_kp)
 
     @classmethod
@@ -288,6 +291,11 @@ def facevid2vid_step_losses(r, batch: FramePairs, config: FaceVid2VidTrainConfig
                     + landmark_anchor_loss(kp_d, batch.driving_landmarks, idx))
         total = total + c.lambda_landmarks * lm
         terms["landmark_anchor"] = float(lm.detach())
+    if c.lambda_landmark_motion:
+        lm_motion = landmark_anchor_loss(kp_d - kp_s, batch.driving_landmarks - batch.source_landmarks,
+                                         anchor_landmarks(kp_c.shape[1]))
+        total = total + c.lambda_landmark_motion * lm_motion
+        terms["landmark_motion"] = float(lm_motion.detach())
     if kp_c.shape[1] == len(ANCHOR_LANDMARKS) and bool(torch.isfinite(batch.driving_landmarks).any()):
         # diagnostic: do the keypoints move as the face does? |keypoint motion - landmark motion| (x, y) at the
         # anchor landmarks, in px, beside the same for no keypoint motion at all ("still")
@@ -323,6 +331,7 @@ class FaceVid2VidMetrics:
     headpose_deg: float = float("nan")
     expression: float = float("nan")
     landmark_anchor: float = float("nan")
+    landmark_motion: float = float("nan")
     keypoint_motion_error_px: float = float("nan")
     keypoint_motion_still_px: float = float("nan")
     background_motion: float = float("nan")
