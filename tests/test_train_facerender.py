@@ -24,6 +24,7 @@ from sadtalker_lib.official import OFFICIAL_NETWORKS, SAFETENSORS_FILE
 from sadtalker_lib.train.facerender_losses import (
     FV2V_POSE_SIGNS,
     DiscriminatorConfig,
+    PYRAMID_SCALES,
     ImagePyramid,
     MultiScaleDiscriminator,
     PerceptualLoss,
@@ -42,6 +43,7 @@ from sadtalker_lib.data.frames import FaceRenderClips, Segment, landmarks_to_gri
 from sadtalker_lib.steps.keypoints import keypoint_transformation
 from sadtalker_lib.train.heldout import read_heldout
 from sadtalker_lib.train.facevid2vid import (
+    FaceVid2VidStage,
     FaceVid2VidTrainConfig,
     build_facevid2vid,
     facevid2vid_step_losses,
@@ -225,7 +227,7 @@ def test_landmark_anchor_training_and_keypoint_motion_diagnostic(clips, tmp_path
 def test_teacher_landmarks_drive_the_generator(clips):
     """teacher_landmarks: the generator is driven by keypoints made of the anchor landmarks (z 0), so its frame
     does not depend on the detectors' weights; rows without landmarks keep the detected keypoints."""
-    from sadtalker_lib.train.facerender_losses import ANCHOR_LANDMARKS, landmark_keypoints
+    from sadtalker_lib.train.facerender_losses import ANCHOR_LANDMARKS, landmark_keypoints, teacher_keypoints
 
     marks = torch.rand(3, 68, 2) * 2 - 1
     marks[2] = float("nan")
@@ -235,6 +237,16 @@ def test_teacher_landmarks_drive_the_generator(clips):
     assert torch.equal(kp[2], fallback[2])
     with pytest.raises(ValueError):
         landmark_keypoints(marks, fallback[:, :10])
+    # teacher_motion_only: the detected source keypoints, moved by the landmarks' motion (x, y; z kept)
+    moved = marks + 0.05 * torch.randn(3, 68, 2)
+    kp_s, kp_d = torch.rand(3, 15, 3), torch.rand(3, 15, 3)
+    ts, td = teacher_keypoints(kp_s, kp_d, marks, moved, motion_only=True)
+    idx = list(ANCHOR_LANDMARKS)
+    assert torch.equal(ts, kp_s) and torch.equal(td[:2, :, 2], kp_s[:2, :, 2])
+    assert torch.allclose(td[:2, :, :2] - kp_s[:2, :, :2], (moved - marks)[:2, idx], atol=1e-6)
+    assert torch.equal(td[2], kp_d[2])  # no landmarks: the detected driving keypoints
+    with pytest.raises(ValueError, match="teacher_landmarks"):
+        fv_config(teacher_motion_only=True)
     train = _with_landmarks(clips[0])
     batch = train.fixed_pairs(3, 0)
     frames = {}
@@ -253,6 +265,37 @@ def test_teacher_landmarks_drive_the_generator(clips):
         fv_config(teacher_landmarks=True, kp_detector=replace(KPDetectorConfig.tiny(), num_kp=10),
                   generator=replace(GeneratorConfig.tiny(), num_kp=10),
                   he_estimator=replace(HEEstimatorConfig.tiny(), num_kp=10))
+
+
+def test_detector_steps_train_only_the_detectors(clips, tmp_path):
+    """detector_steps under teacher_landmarks: the extra updates move the KPDetector / HEEstimator and leave the
+    generator where one detector update per step leaves it (its loss never meets the detectors'); a run stopped
+    after one step and resumed ends where the uninterrupted one does."""
+    from sadtalker_lib.train.loop import run
+
+    train = _with_landmarks(clips[0])
+    cfg = lambda k: fv_config(teacher_landmarks=True, lambda_landmarks=50, detector_steps=k, steps=2,  # noqa: E731
+                              checkpoint_every=1)
+    nets = {}
+    for k in (1, 3):
+        stage = FaceVid2VidStage(train, None, cfg(k))
+        run(stage, tmp_path / f"k{k}")
+        nets[k] = stage.nets
+        assert stage.optimizers["detectors"].state_dict()["state"][0]["step"] == 2 * k  # Adam's update count
+    _same_state(nets[1].generator, nets[3].generator)
+    run(FaceVid2VidStage(train, None, cfg(3)), tmp_path / "stopped", stop_after=1)
+    resumed = FaceVid2VidStage(train, None, cfg(3))
+    run(resumed, tmp_path / "stopped")
+    _same_state(resumed.nets, nets[3])
+    moved = [(a - b).abs().max() for a, b in zip(nets[1].kp_extractor.parameters(), nets[3].kp_extractor.parameters())]
+    assert max(moved) > 0
+    with pytest.raises(ValueError, match="teacher_landmarks"):
+        fv_config(detector_steps=2)
+    with pytest.raises(ValueError, match="grad_accum"):
+        fv_config(teacher_landmarks=True, detector_steps=2, grad_accum=2)
+    with pytest.raises(ValueError, match="teacher_landmarks"):
+        facevid2vid_step_losses(build_facevid2vid(fv_config()), train.fixed_pairs(2, 0), fv_config(),
+                                ImagePyramid(PYRAMID_SCALES), detectors_only=True)
 
 
 def test_facevid2vid_loss_falls(clips, tmp_path):
@@ -280,6 +323,20 @@ def test_mapping_loss_falls(clips, tmp_path):
     assert np.isfinite([m.keypoint_l1, m.image_l1, m.reference_image_l1]).all()
     pics = render_pairs(renderer, pairs, run.mapping)
     assert pics["mapped"].shape == pairs.driving.shape
+
+
+def test_mapping_landmark_motion_term(clips, tmp_path):
+    """lambda_landmark_motion: the mapped keypoints' motion learns the anchor landmarks' motion (Eq. 14 and the
+    image term off); it needs 15 keypoints."""
+    train, held = (_with_landmarks(c) for c in clips)
+    renderer = build_facevid2vid(fv_config())
+    cfg = map_config(steps=30, lr=3e-3, eval_every=30, checkpoint_every=0, perceptual_weights=(0, 0, 0, 0),
+                     lambda_keypoint=0.0, lambda_landmark_motion=1.0)
+    run = train_mapping(train, held, renderer, cfg, tmp_path / "map", resume=False)
+    rows = run.history.series("landmark_motion")[1]
+    assert np.mean(rows[-5:]) < 0.6 * np.mean(rows[:5]), (rows[:5], rows[-5:])
+    with pytest.raises(ValueError, match="15 keypoints"):
+        map_config(lambda_landmark_motion=1.0, mapping=replace(MappingNetConfig.tiny(70), num_kp=10))
 
 
 # --- resume ----------------------------------------------------------------------------------------

@@ -28,7 +28,8 @@ Stage 1, face-vid2vid (Wang et al. 2021, as in SadTalker Sec. 3.3 "as in the ori
                  face and the renderer learns to copy the source (measured: ``facevid2vid.py``)
     landmark     NOT in face-vid2vid either (off in every preset): the generator is driven during training by
     keypoints    keypoints made of those landmarks (:func:`landmark_keypoints`; ``teacher_landmarks``) instead
-                 of the detected ones, so that it learns to follow precise keypoints
+                 of the detected ones, so that it learns to follow precise keypoints (or, ``teacher_motion_only``,
+                 by the detected source keypoints moved by the landmarks' motion: :func:`teacher_keypoints`)
 
 Stage 2, MappingNet (paper supp. Eq. 14): L_1 = 1/N sum_n ||K'_n - K_n||_1 between the keypoints driven by the
 MappingNet and by face-vid2vid's own motion estimator (HEEstimator) on the real frame, weight 20, plus the
@@ -75,6 +76,7 @@ __all__ = [
     "anchor_landmarks",
     "landmark_anchor_loss",
     "landmark_keypoints",
+    "teacher_keypoints",
 ]
 
 # face-vid2vid config/vox-256.yaml train_params.scales: the pyramid of the perceptual loss.
@@ -421,6 +423,25 @@ def landmark_keypoints(landmarks: torch.Tensor, fallback: torch.Tensor,
     ok = torch.isfinite(xy).all(-1).all(-1)  # [B]
     kp = torch.cat([torch.nan_to_num(xy), torch.zeros_like(xy[..., :1])], -1)
     return torch.where(ok[:, None, None], kp, fallback)
+
+
+def teacher_keypoints(kp_source: torch.Tensor, kp_driving: torch.Tensor, source_landmarks: torch.Tensor,
+                      driving_landmarks: torch.Tensor, motion_only: bool = False,
+                      indices: Sequence[int] = ANCHOR_LANDMARKS) -> tuple[torch.Tensor, torch.Tensor]:
+    """The keypoints ``teacher_landmarks`` drives the generator with -> (source [B, K, 3], driving [B, K, 3]).
+
+    Default: both made of the anchor landmarks (:func:`landmark_keypoints`, z 0). motion_only: the detected source
+    keypoints ``kp_source`` and the same moved by the anchor landmarks' motion (x, y; z kept), so the generator
+    sees the detectors' placement but the true motion. Rows without landmarks in either frame keep the detected
+    keypoints. kp_* [B, K, 3]; landmarks [B, 68, 2] in the generator's normalised coordinates.
+    """
+    lm_s = landmark_keypoints(source_landmarks, kp_source, indices)
+    lm_d = landmark_keypoints(driving_landmarks, kp_driving, indices)
+    if not motion_only:
+        return lm_s, lm_d
+    ok = (torch.isfinite(source_landmarks[:, list(indices)]).all(-1).all(-1)
+          & torch.isfinite(driving_landmarks[:, list(indices)]).all(-1).all(-1))[:, None, None]
+    return kp_source, torch.where(ok, kp_source + (lm_d - lm_s), kp_driving)
 
 
 def landmark_anchor_loss(kp: torch.Tensor, landmarks: torch.Tensor,

@@ -76,8 +76,8 @@ from .facerender_losses import (
     headpose_loss,
     keypoint_prior_loss,
     landmark_anchor_loss,
-    landmark_keypoints,
     pyramid_l1,
+    teacher_keypoints,
 )
 
 __all__ = [
@@ -142,7 +142,13 @@ class FaceVid2VidTrainConfig(TrainConfig):
     by the landmarks, ``landmark_keypoints``). Needs 15 keypoints and clips with landmarks (rows without them
     use the detected keypoints). lambda_landmark_motion: weight of the same L1 on the keypoints' motion
     (x_d - x_s)(x, y) against the anchor landmarks' motion (not face-vid2vid; 0 = off): what the MappingNet's
-    Eq. 14 targets need to be precise, not the absolute positions.
+    Eq. 14 targets need to be precise, not the absolute positions. teacher_motion_only: with
+    ``teacher_landmarks``, the generator's source keypoints are the detected ones (detached) and its driving
+    keypoints those moved by the anchor landmarks' motion (``facerender_losses.teacher_keypoints``): it learns
+    the detectors' placement with the true motion (not face-vid2vid; off in every preset). detector_steps: with
+    ``teacher_landmarks`` (where the generator's loss does not reach the detectors), the KPDetector and
+    HEEstimator take this many updates per generator update, the extra ones on fresh pairs with their own terms
+    only (not face-vid2vid; 1 in every preset); the detectors learn slower than the tiny generator.
     """
 
     lr: float = LR_FACERENDER
@@ -174,7 +180,9 @@ class FaceVid2VidTrainConfig(TrainConfig):
     motion_candidates: int = 1
     heldout_pairs_per_clip: int = 8
     teacher_landmarks: bool = False
+    teacher_motion_only: bool = False
     lambda_landmark_motion: float = 0.0
+    detector_steps: int = 1
 
     @property
     def uses_discriminator(self) -> bool:
@@ -189,6 +197,15 @@ class FaceVid2VidTrainConfig(TrainConfig):
             raise ValueError("kp_detector, generator and he_estimator must agree on num_kp")
         if self.lambda_landmarks or self.teacher_landmarks or self.lambda_landmark_motion:
             anchor_landmarks(self.kp_detector.num_kp)
+        if self.teacher_motion_only and not self.teacher_landmarks:
+            raise ValueError("teacher_motion_only is a kind of teacher_landmarks: set teacher_landmarks=True too")
+        if self.detector_steps < 1:
+            raise ValueError(f"detector_steps must be >= 1, got {self.detector_steps}")
+        if self.detector_steps > 1 and not self.teacher_landmarks:
+            raise ValueError("detector_steps > 1 needs teacher_landmarks=True: otherwise the generator's loss trains "
+                             "the detectors too, and extra detector updates without it would pull them apart")
+        if self.detector_steps > 1 and self.grad_accum > 1:
+            raise ValueError("detector_steps > 1 needs grad_accum=1 (each extra detector update is a whole step)")
 
     @classmethod
     def paper(cls, **changes) -> "FaceVid2VidTrainConfig":
@@ -229,10 +246,14 @@ def check_size(batch: FramePairs, image_size: int) -> None:
 
 def facevid2vid_step_losses(r, batch: FramePairs, config: FaceVid2VidTrainConfig,
                             perceptual: PerceptualLoss | ImagePyramid,
-                            warp_generator: torch.Generator | None = None, *, warp: RandomWarp | None = None
-                            ) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:
+                            warp_generator: torch.Generator | None = None, *, warp: RandomWarp | None = None,
+                            detectors_only: bool = False
+                            ) -> tuple[torch.Tensor, dict[str, float], torch.Tensor | None]:
     """Stage 1 on one batch, without the discriminator terms (``FaceVid2VidStage.train_step`` adds them) ->
     (total loss, {term: unweighted value}, generated driving frames [B, 3, S, S]).
+
+    detectors_only: the KPDetector / HEEstimator terms alone, no generator call (frames: None); what the extra
+    ``detector_steps`` updates use under ``teacher_landmarks``.
 
     r: :class:`FaceVid2VidNets` (or anything with its three networks as attributes and ``image_size``, e.g. their
     DDP-wrapped versions). perceptual: a :class:`PerceptualLoss` (an ``ImagePyramid``: the pixel pyramid L1).
@@ -256,18 +277,25 @@ def facevid2vid_step_losses(r, batch: FramePairs, config: FaceVid2VidTrainConfig
     he_s, he_d, he_t = ({k: v[i * b:(i + 1) * b] for k, v in he_all.items()} for i in range(3))
     kp_s = keypoint_transformation(kp_c, he_s)
     kp_d = keypoint_transformation(kp_c, he_d)
-    if c.teacher_landmarks:  # the generator follows the landmarks; the detectors learn from their own terms
-        generated = r.generator(batch.source, kp_source=landmark_keypoints(batch.source_landmarks, kp_s.detach()),
-                                kp_driving=landmark_keypoints(batch.driving_landmarks, kp_d.detach()))
+    generated = pred = None
+    total, terms = kp_c.new_zeros(()), {}
+    if detectors_only:
+        if not c.teacher_landmarks:
+            raise ValueError("detectors_only needs teacher_landmarks: otherwise the detectors learn from the frames")
+    elif c.teacher_landmarks:  # the generator follows the landmarks; the detectors learn from their own terms
+        teach_s, teach_d = teacher_keypoints(kp_s.detach(), kp_d.detach(), batch.source_landmarks,
+                                             batch.driving_landmarks, c.teacher_motion_only)
+        generated = r.generator(batch.source, kp_source=teach_s, kp_driving=teach_d)
     else:
         generated = r.generator(batch.source, kp_source=kp_s, kp_driving=kp_d)
-    pred = generated["prediction"]
-    if isinstance(perceptual, ImagePyramid):
-        perceptual = pyramid_l1(pred, batch.driving, perceptual, c.perceptual_weights)
-    else:
-        perceptual = perceptual(pred, batch.driving)
-    total = perceptual
-    terms = {"perceptual": float(perceptual.detach())}
+    if generated is not None:
+        pred = generated["prediction"]
+        if isinstance(perceptual, ImagePyramid):
+            perceptual = pyramid_l1(pred, batch.driving, perceptual, c.perceptual_weights)
+        else:
+            perceptual = perceptual(pred, batch.driving)
+        total = perceptual
+        terms["perceptual"] = float(perceptual.detach())
     if warp is not None:
         kp_t = keypoint_transformation(kp_c, he_t)
         eq = equivariance_loss(kp_d, kp_t, warp)
@@ -301,10 +329,11 @@ def facevid2vid_step_losses(r, batch: FramePairs, config: FaceVid2VidTrainConfig
         # anchor landmarks, in px, beside the same for no keypoint motion at all ("still")
         err, still = keypoint_motion_px(kp_d - kp_s, batch.driving_landmarks - batch.source_landmarks, c.image_size)
         terms["keypoint_motion_error_px"], terms["keypoint_motion_still_px"] = err, still
-    terms["image_l1"] = float((pred.detach() - batch.driving).abs().mean())
-    # diagnostic: weight of the background (identity) motion in the dense motion masks; near 1 the frame no
-    # longer depends on the keypoints (copying the source frame is identity motion everywhere: 1)
-    terms["background_motion"] = float(generated["mask"][:, 0].detach().mean())
+    if generated is not None:
+        terms["image_l1"] = float((pred.detach() - batch.driving).abs().mean())
+        # diagnostic: weight of the background (identity) motion in the dense motion masks; near 1 the frame no
+        # longer depends on the keypoints (copying the source frame is identity motion everywhere: 1)
+        terms["background_motion"] = float(generated["mask"][:, 0].detach().mean())
     terms["loss"] = float(total.detach())
     return total, terms, pred
 
@@ -381,12 +410,13 @@ def render_pairs(r: FaceVid2VidNets, pairs: FramePairs, mapping: nn.Module | Non
 
 @torch.no_grad()
 def render_heldout(r: FaceVid2VidNets, pairs: FramePairs, batch_size: int = 16, *, still: bool = False,
-                   landmarks: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                   landmarks: bool = False, motion_only: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Generated driving frames [N, 3, S, S] (HEEstimator keypoints, eval mode) and per pair the mean mask mass on
     the identity motion [N]. still: drive with the source's own keypoints (x_d = x_s: nothing of the driving frame
     reaches the renderer; the ``still_keypoints`` baseline of ``heldout.json``). landmarks: keypoints made of the
     pairs' anchor landmarks instead (``facerender_losses.landmark_keypoints``; what ``teacher_landmarks`` trains
-    the generator with)."""
+    the generator with; ``motion_only``: the detected source keypoints moved by the landmarks' motion, as
+    ``teacher_motion_only``)."""
     was = r.training
     r.eval()
     frames, mass = [], []
@@ -397,8 +427,7 @@ def render_heldout(r: FaceVid2VidNets, pairs: FramePairs, batch_size: int = 16, 
         kp_s = keypoint_transformation(kp_c, r.he_estimator(part.source))
         kp_d = keypoint_transformation(kp_c, r.he_estimator(part.driving))
         if landmarks:
-            kp_s = landmark_keypoints(part.source_landmarks, kp_s)
-            kp_d = landmark_keypoints(part.driving_landmarks, kp_d)
+            kp_s, kp_d = teacher_keypoints(kp_s, kp_d, part.source_landmarks, part.driving_landmarks, motion_only)
         out = r.generator(part.source, kp_source=kp_s, kp_driving=kp_s if still else kp_d)
         frames.append(out["prediction"])
         mass.append(out["mask"][:, 0].flatten(1).mean(1))
@@ -505,7 +534,12 @@ class FaceVid2VidStage(Stage):
         self.modules = dict(r.items())
         self.train_modules = dict(r.items())
         betas = tuple(config.adam_betas)
-        self.optimizers = {"main": torch.optim.Adam(list(r.parameters()), lr=config.lr, betas=betas)}
+        if config.teacher_landmarks:  # the two losses do not meet: detectors and generator step apart
+            detectors = [p for n in ("kp_extractor", "he_estimator") for p in getattr(r, n).parameters()]
+            self.optimizers = {"main": torch.optim.Adam(r.generator.parameters(), lr=config.lr, betas=betas),
+                               "detectors": torch.optim.Adam(detectors, lr=config.lr, betas=betas)}
+        else:
+            self.optimizers = {"main": torch.optim.Adam(list(r.parameters()), lr=config.lr, betas=betas)}
         if config.uses_discriminator:
             self.discriminator = MultiScaleDiscriminator(config.discriminator).train()
             self.modules["discriminator"] = self.train_modules["discriminator"] = self.discriminator
@@ -523,19 +557,29 @@ class FaceVid2VidStage(Stage):
     def batch_indices(self, step: int) -> np.ndarray:
         return np.arange(self.config.batch_size)  # positions in the step's global batch of pairs (train_step)
 
-    def train_step(self, ctx: StepContext) -> dict[str, float]:
+    def _pairs(self, ctx: StepContext, stream: int) -> tuple[FramePairs, RandomWarp | None]:
+        """This process's pairs of the step's global batch ``stream`` and their equivariance warp."""
         c = self.config
-        pairs = self.train.sample(ctx.global_size, step_rng(c.seed, ctx.step),  # the global batch of pairs
+        pairs = self.train.sample(ctx.global_size, step_rng(c.seed, ctx.step, stream),
                                   motion_candidates=c.motion_candidates)
         warp = None
         if c.lambda_equivariance:  # drawn for the global batch too, then this process's rows
             warp = RandomWarp(ctx.global_size, c.sigma_affine, c.sigma_tps, c.points_tps,
-                              generator=ctx.generator()).select(ctx.part)
+                              generator=ctx.generator(stream)).select(ctx.part)
+        return pairs[ctx.part].to(ctx.device), warp
+
+    def train_step(self, ctx: StepContext) -> dict[str, float]:
+        c = self.config
         nets = SimpleNamespace(image_size=c.image_size, **{n: ctx.module(n) for n in FACEVID2VID_NETWORKS})
-        batch = pairs[ctx.part].to(ctx.device)
+        for extra in range(1, c.detector_steps):  # teacher_landmarks: the detectors' extra updates, fresh pairs
+            batch, warp = self._pairs(ctx, extra)
+            loss, _, _ = facevid2vid_step_losses(nets, batch, c, self.perceptual, warp=warp, detectors_only=True)
+            ctx.update("detectors", loss)
+        batch, warp = self._pairs(ctx, 0)
         loss, terms, pred = facevid2vid_step_losses(nets, batch, c, self.perceptual, warp=warp)
+        step = ("main", "detectors") if c.teacher_landmarks else "main"
         if not c.uses_discriminator:
-            ctx.update("main", loss)
+            ctx.update(step, loss)
             return terms
         b = len(batch)
         with ctx.frozen("discriminator") as d:  # real and generated in one call: one forward per step and module
@@ -544,7 +588,7 @@ class FaceVid2VidStage(Stage):
         fake = [([f[b:] for f in feats], logits[b:]) for feats, logits in both]
         gan = generator_gan_loss(fake)
         fm = feature_matching_loss(real, fake, c.feature_matching_weights)
-        ctx.update("main", loss + c.lambda_gan * gan + fm, zero=("disc",))
+        ctx.update(step, loss + c.lambda_gan * gan + fm, zero=("disc",))
         both = ctx.module("discriminator")(torch.cat([batch.driving, pred.detach()]))
         d_loss = discriminator_gan_loss([(f, x[:b]) for f, x in both], [(f, x[b:]) for f, x in both])
         ctx.update("disc", c.lambda_discriminator * d_loss)
@@ -570,7 +614,8 @@ class FaceVid2VidStage(Stage):
         c = self.config
         others = {STILL_KEYPOINTS: lambda pairs: render_heldout(self.nets, pairs, still=True)}
         if c.teacher_landmarks:  # what the generator was trained with
-            others[LANDMARK_KEYPOINTS] = lambda pairs: render_heldout(self.nets, pairs, landmarks=True)
+            others[LANDMARK_KEYPOINTS] = lambda pairs: render_heldout(self.nets, pairs, landmarks=True,
+                                                                      motion_only=c.teacher_motion_only)
         metrics = renderer_heldout_metrics(lambda pairs: render_heldout(self.nets, pairs), self.heldout_sets,
                                            c.heldout_pairs_per_clip, baselines=others)
         metrics.update(keypoint_motion_metrics(self.nets, self.heldout_sets, c.heldout_pairs_per_clip))

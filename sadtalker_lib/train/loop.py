@@ -237,14 +237,16 @@ class StepContext:
         """N(0, 1) [local B, *shape], drawn for the global batch with :meth:`generator`."""
         return self.local(torch.randn(self.global_size, *shape, generator=self.generator(stream)))
 
-    def update(self, name: str, loss: torch.Tensor, zero: Sequence[str] = ()) -> None:
-        """``backward(loss)`` then (on the micro-batch that completes the step) ``optimizers[name]`` steps and zeroes;
-        ``zero``: other optimizers whose gradients to drop too (e.g. what a generator loss put into D)."""
+    def update(self, name: str | Sequence[str], loss: torch.Tensor, zero: Sequence[str] = ()) -> None:
+        """``backward(loss)`` then (on the micro-batch that completes the step) ``optimizers[name]`` steps and zeroes
+        (a sequence of names: each of them); ``zero``: other optimizers whose gradients to drop too (e.g. what a
+        generator loss put into D)."""
         acc = self.run.accelerator
         acc.backward(loss)
-        opt = self.stage.optimizers[name]
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        for key in (name,) if isinstance(name, str) else name:
+            opt = self.stage.optimizers[key]
+            opt.step()
+            opt.zero_grad(set_to_none=True)
         for other in zero:
             self.stage.optimizers[other].zero_grad(set_to_none=True)
 

@@ -34,7 +34,8 @@ from ..official.registry import build_network, read_configs
 from ..steps.windows import SEMANTIC_RADIUS
 from .heldout import HeldoutMetric, HeldoutReport
 from .loop import RunContext, Stage, StepContext, TrainConfig, TrainHistory, run, step_rng
-from .facerender_losses import PYRAMID_SCALES, ImagePyramid, keypoint_l1, pyramid_l1
+from .facerender_losses import (PYRAMID_SCALES, ImagePyramid, anchor_landmarks, keypoint_l1, landmark_anchor_loss,
+                               pyramid_l1)
 from .facevid2vid import (
     FV2V_ADAM_BETAS,
     FV2V_BATCH,
@@ -77,6 +78,9 @@ class MappingTrainConfig(TrainConfig):
     mapping: the MappingNet config (70 channels: ``mapping_crop``; 73: ``mapping_full``, needs crop params).
     radius: coefficient window radius (13: windows of 27 frames, as released). lambda_keypoint: Eq. 14 weight
     (20). perceptual_weights: the image terms on the generated frame (all 0: keypoints only, no rendering).
+    lambda_landmark_motion: weight of an L1 between the mapped keypoints' motion (x_d - x_s)(x, y) and the motion
+    of the corpus' 15 anchor landmarks (``facerender_losses.landmark_anchor_loss``; not in the paper, 0 = off in
+    every preset): a motion target that does not go through the HEEstimator. Needs 15 keypoints.
     """
 
     lr: float = LR_FACERENDER
@@ -89,10 +93,13 @@ class MappingTrainConfig(TrainConfig):
     perceptual_weights: tuple[float, ...] = FV2V_PERCEPTUAL
     eval_pairs: int = 64
     heldout_pairs_per_clip: int = 8
+    lambda_landmark_motion: float = 0.0
 
     def __post_init__(self):
         if len(self.perceptual_weights) != len(self.pyramid_scales):
             raise ValueError(f"{len(self.perceptual_weights)} perceptual weights for scales {self.pyramid_scales}")
+        if self.lambda_landmark_motion:
+            anchor_landmarks(self.mapping.num_kp)
         if 2 * self.radius + 1 < self.mapping.min_window:
             raise ValueError(f"radius {self.radius} gives {2 * self.radius + 1}-frame windows; the MappingNet needs "
                              f">= {self.mapping.min_window}")
@@ -146,6 +153,11 @@ def mapping_step_losses(mapping: MappingNet, r: FaceVid2VidNets, batch: FramePai
     l_kp = 0.5 * (keypoint_l1(kp_s, target_s) + l_d)  # Eq. 14
     total = config.lambda_keypoint * l_kp
     terms = {"keypoint_l1": float(l_kp.detach()), "keypoint_l1_driving": float(l_d.detach())}
+    if config.lambda_landmark_motion:
+        lm_motion = landmark_anchor_loss(kp_d - kp_s, batch.driving_landmarks - batch.source_landmarks,
+                                         anchor_landmarks(kp_c.shape[1]))
+        total = total + config.lambda_landmark_motion * lm_motion
+        terms["landmark_motion"] = float(lm_motion.detach())
     pred = None
     if render:
         pred = r.generator.render(feature, kp_source=kp_s, kp_driving=kp_d)["prediction"]
@@ -161,7 +173,8 @@ def mapping_step_losses(mapping: MappingNet, r: FaceVid2VidNets, batch: FramePai
 class MappingMetrics:
     """Held-out stage 2 numbers: ``keypoint_l1`` (Eq. 14), ``image_l1`` (mean |generated - driving|), and
     ``reference_image_l1``: the same image error with face-vid2vid's own keypoints (HEEstimator on the real
-    frame), the floor that the MappingNet can approach."""
+    frame), the floor that the MappingNet can approach; ``landmark_motion`` (with ``lambda_landmark_motion``):
+    |mapped keypoint motion - anchor landmark motion| (x, y, normalised coordinates)."""
 
     loss: float
     keypoint_l1: float
@@ -169,6 +182,7 @@ class MappingMetrics:
     image_l1: float = float("nan")
     perceptual: float = float("nan")
     reference_image_l1: float = float("nan")
+    landmark_motion: float = float("nan")
 
 
 @torch.no_grad()
