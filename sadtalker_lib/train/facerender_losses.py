@@ -75,6 +75,7 @@ __all__ = [
     "ANCHOR_LANDMARKS",
     "anchor_landmarks",
     "landmark_anchor_loss",
+    "landmark_motion_loss",
     "landmark_keypoints",
     "teacher_keypoints",
 ]
@@ -459,6 +460,15 @@ def landmark_anchor_loss(kp: torch.Tensor, landmarks: torch.Tensor,
     if not bool(ok.any()):
         return kp.sum() * 0.0
     return (kp[ok, :, :2] - target[ok]).abs().mean()
+
+
+def landmark_motion_loss(kp_source: torch.Tensor, kp_driving: torch.Tensor, source_landmarks: torch.Tensor,
+                         driving_landmarks: torch.Tensor) -> torch.Tensor:
+    """:func:`landmark_anchor_loss` of the keypoints' motion (x_d - x_s)(x, y) [B, 15, 3] against the anchor
+    landmarks' motion [B, 68, 2]: how far the keypoints move unlike the face (stage 1's and the MappingNet's
+    ``lambda_landmark_motion``; not in face-vid2vid or the paper)."""
+    return landmark_anchor_loss(kp_driving - kp_source, driving_landmarks - source_landmarks,
+                                anchor_landmarks(kp_source.shape[1]))
 
 
 def coeff_pose_degrees(coeffs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

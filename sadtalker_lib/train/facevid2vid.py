@@ -76,6 +76,7 @@ from .facerender_losses import (
     headpose_loss,
     keypoint_prior_loss,
     landmark_anchor_loss,
+    landmark_motion_loss,
     pyramid_l1,
     teacher_keypoints,
 )
@@ -320,8 +321,7 @@ def facevid2vid_step_losses(r, batch: FramePairs, config: FaceVid2VidTrainConfig
         total = total + c.lambda_landmarks * lm
         terms["landmark_anchor"] = float(lm.detach())
     if c.lambda_landmark_motion:
-        lm_motion = landmark_anchor_loss(kp_d - kp_s, batch.driving_landmarks - batch.source_landmarks,
-                                         anchor_landmarks(kp_c.shape[1]))
+        lm_motion = landmark_motion_loss(kp_s, kp_d, batch.source_landmarks, batch.driving_landmarks)
         total = total + c.lambda_landmark_motion * lm_motion
         terms["landmark_motion"] = float(lm_motion.detach())
     if kp_c.shape[1] == len(ANCHOR_LANDMARKS) and bool(torch.isfinite(batch.driving_landmarks).any()):

@@ -34,7 +34,7 @@ from ..official.registry import build_network, read_configs
 from ..steps.windows import SEMANTIC_RADIUS
 from .heldout import HeldoutMetric, HeldoutReport
 from .loop import RunContext, Stage, StepContext, TrainConfig, TrainHistory, run, step_rng
-from .facerender_losses import (PYRAMID_SCALES, ImagePyramid, anchor_landmarks, keypoint_l1, landmark_anchor_loss,
+from .facerender_losses import (PYRAMID_SCALES, ImagePyramid, anchor_landmarks, keypoint_l1, landmark_motion_loss,
                                pyramid_l1)
 from .facevid2vid import (
     FV2V_ADAM_BETAS,
@@ -154,8 +154,7 @@ def mapping_step_losses(mapping: MappingNet, r: FaceVid2VidNets, batch: FramePai
     total = config.lambda_keypoint * l_kp
     terms = {"keypoint_l1": float(l_kp.detach()), "keypoint_l1_driving": float(l_d.detach())}
     if config.lambda_landmark_motion:
-        lm_motion = landmark_anchor_loss(kp_d - kp_s, batch.driving_landmarks - batch.source_landmarks,
-                                         anchor_landmarks(kp_c.shape[1]))
+        lm_motion = landmark_motion_loss(kp_s, kp_d, batch.source_landmarks, batch.driving_landmarks)
         total = total + config.lambda_landmark_motion * lm_motion
         terms["landmark_motion"] = float(lm_motion.detach())
     pred = None
