@@ -79,7 +79,7 @@ class MappingTrainConfig(TrainConfig):
     radius: coefficient window radius (13: windows of 27 frames, as released). lambda_keypoint: Eq. 14 weight
     (20). perceptual_weights: the image terms on the generated frame (all 0: keypoints only, no rendering).
     lambda_landmark_motion: weight of an L1 between the mapped keypoints' motion (x_d - x_s)(x, y) and the motion
-    of the corpus' 15 anchor landmarks (``facerender_losses.landmark_anchor_loss``; not in the paper, 0 = off in
+    of the corpus' 15 anchor landmarks (``facerender_losses.landmark_motion_loss``; not in the paper, 0 = off in
     every preset): a motion target that does not go through the HEEstimator. Needs 15 keypoints.
     """
 
