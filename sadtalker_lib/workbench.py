@@ -4,7 +4,7 @@
                    portrait animated by the default morphable model                      (data.corpus)
     2. train       coefficient regressor, ExpNet, PoseVAE, face-vid2vid + MappingNet at the CPU presets (saved in
                    the official layout under models/), and the offline lip-sync stand-in for LSE when no
-                   syncnet_v2.model exists (cached); renderer + lip sync in a second process  (train.*, metrics)
+                   syncnet_v2.model exists (cached); the renderer in a second process      (train.*, metrics)
        (skipped for generation when official checkpoints are in ``checkpoints/``: they are used instead)
     3. generate    a real portrait (scikit-image's astronaut) + a sentence the corpus never said -> mp4
     4. evaluate    Table 1 metrics of the generated video against held-out corpus clips   (metrics.evaluate)
@@ -28,6 +28,7 @@ __all__ = ["MainConfig", "run_main", "lip_sync_check", "trained_models"]
 
 SYNC_CHECK_SHIFT_FRAMES = 8  # the generated video is also scored with its audio delayed by this much
 HELDOUT_FRACTION = 0.25  # share of the corpus' people held out (whole identities)
+TRAINING_NOTES = ("perceptual", "generator_keypoints")  # heldout.json split entries shown under the baselines table
 SENTENCE = "Hello! I am a portrait that learned to talk on this computer, from synthesized speech."
 
 
@@ -49,7 +50,7 @@ class MainConfig:
     generate_seconds: float | None = 4.0  # None: the whole sentence
     eval_max_frames: int = 100
     threads: int = 2  # torch threads of generation and evaluation
-    second_process: bool = True  # face-vid2vid + MappingNet + the lip-sync model beside the other stages
+    second_process: bool = True  # face-vid2vid + MappingNet beside the other stages
 
     @classmethod
     def quick(cls) -> "MainConfig":
@@ -118,11 +119,8 @@ def _train_stage(run: _Run, name: str, corpus: Path, out: Path, title: str, **ov
 
 
 def _train_renderer(folder: str, corpus: str, cfg: MainConfig) -> dict:
-    """face-vid2vid + MappingNet, then the lip-sync model that :func:`_evaluate` uses (trained once and cached
-    when no ``syncnet_v2.model`` is present). Runs in the second process of stage 2 (``cfg.second_process``), or in
-    this one. Returns the stage times, histories, held-out reports and the trained networks."""
-    from .metrics.lipsync import default_lip_sync_scorer
-
+    """face-vid2vid + MappingNet. Runs in the second process of stage 2 (``cfg.second_process``), or in this one.
+    Returns the stage times, histories, held-out reports and the trained networks."""
     run = _Run(Path(folder))
     train_dir = run.folder / "training"
     with _stage(run, "train face-vid2vid + MappingNet"):  # as `sadtalker-lab train facevid2vid / mapping`
@@ -133,8 +131,6 @@ def _train_renderer(folder: str, corpus: str, cfg: MainConfig) -> dict:
                           steps=cfg.mapping_steps, seed=cfg.seed)
         run.histories["face-vid2vid"] = (run.histories["face-vid2vid"][0], ["image_l1"])
         run.histories["MappingNet"] = (run.histories["MappingNet"][0], ["keypoint_l1"])
-    with _stage(run, "lip-sync model"):
-        default_lip_sync_scorer()
     return {"stages": run.stages, "histories": run.histories, "heldout": run.heldout,
             "nets": {"kp_extractor": fv.nets.kp_extractor, "generator": fv.nets.generator,
                      "mapping_crop": mp.mapping}}
@@ -143,11 +139,13 @@ def _train_renderer(folder: str, corpus: str, cfg: MainConfig) -> dict:
 def _train_models(run: _Run, cfg: MainConfig, corpus: Path, train_ids, held_ids) -> Path:
     """Stage 2: every network of the inference path trained here, saved into ``models/`` (official layout).
 
-    The training presets run one torch thread each, so with ``cfg.second_process`` face-vid2vid + MappingNet and
-    the lip-sync model (:func:`_train_renderer`) train in a second process (its output in
-    ``training/second_process.log``) while this one trains the regressor, ExpNet and PoseVAE."""
+    The training presets run one torch thread each, so with ``cfg.second_process`` face-vid2vid + MappingNet
+    (:func:`_train_renderer`) train in a second process (its output in ``training/second_process.log``) while this
+    one trains the regressor, ExpNet and PoseVAE, then the lip-sync model that :func:`_evaluate` uses (trained once
+    and cached when no ``syncnet_v2.model`` is present)."""
     import torch
 
+    from .metrics.lipsync import default_lip_sync_scorer
     from .official.registry import save_networks
     from .side_process import SideProcess
     from .train.regressor import save_regressor
@@ -157,8 +155,7 @@ def _train_models(run: _Run, cfg: MainConfig, corpus: Path, train_ids, held_ids)
     side = None
     if cfg.second_process:
         side = SideProcess(_train_renderer, str(run.folder), str(corpus), cfg, log=train_dir / "second_process.log")
-        print(f"   face-vid2vid + MappingNet and the lip-sync model train in a second process (output: {side.log})",
-              flush=True)
+        print(f"   face-vid2vid + MappingNet train in a second process (output: {side.log})", flush=True)
     torch.set_num_threads(1)
     try:
         with _stage(run, "train regressor"):
@@ -170,6 +167,8 @@ def _train_models(run: _Run, cfg: MainConfig, corpus: Path, train_ids, held_ids)
         with _stage(run, "train PoseVAE"):
             pose = _train_stage(run, "posevae", corpus, train_dir / "posevae", "PoseVAE", steps=cfg.posevae_steps,
                                 seed=cfg.seed)
+        with _stage(run, "lip-sync model"):
+            default_lip_sync_scorer()
     except BaseException:
         if side is not None:  # let it finish: its stages write their outputs into training/
             print(f"   waiting for the second process (output: {side.log})", flush=True)
@@ -412,6 +411,10 @@ def run_main(out_dir: str | os.PathLike = "runs", checkpoints: str | os.PathLike
                      "Each trained stage on held-out people (heldout.json of its training folder) beside its trivial "
                      "baselines: beta0_only = closed lips, still_head = no head motion, mean_coefficients = the "
                      "training mean. A gain over random initialisation is not evidence; these are.")
+        for title, rep in run.heldout.items():  # stand-ins and training aids the stages name (heldout.json "split")
+            how = [f"{k.replace('_', ' ')}: {rep.split[k][0]}" for k in TRAINING_NOTES if rep.split.get(k)]
+            if how:
+                report.text(f"{title} — " + "; ".join(how), note=True)
     if run.chain is not None:
         report.heading("Does the face talk? The chain from speech to mouth")
         report.table(pd.DataFrame(run.chain.rows()).set_index(["link", "measure"]),

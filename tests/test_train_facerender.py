@@ -632,6 +632,7 @@ def test_cli_heldout_json(tmp_path):
         assert np.isfinite(m.value) and m.baselines["still_keypoints"] > 0.5, name  # the synthetic faces move
     assert "stand-in" in report.split["perceptual"][0] or "VGG" in report.split["perceptual"][0]
     assert "landmark_keypoints" not in report.metrics["image_l1"].baselines
+    assert report.split["generator_keypoints"][0].startswith("face-vid2vid")  # the tiny preset: no teacher
     # trained with teacher_landmarks: the renderer driven by the landmarks is reported too
     from sadtalker_lib.train.facevid2vid import cli_stage
     from sadtalker_lib.train.loop import run
@@ -639,6 +640,7 @@ def test_cli_heldout_json(tmp_path):
     run(cli_stage(corpus, "tiny", teacher_landmarks=True, steps=2), tmp_path / "t", resume=False)
     taught = read_heldout(tmp_path / "t").metrics["image_l1"]
     assert np.isfinite(taught.baselines["landmark_keypoints"]) and "still_keypoints" in taught.baselines
+    assert read_heldout(tmp_path / "t").split["generator_keypoints"][0].startswith("teacher (not face-vid2vid)")
 
 
 # --- scale: the paper preset under torchrun ------------------------------------------------------------

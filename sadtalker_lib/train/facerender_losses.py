@@ -26,10 +26,11 @@ Stage 1, face-vid2vid (Wang et al. 2021, as in SadTalker Sec. 3.3 "as in the ori
                  (:data:`ANCHOR_LANDMARKS`, :func:`landmark_anchor_loss`). A CPU-budget aid: face-vid2vid finds
                  its keypoints unsupervised over days of GPU training; at minutes of CPU they never follow the
                  face and the renderer learns to copy the source (measured: ``facevid2vid.py``)
-    landmark     NOT in face-vid2vid either (off in every preset): the generator is driven during training by
-    keypoints    keypoints made of those landmarks (:func:`landmark_keypoints`; ``teacher_landmarks``) instead
-                 of the detected ones, so that it learns to follow precise keypoints (or, ``teacher_motion_only``,
-                 by the detected source keypoints moved by the landmarks' motion: :func:`teacher_keypoints`)
+    landmark     NOT in face-vid2vid either (off by default, on in the CPU preset): the generator is driven by
+    keypoints    keypoints made of those landmarks in training (:func:`landmark_keypoints`;
+                 ``teacher_landmarks``) instead of the detected ones, so that it learns to follow precise
+                 keypoints (or, ``teacher_motion_only``, by the detected source keypoints moved by the
+                 landmarks' motion: :func:`teacher_keypoints`)
 
 Stage 2, MappingNet (paper supp. Eq. 14): L_1 = 1/N sum_n ||K'_n - K_n||_1 between the keypoints driven by the
 MappingNet and by face-vid2vid's own motion estimator (HEEstimator) on the real frame, weight 20, plus the

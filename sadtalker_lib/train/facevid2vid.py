@@ -9,17 +9,20 @@ Two frames of the same clip (``data.frames``), a source and a driving one:
     L = perceptual(frame, driving) + GAN + 10 feature matching + 10 equivariance + 10 keypoint prior
         + 20 head pose + 5 expression (deformation prior);   D: hinge loss on (driving, frame)
 
-Losses: ``facerender_losses`` (head-pose targets: the corpus' fitted 3DMM angles). Not face-vid2vid, off in
-every preset: ``lambda_landmarks`` pulls the keypoints' (x, y) towards 15 of the corpus' 68 landmarks (measured at
-the CPU preset on a 12-clip corpus: it keeps the masks off the identity motion, but motion transfer on held-out
-frames stayed at 0.90x copy-source, no better than without it). Logged always where the clips carry landmarks:
+Losses: ``facerender_losses`` (head-pose targets: the corpus' fitted 3DMM angles). Not face-vid2vid, off by
+default and on in the ``cpu`` preset (``CPU_LANDMARK_TEACHER``): a landmark teacher. ``lambda_landmarks`` pulls
+the keypoints' (x, y) towards 15 of the corpus' 68 landmarks and ``lambda_landmark_motion`` their motion towards
+the landmarks' motion; ``teacher_landmarks`` / ``teacher_motion_only`` train the generator on keypoints moved by
+the landmarks' motion, and ``detector_steps`` gives the detectors extra updates. Without it the tiny detectors'
+keypoint motion errs by more than the motion at 64 px and the generator learns to ignore its keypoints (results/
+facerender-motion-cpu-default-corpus.md). Logged always where the clips carry landmarks:
 ``keypoint_motion_error_px``, the keypoint motion against those landmarks' motion, beside
-``keypoint_motion_still_px`` (keypoints that do not move). Hyper-parameters default to
-the paper / face-vid2vid (Adam lr 2e-4, betas (0.5, 0.999), batch 32, 256 px, official network sizes, bf16 on a
-GPU: the ``paper`` preset); ``.cpu()`` is a small face-vid2vid for 2 CPU cores (64 px, tiny networks, pairs
-biased to large head motion, identity-motion mask logit started low); ``.tiny()`` the test
-size. Device, mixed precision and processes are the loop's (``train.loop``; ``device`` None: a GPU when there is
-one). Held out (:func:`cli_stage`): the later frames of the training people and the held-out people
+``keypoint_motion_still_px`` (keypoints that do not move). Hyper-parameters default to the paper / face-vid2vid
+(Adam lr 2e-4, betas (0.5, 0.999), batch 32, 256 px, official network sizes, bf16 on a GPU: the ``paper``
+preset); ``.cpu()`` is a small face-vid2vid for 2 CPU cores (64 px, tiny networks, pairs biased to large head
+motion, identity-motion mask logit started low, the landmark teacher); ``.tiny()`` the test size (face-vid2vid's
+own training). Device, mixed precision and processes are the loop's (``train.loop``; ``device`` None: a GPU when
+there is one). Held out (:func:`cli_stage`): the later frames of the training people and the held-out people
 (``data.frames.split_frames``); ``heldout.json`` gives motion transfer, face L1 / PSNR (``metrics.motion_transfer``)
 and the identity-motion mask mass, each beside copying the source, and the frame metrics also beside the same
 renderer driven with the source's own keypoints (``still_keypoints``: a renderer that ignores its keypoints scores
@@ -83,6 +86,9 @@ from .facerender_losses import (
 
 __all__ = [
     "FaceVid2VidTrainConfig",
+    "CPU_LANDMARK_TEACHER",
+    "FACEVID2VID_ONLY",
+    "generator_keypoints_label",
     "FaceVid2VidNets",
     "build_facevid2vid",
     "save_renderer",
@@ -111,7 +117,14 @@ LAMBDA_EQUIVARIANCE = 10.0  # vox-256.yaml loss_weights.equivariance_value
 LAMBDA_KEYPOINT_PRIOR = 10.0  # loss_weights.keypoint
 LAMBDA_HEADPOSE = 20.0  # loss_weights.headpose
 LAMBDA_EXPRESSION = 5.0  # loss_weights.expression
-LAMBDA_LANDMARKS = 0.0  # not in face-vid2vid: keypoints anchored to landmarks (facerender_losses; off in every preset)
+LAMBDA_LANDMARKS = 0.0  # not in face-vid2vid: keypoints anchored to landmarks (facerender_losses; off by default)
+# The CPU preset's landmark teacher (not face-vid2vid; results/facerender-motion-cpu-default-corpus.md, sections 4d
+# and 6): without it the tiny detectors' keypoint motion errs by more than the motion at 64 px, the generator
+# learns to ignore its keypoints, and the main job's face does not talk.
+CPU_LANDMARK_TEACHER = dict(teacher_landmarks=True, teacher_motion_only=True, lambda_landmarks=50.0,
+                            lambda_landmark_motion=200.0, detector_steps=10)
+FACEVID2VID_ONLY = dict(teacher_landmarks=False, teacher_motion_only=False, lambda_landmarks=0.0,
+                        lambda_landmark_motion=0.0, detector_steps=1)  # face-vid2vid's own training, no teacher
 
 
 @dataclass
@@ -137,19 +150,20 @@ class FaceVid2VidTrainConfig(TrainConfig):
     of the landmark anchor (``facerender_losses.landmark_anchor_loss``; not a face-vid2vid term, 0 = off).
     teacher_landmarks: drive the generator with keypoints made of the corpus' 15 anchor landmarks (x, y; z 0;
     ``facerender_losses.landmark_keypoints``) instead of the detected ones, in training and in the held-out loss
-    (not face-vid2vid; off in every preset). The KPDetector and HEEstimator then learn only from their own terms
-    (equivariance, priors, head pose, the landmark anchor: use ``lambda_landmarks``), and the generator learns to
-    follow precise keypoints; the MappingNet is what drives it afterwards (``heldout.json`` adds the renderer driven
-    by the landmarks, ``landmark_keypoints``). Needs 15 keypoints and clips with landmarks (rows without them
-    use the detected keypoints). lambda_landmark_motion: weight of the same L1 on the keypoints' motion
-    (x_d - x_s)(x, y) against the anchor landmarks' motion (not face-vid2vid; 0 = off): what the MappingNet's
-    Eq. 14 targets need to be precise, not the absolute positions. teacher_motion_only: with
-    ``teacher_landmarks``, the generator's source keypoints are the detected ones (detached) and its driving
-    keypoints those moved by the anchor landmarks' motion (``facerender_losses.teacher_keypoints``): it learns
-    the detectors' placement with the true motion (not face-vid2vid; off in every preset). detector_steps: with
-    ``teacher_landmarks`` (where the generator's loss does not reach the detectors), the KPDetector and
-    HEEstimator take this many updates per generator update, the extra ones on fresh pairs with their own terms
-    only (not face-vid2vid; 1 in every preset); the detectors learn slower than the tiny generator.
+    (not face-vid2vid; on in the ``cpu`` preset, off by default). The KPDetector and HEEstimator then learn only
+    from their own terms (equivariance, priors, head pose, the landmark anchor: use ``lambda_landmarks``), and the
+    generator learns to follow precise keypoints; the MappingNet is what drives it afterwards (``heldout.json`` adds
+    the renderer driven by the landmarks, ``landmark_keypoints``). Needs 15 keypoints and clips with landmarks (rows
+    without them use the detected keypoints). lambda_landmark_motion: weight of the same L1 on the keypoints' motion
+    (x_d - x_s)(x, y) against the anchor landmarks' motion (not face-vid2vid; 0 = off): what the MappingNet's Eq. 14
+    targets need to be precise, not the absolute positions. teacher_motion_only: with ``teacher_landmarks``, the
+    generator's source keypoints are the detected ones (detached) and its driving keypoints those moved by the
+    anchor landmarks' motion (``facerender_losses.teacher_keypoints``): it learns the detectors' placement with the
+    true motion (not face-vid2vid; on in the ``cpu`` preset). detector_steps: with ``teacher_landmarks`` (where the
+    generator's loss does not reach the detectors), the KPDetector and HEEstimator take this many updates per
+    generator update, the extra ones on fresh pairs with their own terms only (not face-vid2vid; 1 by default, 10 in
+    the ``cpu`` preset); the detectors learn slower than the tiny generator. :func:`generator_keypoints_label` names
+    what drove the generator in training (``heldout.json``).
     """
 
     lr: float = LR_FACERENDER
@@ -220,25 +234,41 @@ class FaceVid2VidTrainConfig(TrainConfig):
         a tiny patch discriminator, 300 steps of 8 pairs at lr 2e-3 (10x the paper's 2e-4, for minutes of CPU),
         pairs biased to large motion (best of 4 driving frames), the identity-motion mask logit started at -3;
         held-out loss every 50 steps, checkpoints every 100; one torch thread (two ran several times slower on 2
-        cores shared with other work)."""
+        cores shared with other work). Not face-vid2vid: the landmark teacher ``CPU_LANDMARK_TEACHER`` (the
+        generator learns the detected source keypoints moved by the corpus landmarks' motion, the detectors take
+        10 updates per generator update with the landmark anchor and motion terms); ``**FACEVID2VID_ONLY``
+        switches it off."""
         base = dict(image_size=64, kp_detector=KPDetectorConfig.tiny(), generator=GeneratorConfig.tiny(),
                     he_estimator=HEEstimatorConfig.tiny(), discriminator=DiscriminatorConfig.tiny(),
                     steps=300, batch_size=8, lr=2e-3, eval_every=50, checkpoint_every=100, eval_pairs=16,
-                    num_threads=1, identity_mask_logit=-3.0, motion_candidates=4)
+                    num_threads=1, identity_mask_logit=-3.0, motion_candidates=4, **CPU_LANDMARK_TEACHER)
         return cls(**{**base, **changes})
 
     @classmethod
     def tiny(cls, **changes) -> "FaceVid2VidTrainConfig":
         """Test preset: the CPU preset at 32 px (a 3-block discriminator), 4 steps of 2 pairs, held-out loss and
-        checkpoints every 2 steps on 4 pairs, 2 held-out driving frames per segment, no tqdm bar."""
+        checkpoints every 2 steps on 4 pairs, 2 held-out driving frames per segment, no tqdm bar; face-vid2vid's own
+        training (``FACEVID2VID_ONLY``: the tests of the teacher set it themselves)."""
         base = dict(image_size=32, steps=4, batch_size=2, checkpoint_every=2, eval_every=2, eval_pairs=4,
-                    progress=False, discriminator=DiscriminatorConfig.tiny(num_blocks=3), heldout_pairs_per_clip=2)
+                    progress=False, discriminator=DiscriminatorConfig.tiny(num_blocks=3), heldout_pairs_per_clip=2,
+                    **FACEVID2VID_ONLY)
         return cls.cpu(**{**base, **changes})
 
 
 # ---------------------------------------------------------------------------------------------
 # One step's losses, held-out numbers, pictures
 # ---------------------------------------------------------------------------------------------
+def generator_keypoints_label(config: FaceVid2VidTrainConfig) -> str:
+    """What drove the generator in training, for reports: face-vid2vid's own detectors, or a landmark teacher
+    (a stand-in for precise keypoints, not face-vid2vid)."""
+    if config.teacher_motion_only:
+        return ("teacher (not face-vid2vid): the detected source keypoints moved by the corpus' anchor landmarks' "
+                "motion")
+    if config.teacher_landmarks:
+        return "teacher (not face-vid2vid): keypoints made of the corpus' anchor landmarks"
+    return "face-vid2vid: the KPDetector + HEEstimator keypoints"
+
+
 def check_size(batch: FramePairs, image_size: int) -> None:
     if tuple(batch.source.shape[2:]) != (image_size, image_size):
         raise ValueError(f"frames are {tuple(batch.source.shape[2:])}, the renderer works at {image_size} px: "
@@ -619,7 +649,8 @@ class FaceVid2VidStage(Stage):
         metrics = renderer_heldout_metrics(lambda pairs: render_heldout(self.nets, pairs), self.heldout_sets,
                                            c.heldout_pairs_per_clip, baselines=others)
         metrics.update(keypoint_motion_metrics(self.nets, self.heldout_sets, c.heldout_pairs_per_clip))
-        split = {**self.split, "perceptual": [perceptual_loss(c).label]}
+        split = {**self.split, "perceptual": [perceptual_loss(c).label],
+                 "generator_keypoints": [generator_keypoints_label(c)]}
         return HeldoutReport("facevid2vid", metrics, split)
 
 
