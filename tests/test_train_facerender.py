@@ -638,9 +638,10 @@ def test_cli_heldout_json(tmp_path):
     from sadtalker_lib.train.loop import run
 
     run(cli_stage(corpus, "tiny", teacher_landmarks=True, steps=2), tmp_path / "t", resume=False)
-    taught = read_heldout(tmp_path / "t").metrics["image_l1"]
+    taught_report = read_heldout(tmp_path / "t")
+    taught = taught_report.metrics["image_l1"]
     assert np.isfinite(taught.baselines["landmark_keypoints"]) and "still_keypoints" in taught.baselines
-    assert read_heldout(tmp_path / "t").split["generator_keypoints"][0].startswith("teacher (not face-vid2vid)")
+    assert taught_report.split["generator_keypoints"][0].startswith("teacher (not face-vid2vid)")
 
 
 # --- scale: the paper preset under torchrun ------------------------------------------------------------
