@@ -41,4 +41,4 @@ POSE = slice(EXP_DIM, MOTION_DIM)  # rho = angle | trans, [..., 6]
 CROP = slice(MOTION_DIM, FULL_DIM)  # s, tx, ty, [..., 3]
 PITCH, YAW, ROLL = EXP_DIM, EXP_DIM + 1, EXP_DIM + 2  # single columns of ANGLE
 
-NUM_LANDMARKS = 68  # iBUG-300W 68 points (dlib order)
+from .landmarks import NUM_LANDMARKS  # noqa: E402  (re-exported: the landmark layout lives in landmarks.py)

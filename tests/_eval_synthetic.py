@@ -35,3 +35,17 @@ def face_clip(num_frames: int = 20, *, audio: bool = True, seed: int = 0, name: 
 def faceless_clip(num_frames: int = 12) -> Clip:
     frames = np.full((num_frames, 256, 256, 3), 127, np.uint8)
     return Clip(frames=frames, fps=FPS, audio=np.zeros(num_frames * SR // FPS, np.float32), name="faceless")
+
+
+def mouth_opening_coeffs(amounts) -> np.ndarray:
+    """[T, 70] coefficients whose only non-zero entry is the expression direction that opens the face model's
+    mouth most, at ``amounts`` [T] (the pose still): frames of ``train.facerender_eval.reference_frames`` then open
+    and close the mouth and nothing else."""
+    from sadtalker_lib.data.render import model_landmarks
+    from sadtalker_lib.morphable.render import mouth_opening
+
+    base = mouth_opening(model_landmarks(np.zeros((1, 70), np.float32)))[0]
+    opens = [mouth_opening(model_landmarks(np.eye(70, dtype=np.float32)[k:k + 1] * 2.0))[0] - base for k in range(64)]
+    coeffs = np.zeros((len(amounts), 70), np.float32)
+    coeffs[:, int(np.argmax(opens))] = np.asarray(amounts, np.float32)
+    return coeffs

@@ -267,6 +267,50 @@ def test_teacher_landmarks_drive_the_generator(clips):
                   he_estimator=replace(HEEstimatorConfig.tiny(), num_kp=10))
 
 
+def test_mouth_region_term_and_mouth_biased_pairs(clips):
+    """lambda_mouth: L1 inside the box around both frames' lips only; mouth_pairs: those pairs' driving frames are
+    the candidates whose mouth opening differs most from the source's."""
+    from sadtalker_lib.train.facerender_losses import mouth_box_mask, mouth_region_l1
+
+    lips = torch.full((2, 68, 2), 0.0)
+    lips[:, 48:68, 0] = torch.linspace(-0.2, 0.2, 20)
+    lips[:, 48:68, 1] = 0.5
+    lips[1] = float("nan")  # a row without landmarks: no box
+    mask = mouth_box_mask(lips, lips, 32, margin=0.1)
+    axis = torch.linspace(-1, 1, 32)
+    inside_x, inside_y = (axis.abs() <= 0.3), ((axis - 0.5).abs() <= 0.1)
+    assert torch.equal(mask[0, 0].bool(), inside_y[:, None] & inside_x[None]) and mask[1].sum() == 0
+    target = torch.rand(2, 3, 32, 32)
+    outside = target + (1 - mask) * 0.5  # differs outside the lips only
+    assert mouth_region_l1(outside, target, lips, lips, margin=0.1) == 0
+    assert mouth_region_l1(target + mask * 0.5, target, lips, lips, margin=0.1) == pytest.approx(0.5)
+    assert mouth_region_l1(target + 0.5, target, lips[1:], lips[1:]) == 0  # no landmarks at all
+    # the term is logged and reaches the generator
+    train = _with_landmarks(clips[0])
+    batch = train.fixed_pairs(3, 0)
+    cfg = fv_config(lambda_mouth=5.0)
+    nets = build_facevid2vid(cfg).train()
+    loss, terms, _ = facevid2vid_step_losses(nets, batch, cfg, ImagePyramid(cfg.pyramid_scales))
+    loss.backward()
+    assert terms["mouth_l1"] > 0 and nets.generator.first.conv.weight.grad.abs().sum() > 0
+    assert "mouth_l1" not in facevid2vid_step_losses(nets, batch, fv_config(), ImagePyramid(cfg.pyramid_scales))[1]
+    # mouth-biased pairs: larger mouth change than head-pose-biased pairs of the same draws
+    change = {}
+    for share in (0.0, 1.0):
+        p = train.sample(64, np.random.default_rng(3), motion_candidates=4, mouth_share=share)
+        gap = [train.mouth_opening(int(k)) for k in p.clip]
+        change[share] = np.mean([abs(g[d] - g[s]) for g, s, d in zip(gap, p.source_index, p.driving_index)])
+    assert change[1.0] > 1.3 * change[0.0], change
+    with pytest.raises(ValueError, match="mouth_share"):
+        train.sample(4, np.random.default_rng(0), mouth_share=1.5)
+    with pytest.raises(ValueError, match="motion_candidates"):
+        fv_config(mouth_pairs=0.5, motion_candidates=1)
+    with pytest.raises(ValueError, match="share of the batch"):
+        map_config(mouth_pairs=2.0, motion_candidates=4)
+    with pytest.raises(ValueError, match="motion_candidates"):
+        train.sample(4, np.random.default_rng(0), mouth_share=0.5)  # one candidate: nothing to pick from
+
+
 def test_detector_steps_train_only_the_detectors(clips, tmp_path):
     """detector_steps under teacher_landmarks: the extra updates move the KPDetector / HEEstimator and leave the
     generator where one detector update per step leaves it (its loss never meets the detectors'); a run stopped
@@ -337,6 +381,13 @@ def test_mapping_landmark_motion_term(clips, tmp_path):
     assert np.mean(rows[-5:]) < 0.6 * np.mean(rows[:5]), (rows[:5], rows[-5:])
     with pytest.raises(ValueError, match="15 keypoints"):
         map_config(lambda_landmark_motion=1.0, mapping=replace(MappingNetConfig.tiny(70), num_kp=10))
+    # the mouth-region term and mouth-biased pairs (stage 1's) are logged when on, and only then
+    cfg = map_config(steps=2, eval_every=2, checkpoint_every=0, lambda_mouth=5.0, motion_candidates=4, mouth_pairs=1.0)
+    run = train_mapping(train, held, renderer, cfg, tmp_path / "mouth", resume=False)
+    assert run.history.last("mouth_l1") > 0
+    assert not any("mouth_l1" in row for row in
+                   train_mapping(train, held, renderer, map_config(steps=1, eval_every=1, checkpoint_every=0),
+                                 tmp_path / "plain", resume=False).history.rows)
 
 
 # --- resume ----------------------------------------------------------------------------------------
@@ -570,7 +621,7 @@ def test_motion_transfer_metric():
     assert len(rows) == 1 and rows[0]["lo_px"] == 2.0 and rows[0]["n"] == 2
     assert rows[0]["ratio"] == pytest.approx(0.5) and rows[0]["copy_source_px"] == pytest.approx(copy.copy_source_px)
     metrics = half.heldout_metrics("x/")
-    assert set(metrics) == {"x/motion_transfer_error_px", "x/face_l1", "x/face_psnr_db"}
+    assert set(metrics) == {"x/motion_transfer_error_px", "x/face_l1", "x/face_psnr_db", "x/mouth_opening_error"}
     assert metrics["x/motion_transfer_error_px"].beats("copy_source")
     # a further baseline scored on the same pairs (e.g. the renderer given no motion) sits beside copy_source
     metrics = half.heldout_metrics("x/", {"still_keypoints": perfect})
@@ -586,6 +637,24 @@ def test_motion_transfer_metric():
     assert blank.found_fraction == 0.0 and half.found_fraction == 1.0 and blank.n_moving == half.n_moving == 1
     assert np.isfinite(blank.error_px) and blank.error_px > half.error_px
     assert blank.copy_source_px == half.copy_source_px
+
+
+def test_mouth_opening_error_metric():
+    """The held-out mouth measure: |inner-lip aperture of the frame - of the driving frame|, beside the source's;
+    a frame with the driving mouth scores ~0, the source (closed lips) scores copy_mouth."""
+    from _eval_synthetic import mouth_opening_coeffs
+    from sadtalker_lib.metrics.motion_transfer import MotionReference
+    from sadtalker_lib.train.facerender_eval import reference_frames
+
+    frames = reference_frames(mouth_opening_coeffs([0.0, 2.5, 1.2]), 128)  # closed, open, half open
+    source, driving = frames[[0, 0]], frames[[1, 2]]
+    ref = MotionReference(source, driving, threshold_px=0.1)
+    assert ref.n_moving == 2
+    perfect, copy = ref.score(driving), ref.score(source)
+    assert perfect.mouth_error < 0.2 * copy.copy_mouth and copy.mouth_error == pytest.approx(copy.copy_mouth)
+    assert copy.copy_mouth > 0.05  # inter-ocular units: the mouth opened
+    metric = perfect.heldout_metrics()["mouth_opening_error"]
+    assert metric.beats("copy_source") and not copy.heldout_metrics()["mouth_opening_error"].beats("copy_source")
 
 
 # --- the split and heldout.json ------------------------------------------------------------------------

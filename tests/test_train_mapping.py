@@ -16,6 +16,8 @@ from sadtalker_lib.train.facerender_eval import MOUTH_POINTS, animate, relative_
 from sadtalker_lib.train.facerender_losses import keypoint_l1
 from sadtalker_lib.train.facevid2vid import FaceVid2VidTrainConfig, build_facevid2vid, render_pairs
 from sadtalker_lib.train.mapping import MappingTrainConfig, mapping_heldout_report, render_mapped
+from _eval_synthetic import mouth_opening_coeffs
+from sadtalker_lib.train.facerender_eval import REFERENCE, reference_frames, shifted_row
 from sadtalker_lib.workbench import SYNC_CHECK_SHIFT_FRAMES, lip_sync_check
 from test_train_facerender import synthetic_clips
 
@@ -88,7 +90,7 @@ def test_relative_motion_error():
 
 
 def test_lip_sync_check():
-    shifted = f"same video, audio delayed {SYNC_CHECK_SHIFT_FRAMES} frames"
+    shifted = f"generated video, audio delayed {SYNC_CHECK_SHIFT_FRAMES} frames"
     rows = {"generated video": {"offset_frames": -1, "lse_c": 0.3}, shifted: {"offset_frames": -9, "lse_c": 0.1}}
     assert lip_sync_check(rows)["lip-syncs"] == "yes"
     rows["generated video"]["offset_frames"] = -9  # today's main job: out of sync
@@ -96,6 +98,25 @@ def test_lip_sync_check():
     rows["generated video"].update(offset_frames=0, lse_c=0.05)  # in sync but no sharper than the shifted copy
     assert lip_sync_check(rows)["LSE-C above the shifted copy"] == "NO"
     assert lip_sync_check({"generated video": {"error": "no face"}})["lip-syncs"] == "n/a"
+    ref = {REFERENCE: {"offset_frames": 0, "lse_c": 0.2}, shifted_row(REFERENCE): {"offset_frames": -8, "lse_c": 0.0}}
+    assert lip_sync_check({**rows, **ref}, REFERENCE)["lip-syncs"] == "yes"
+    assert lip_sync_check({**rows, **ref})["lip-syncs"] == "NO"  # the generated video's rows by default
+
+
+def test_reference_frames_open_the_mouth_with_the_coefficients():
+    """The talking chain's reference renderer: the coefficients' mouth gap, rendered without a network at the
+    requested size, shows in dlib's inner-lip aperture of the frames."""
+    from sadtalker_lib.metrics.lipsync import lip_track, mouth_features
+
+    amounts = 2.0 * np.abs(np.sin(np.arange(12) * 0.6))
+    coeffs = mouth_opening_coeffs(amounts)
+    frames = reference_frames(coeffs, 128)
+    assert frames.shape == (12, 128, 128, 3) and frames.dtype == np.uint8
+    aperture = mouth_features(lip_track(frames).landmarks)[:, 0]
+    assert np.corrcoef(aperture, amounts)[0, 1] > 0.8
+    assert reference_frames(coeffs[:2], 64).shape == (2, 64, 64, 3)
+    with pytest.raises(ValueError, match="coefficients"):
+        reference_frames(coeffs[:, :10], 64)
 
 
 def test_mapped_rendering_runs_where_the_renderer_is():

@@ -26,7 +26,7 @@ from ..coeffs import MOTION_DIM, POSE
 from ..steps.windows import SEMANTIC_RADIUS, frame_windows, source_window
 
 __all__ = ["FramePairs", "FaceRenderClips", "Segment", "FrameSplit", "split_frames", "split_clips",
-           "LATER_FRACTION", "landmarks_to_grid"]
+           "LATER_FRACTION", "landmarks_to_grid", "check_pair_sampling"]
 
 LATER_FRACTION = 0.25  # held-out share of each training person's clip: its last quarter (project choice)
 
@@ -96,6 +96,16 @@ def _resize_frames(frames: np.ndarray | torch.Tensor, size: int) -> torch.Tensor
     return y.round().clamp(0, 255).to(torch.uint8)
 
 
+def check_pair_sampling(motion_candidates: int, mouth_share: float) -> None:
+    """ValueError unless ``FaceRenderClips.sample`` can draw pairs with these settings (the configs call it)."""
+    if motion_candidates < 1:
+        raise ValueError(f"motion_candidates must be >= 1, got {motion_candidates}")
+    if not 0.0 <= mouth_share <= 1.0:
+        raise ValueError(f"mouth_pairs / mouth_share is a share of the batch in [0, 1], got {mouth_share}")
+    if mouth_share and motion_candidates < 2:
+        raise ValueError("mouth pairs are picked among motion_candidates driving frames: set motion_candidates >= 2")
+
+
 class FaceRenderClips:
     """Clips held in memory for FaceRender training: frames (resized to ``image_size``) and coefficients.
 
@@ -133,6 +143,7 @@ class FaceRenderClips:
             self.landmarks.append(lm)
         self.ids = list(ids) if ids is not None else [f"clip_{k:04d}" for k in range(len(self.frames))]
         self._windows: dict[int, list[torch.Tensor]] = {}
+        self._mouth: dict[int, np.ndarray] = {}
 
     @classmethod
     def from_corpus(cls, root: str | os.PathLike, clips: Sequence | None = None,
@@ -212,13 +223,27 @@ class FaceRenderClips:
                           source_index=torch.as_tensor(source), driving_index=torch.as_tensor(driving),
                           source_landmarks=torch.stack(sl), driving_landmarks=torch.stack(dl))
 
+    def mouth_opening(self, k: int) -> np.ndarray:
+        """Inner-lip gap of clip k's frames over the eye-corner distance [T] (``morphable.render.mouth_opening``;
+        NaN without landmarks), cached."""
+        from ..morphable.render import mouth_opening
+
+        if k not in self._mouth:
+            self._mouth[k] = mouth_opening(self.landmarks[k]).numpy()
+        return self._mouth[k]
+
     def sample(self, batch_size: int, rng: np.random.Generator, radius: int = SEMANTIC_RADIUS,
-               motion_candidates: int = 1) -> FramePairs:
+               motion_candidates: int = 1, mouth_share: float = 0.0) -> FramePairs:
         """Random pairs: a clip, then two independent frames of it (face-vid2vid's sampling).
 
         motion_candidates > 1: draw that many driving frames per pair and keep the one whose head pose (the
         coefficients' angles and translation) differs most from the source's (pairs biased to large motion).
+        mouth_share: the first ``round(mouth_share * batch_size)`` pairs keep instead the candidate whose mouth
+        opening (:meth:`mouth_opening`) differs most from the source's (pairs biased to speech; head pose where the
+        clip has no landmarks).
         """
+        if mouth_share:
+            check_pair_sampling(motion_candidates, mouth_share)
         clip = rng.integers(len(self), size=batch_size)
         lengths = np.array([self.frames[k].shape[0] for k in clip])
         source = (rng.random(batch_size) * lengths).astype(np.int64)
@@ -227,6 +252,13 @@ class FaceRenderClips:
             pose = [self.coeffs[k][:, POSE].numpy() for k in range(len(self))]
             moved = np.array([[np.abs(pose[k][d] - pose[k][s]).sum() for k, s, d in zip(clip, source, row)]
                               for row in driving])  # [candidates, B]
+            n_mouth = int(round(mouth_share * batch_size))
+            if n_mouth:
+                gap = [self.mouth_opening(int(k)) for k in clip[:n_mouth]]
+                mouth = np.array([[abs(g[d] - g[s]) for g, s, d in zip(gap, source, row)]
+                                  for row in driving[:, :n_mouth]])  # [candidates, n_mouth]
+                has = np.isfinite(mouth).all(0)
+                moved[:, :n_mouth][:, has] = mouth[:, has]
             driving = driving[moved.argmax(0), np.arange(batch_size)]
         else:
             driving = driving[0]

@@ -49,6 +49,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..landmarks import INNER_LIP_PAIRS
 from ..face.detect import FaceDetection, default_detector
 from .faces import FaceTrack, NoFaceError, track_faces
 from .lse import OFFICIAL_LABEL, VSHIFT, LseResult, SyncNetScorer
@@ -77,7 +78,6 @@ MAX_UPSAMPLE = 4
 _MAX_CHANCE_WINDOWS = 600  # chance distance from at most this many windows per side (strided; long clips)
 
 # dlib 68-point indices (0-based)
-_INNER_PAIRS = ((61, 67), (62, 66), (63, 65))
 _OUTER_PAIRS = ((50, 58), (51, 57), (52, 56))
 
 
@@ -97,7 +97,7 @@ def mouth_features(landmarks: np.ndarray) -> np.ndarray:
     iod = np.linalg.norm(lm[:, 36:42].mean(1) - lm[:, 42:48].mean(1), axis=-1)
     iod = np.where(iod > 1e-6, iod, np.nan)
     feats = np.stack([
-        np.mean([_dist(lm, a, b) for a, b in _INNER_PAIRS], 0),
+        np.mean([_dist(lm, a, b) for a, b in INNER_LIP_PAIRS], 0),
         np.mean([_dist(lm, a, b) for a, b in _OUTER_PAIRS], 0),
         _dist(lm, 60, 64), _dist(lm, 48, 54), _dist(lm, 8, 33)], 1)
     return feats / iod[:, None]

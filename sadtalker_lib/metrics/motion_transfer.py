@@ -16,7 +16,13 @@ many generated faces the detector found by itself.
 
 Beside it, on the same moving pairs, the image inside the face region (the box around the source's and the
 driving frame's landmarks, padded by ``FACE_BOX_PAD`` of its size): L1 in [0, 1] grey levels and PSNR in dB, for
-the generated frame and for the source frame (copy_source).
+the generated frame and for the source frame (copy_source); and the mouth: the inner-lip aperture of the 68 points
+(``metrics.lipsync.mouth_features``, inter-ocular units, free of head motion),
+
+    mouth_error     = mean_pairs | aperture(generated) - aperture(driving) |
+    copy_mouth      = mean_pairs | aperture(source)    - aperture(driving) |
+
+so a renderer that moves the head but not the lips scores about copy_mouth.
 
     ref = MotionReference(source, driving)     # landmarks of source / driving once; the moving pairs
     score = ref.score(generated)               # MotionTransferScore (error_px, copy_source_px, face_l1, ...)
@@ -130,6 +136,13 @@ def landmarks_in_boxes(frames, boxes: np.ndarray, detector=None) -> np.ndarray:
     return out
 
 
+def _aperture(landmarks: np.ndarray) -> np.ndarray:
+    """Inner-lip aperture [N] of landmarks [N, 68, 2] in inter-ocular units (``metrics.lipsync.mouth_features``)."""
+    from .lipsync import mouth_features
+
+    return mouth_features(landmarks)[:, 0]
+
+
 def landmark_distance_px(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Mean over the 68 points of the Euclidean distance, per frame: [N, 68, 2] x 2 -> [N] (NaN if either lacks a
     face)."""
@@ -165,9 +178,10 @@ class MotionTransferScore:
     ``image_size`` frames, over all moving pairs (``found_fraction``: the share of them where dlib's detector
     found the generated face; the others are fitted in the source frame's face box). face_l1 / copy_face_l1
     ([0, 1] grey levels) and face_psnr_db / copy_face_psnr_db: the face region of the generated / source frame vs
-    the driving frame, over all moving pairs. n_pairs: pairs given; n_moving: pairs with a face in source and
-    driving and a copy-source error above ``threshold_px``. per_pair: the per-pair arrays (moving pairs) for plots,
-    with ``found`` (the detector found the generated face).
+    the driving frame, over all moving pairs. mouth_error / copy_mouth: |inner-lip aperture of the generated /
+    source frame - of the driving frame| (inter-ocular units; module docstring). n_pairs: pairs given; n_moving:
+    pairs with a face in source and driving and a copy-source error above ``threshold_px``. per_pair: the per-pair
+    arrays (moving pairs) for plots, with ``found`` (the detector found the generated face).
     """
 
     error_px: float
@@ -176,6 +190,8 @@ class MotionTransferScore:
     copy_face_l1: float
     face_psnr_db: float
     copy_face_psnr_db: float
+    mouth_error: float
+    copy_mouth: float
     n_pairs: int
     n_moving: int
     found_fraction: float
@@ -209,6 +225,9 @@ class MotionTransferScore:
                 self.face_psnr_db, {"copy_source": self.copy_face_psnr_db,
                                     **{b: s.face_psnr_db for b, s in others.items()}}, False,
                 f"face region (landmark box + {FACE_BOX_PAD:.0%}); {where}"),
+            f"{prefix}mouth_opening_error": HeldoutMetric(
+                self.mouth_error, {"copy_source": self.copy_mouth, **{b: s.mouth_error for b, s in others.items()}},
+                True, f"|inner-lip aperture (dlib, inter-ocular units) of the frame - of the driving frame|; {where}"),
         }
 
     @staticmethod
@@ -221,6 +240,7 @@ class MotionTransferScore:
             error_px=float(pp["error_px"].mean()), copy_source_px=float(pp["copy_source_px"].mean()),
             face_l1=float(pp["face_l1"].mean()), copy_face_l1=float(pp["copy_face_l1"].mean()),
             face_psnr_db=float(pp["face_psnr_db"].mean()), copy_face_psnr_db=float(pp["copy_face_psnr_db"].mean()),
+            mouth_error=float(np.nanmean(pp["mouth_error"])), copy_mouth=float(np.nanmean(pp["copy_mouth"])),
             n_pairs=sum(s.n_pairs for s in scores), n_moving=sum(s.n_moving for s in scores),
             found_fraction=float(pp["found"].mean()), image_size=scores[0].image_size,
             threshold_px=scores[0].threshold_px, per_pair=pp)
@@ -244,7 +264,8 @@ class MotionTransferScore:
         return (f"motion transfer {self.error_px:.3f} px vs copy-source {self.copy_source_px:.3f} px "
                 f"({self.ratio:.2f}x; {self.n_moving}/{self.n_pairs} moving pairs, generated face detected "
                 f"{self.found_fraction:.0%}); face L1 {self.face_l1:.4f} vs {self.copy_face_l1:.4f}; "
-                f"face PSNR {self.face_psnr_db:.2f} vs {self.copy_face_psnr_db:.2f} dB")
+                f"face PSNR {self.face_psnr_db:.2f} vs {self.copy_face_psnr_db:.2f} dB; mouth opening error "
+                f"{self.mouth_error:.4f} vs {self.copy_mouth:.4f}")
 
 
 class MotionReference:
@@ -299,14 +320,19 @@ class MotionReference:
         copy = self.copy_error_px[m]
         l1, psnr = _box_l1_psnr(gen[m], self.driving[m], self.boxes[m])
         cl1, cpsnr = _box_l1_psnr(self.source[m], self.driving[m], self.boxes[m])
+        ap_driving = _aperture(self.landmarks_driving[m])
+        mouth = np.abs(_aperture(lm_gen) - ap_driving)
+        copy_mouth = np.abs(_aperture(self.landmarks_source[m]) - ap_driving)
         return MotionTransferScore(
             error_px=float(err.mean()), copy_source_px=float(copy.mean()),
             face_l1=float(l1.mean()), copy_face_l1=float(cl1.mean()),
             face_psnr_db=float(psnr.mean()), copy_face_psnr_db=float(cpsnr.mean()),
+            mouth_error=float(np.nanmean(mouth)), copy_mouth=float(np.nanmean(copy_mouth)),
             n_pairs=len(self), n_moving=self.n_moving, found_fraction=float(ok.mean()),
             image_size=self.image_size, threshold_px=self.threshold_px,
             per_pair={"error_px": err, "copy_source_px": copy, "face_l1": l1, "copy_face_l1": cl1,
-                      "face_psnr_db": psnr, "copy_face_psnr_db": cpsnr, "found": ok})
+                      "face_psnr_db": psnr, "copy_face_psnr_db": cpsnr, "mouth_error": mouth,
+                      "copy_mouth": copy_mouth, "found": ok})
 
 
 def renderer_heldout_metrics(render, sets: dict, per_clip: int = 8, log=print, baselines: dict | None = None

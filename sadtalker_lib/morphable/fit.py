@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ..landmarks import CHIN_LANDMARKS, MOUTH_LANDMARKS
 from .model import (ANGLE_DIM, EXP_DIM, ID_DIM, TRANS_DIM, MorphableModel, coeffs_70, coeffs_73, coeffs_257,
                     official_image_rows, split_coeff)
 
@@ -339,8 +340,6 @@ def _fit_prepared(prepared, model, config, video: bool) -> FitResult:
 # ---------------------------------------------------------------------------------------------
 # Lip-only refit (the offline stand-in for Wav2Lip + R_e)
 # ---------------------------------------------------------------------------------------------
-MOUTH_LANDMARKS = tuple(range(48, 68))  # iBUG-68 outer (48-59) and inner (60-67) lips
-CHIN_LANDMARKS = tuple(range(5, 12))  # the jaw line around the chin, which jaw opening moves
 
 
 def fit_mouth(full: FitResult, mouth_dims, model: MorphableModel | None = None, *, iterations: int = 100,

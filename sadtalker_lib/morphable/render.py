@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..landmarks import EYE_CORNERS, INNER_LIP_PAIRS
 from ..coeffs import ANGLE, COEFF_257_SLICES, EXP, EXP_DIM, FULL_DIM, ID_DIM, MOTION_DIM, TRANS
 from .model import MorphableModel, official_image_rows
 
@@ -104,8 +105,7 @@ def eye_aspect_ratio(landmarks):
     return height / width
 
 
-MOUTH_GAP_PAIR = (62, 66)  # inner upper / lower lip midpoints (iBUG-68)
-EYE_CORNERS_PAIR = (36, 45)  # outer eye corners: the face-size scale
+MOUTH_GAP_PAIR = INNER_LIP_PAIRS[1]  # inner upper / lower lip midpoints (62, 66)
 
 
 def mouth_opening(landmarks):
@@ -115,7 +115,7 @@ def mouth_opening(landmarks):
     norm = (lambda t: torch.linalg.vector_norm(t, dim=-1)) if lib is torch else (lambda t: np.linalg.norm(t, axis=-1))
     p = landmarks
     return norm(p[..., MOUTH_GAP_PAIR[0], :] - p[..., MOUTH_GAP_PAIR[1], :]) / norm(
-        p[..., EYE_CORNERS_PAIR[1], :] - p[..., EYE_CORNERS_PAIR[0], :])
+        p[..., EYE_CORNERS[1], :] - p[..., EYE_CORNERS[0], :])
 
 
 # ---------------------------------------------------------------------------------------------

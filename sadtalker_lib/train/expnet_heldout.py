@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ..landmarks import MOUTH_LANDMARKS
 from ..data.windows import ExpWindows, frame_energy
 from ..morphable.render import mouth_opening
 from .heldout import HeldoutMetric, HeldoutReport
@@ -35,7 +36,7 @@ from .losses import distill_loss
 __all__ = ["ExpNetMetrics", "evaluate_expnet", "MOUTH_POINTS", "MouthTracks", "ExpNetHeldout", "predict_windows",
            "mouth_tracks", "expnet_heldout", "heldout_report"]
 
-MOUTH_POINTS = tuple(range(48, 68))  # iBUG-68 outer (48-59) and inner (60-67) lips
+MOUTH_POINTS = MOUTH_LANDMARKS  # (re-exported name)
 ROWS = ("trained", "beta0_only", "mean_mouth", "teacher_lip_only")
 LABEL = "DefaultMorphableModel stand-in face, vs the lip-only viseme teacher"
 

@@ -21,7 +21,11 @@ The talking chain (issue 14, item 5): where a generated video's mouth stops foll
 2. MappingNet: the driven keypoints' motion over time and their largest correlation with that gap;
 3. renderer: the inner-lip aperture of the rendered frames (dlib, ``metrics.lipsync.mouth_features``) and its
    correlation with the gap;
-4. the lip-sync metric (``metrics.lipsync``) on the video and on a copy with its audio delayed 8 frames.
+4. the lip-sync metric (``metrics.lipsync``) on the video and on a copy with its audio delayed 8 frames
+   (:func:`lip_sync_rows`, :func:`lip_sync_check`); beside it the *reference renderer*: the same coefficients
+   rendered at the same frame size by the default corpus' landmark-warp renderer (``data.render``, no network;
+   :func:`reference_frames`). When the reference lip-syncs and the video does not, links 2-3 (MappingNet +
+   face-vid2vid) lose the mouth; when neither does, the coefficients (link 1) or the frame size do.
 """
 from __future__ import annotations
 
@@ -31,14 +35,21 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ..landmarks import MOUTH_LANDMARKS
 from ..coeffs import MOTION_DIM, POSE
+from ..metrics.video_io import AUDIO_RATE
 
 __all__ = ["MOUTH_POINTS", "CrossIdentityResult", "relative_motion_error", "animate", "cross_identity_animation",
-           "TalkingChain", "talking_chain", "mouth_extremes", "plot_talking_chain", "mouth_keypoint_sensitivity"]
+           "TalkingChain", "talking_chain", "mouth_extremes", "plot_talking_chain", "mouth_keypoint_sensitivity",
+           "SYNC_CHECK_SHIFT_FRAMES", "GENERATED", "REFERENCE", "shifted_row", "lip_sync_rows", "lip_sync_check",
+           "reference_frames", "reference_lip_sync_rows"]
 
-MOUTH_POINTS = slice(48, 68)  # dlib 68: outer and inner lips
+MOUTH_POINTS = list(MOUTH_LANDMARKS)  # index of the lips in [..., 68, 2] arrays
 CSIM_FACE_PX = 256  # frames are enlarged to this side (bicubic) before dlib's face descriptor (project choice)
 AUDIO_SAMPLES_PER_FRAME = 640  # 16 kHz / 25 fps
+SYNC_CHECK_SHIFT_FRAMES = 8  # a video is also scored with its audio delayed by this much (issue 14's check)
+GENERATED = "generated video"  # lip-sync row names
+REFERENCE = "reference renderer (same coefficients, landmark warp, no network)"
 
 
 def _iod(lm: np.ndarray) -> np.ndarray:
@@ -229,13 +240,80 @@ def _coeff_opening(coeffs: np.ndarray) -> np.ndarray:
     return np.asarray(mouth_opening(model_landmarks(c)), np.float64)
 
 
-def talking_chain(pipe, result, samples: np.ndarray, *, scorer=None, shift_frames: int = 8,
-                  max_frames: int | None = None) -> TalkingChain:
-    """The chain of a :class:`~sadtalker_lib.pipeline.GenerationResult` made by ``pipe`` (``keep_frames=True``,
-    with a video file for the lip-sync rows). samples: the 16 kHz speech it was made from."""
-    from ..metrics.lipsync import delay_audio, lip_sync_summary, lip_track, mouth_features
-    from ..metrics.video_io import as_clip
+def shifted_row(video: str = GENERATED, shift_frames: int = SYNC_CHECK_SHIFT_FRAMES) -> str:
+    """The lip-sync row of ``video`` with its audio delayed ``shift_frames`` frames."""
+    return f"{video}, audio delayed {shift_frames} frames"
+
+
+def lip_sync_rows(scorer, video, name: str = GENERATED, *, shift_frames: int = SYNC_CHECK_SHIFT_FRAMES,
+                  max_frames: int | None = None) -> dict[str, dict]:
+    """{name: summary, shifted_row(name): summary} of a video with its own audio (a path or ``metrics.Clip``) and of
+    the same video with the audio delayed (``metrics.lipsync.lip_sync_summary``; ``{"source", "error"}`` where the
+    clip is too short or dlib finds no face, so that a report can say so and go on)."""
     from ..face.detect import NoFaceError
+    from ..metrics.lipsync import delay_audio, lip_sync_summary
+    from ..metrics.video_io import as_clip
+
+    clip = as_clip(video, max_frames=max_frames)
+    rows = {}
+    for row, shift in ((name, 0), (shifted_row(name, shift_frames), shift_frames)):
+        try:
+            rows[row] = lip_sync_summary(scorer.score(delay_audio(clip, shift) if shift else clip), scorer.label)
+        except (NoFaceError, ValueError) as e:  # too short, or a blurred face that dlib does not find
+            rows[row] = {"source": scorer.label, "error": str(e)}
+    return rows
+
+
+def lip_sync_check(lip_sync: dict, video: str = GENERATED, shift_frames: int = SYNC_CHECK_SHIFT_FRAMES) -> dict:
+    """Issue 14's test of a talking face on rows of :func:`lip_sync_rows`: the estimated offset within +-1 frame,
+    and LSE-C above the same video with its audio delayed ``shift_frames`` frames ("n/a" without both rows)."""
+    gen, shifted = lip_sync.get(video, {}), lip_sync.get(shifted_row(video, shift_frames), {})
+    if "offset_frames" not in gen or "lse_c" not in shifted:
+        return {"offset within +-1": "n/a", "LSE-C above the shifted copy": "n/a", "lip-syncs": "n/a"}
+    in_sync = abs(int(gen["offset_frames"])) <= 1
+    above = float(gen["lse_c"]) > float(shifted["lse_c"])
+    return {"offset within +-1": "yes" if in_sync else "NO", "LSE-C above the shifted copy": "yes" if above else "NO",
+            "lip-syncs": "yes" if in_sync and above else "NO"}
+
+
+def reference_frames(coeffs: np.ndarray, size: int, portrait=None) -> np.ndarray:
+    """Coefficients [T, >= 70] (exp | angle | trans) rendered by the default corpus' renderer
+    (``data.render.PortraitAnimator``: the portrait's landmarks moved by the face model, a piecewise-affine warp, a
+    painted mouth cavity; no network) and resized to ``size`` -> uint8 [T, size, size, 3]. What an exact renderer of
+    these coefficients shows at the same frame size: the talking chain's reference. portrait: a
+    ``data.render.Portrait`` (default: the astronaut at 128 px or ``size``, the larger)."""
+    import torch.nn.functional as F
+
+    from ..data.render import PortraitAnimator, default_portrait
+
+    c = np.asarray(coeffs, np.float32)
+    if c.ndim != 2 or c.shape[1] < MOTION_DIM:
+        raise ValueError(f"coefficients must be [T, >= {MOTION_DIM}], got {c.shape}")
+    frames, _ = PortraitAnimator(portrait or default_portrait(max(128, int(size)))).render_sequence(c[:, :MOTION_DIM])
+    x = torch.as_tensor(np.asarray(frames)).permute(0, 3, 1, 2).float()
+    if x.shape[-1] != size:
+        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def reference_lip_sync_rows(scorer, coeffs: np.ndarray, samples: np.ndarray, size: int, path, *,
+                            shift_frames: int = SYNC_CHECK_SHIFT_FRAMES, max_frames: int | None = None) -> dict:
+    """The reference renderer's lip-sync rows (name ``REFERENCE``): :func:`reference_frames` of ``coeffs`` at
+    ``size`` written to the video ``path`` with the 16 kHz speech ``samples``, then :func:`lip_sync_rows`."""
+    from ..video import write_video
+
+    video = write_video(path, reference_frames(coeffs, size), audio=(np.asarray(samples, np.float32), AUDIO_RATE))
+    return lip_sync_rows(scorer, video, REFERENCE, shift_frames=shift_frames, max_frames=max_frames)
+
+
+def talking_chain(pipe, result, samples: np.ndarray, *, scorer=None, shift_frames: int = SYNC_CHECK_SHIFT_FRAMES,
+                  max_frames: int | None = None, reference_video=None) -> TalkingChain:
+    """The chain of a :class:`~sadtalker_lib.pipeline.GenerationResult` made by ``pipe`` (``keep_frames=True``,
+    with a video file for the lip-sync rows). samples: the 16 kHz speech it was made from. With a ``scorer``, the
+    lip-sync rows (:func:`lip_sync_rows`) of the video and, given a path ``reference_video``, of the reference
+    renderer (:func:`reference_frames` at the video's frame size, written there with the same speech)."""
+    from ..face.detect import NoFaceError
+    from ..metrics.lipsync import lip_track, mouth_features
     from ..pipeline import GenerationOptions
 
     coeffs = np.asarray(result.coeffs)
@@ -262,13 +340,10 @@ def talking_chain(pipe, result, samples: np.ndarray, *, scorer=None, shift_frame
     chain = TalkingChain(coeff_opening=opening, audio_rms=rms, keypoint_motion=kp_motion, keypoint_corr=kp_corr,
                          rendered_aperture=aperture, frame_motion=frame_motion)
     if scorer is not None and result.video_path is not None:
-        clip = as_clip(result.video_path, max_frames=t)
-        for row, shift in (("generated video", 0), (f"same video, audio delayed {shift_frames} frames", shift_frames)):
-            try:
-                chain.lip_sync[row] = lip_sync_summary(scorer.score(delay_audio(clip, shift) if shift else clip),
-                                                       scorer.label)
-            except (NoFaceError, ValueError) as e:  # too short, or no face found
-                chain.lip_sync[row] = {"source": scorer.label, "error": str(e)}
+        chain.lip_sync.update(lip_sync_rows(scorer, result.video_path, shift_frames=shift_frames, max_frames=t))
+        if reference_video is not None:
+            chain.lip_sync.update(reference_lip_sync_rows(scorer, coeffs[:t], samples, frames.shape[1], reference_video,
+                                                          shift_frames=shift_frames, max_frames=t))
     return chain
 
 

@@ -31,6 +31,8 @@ Stage 1, face-vid2vid (Wang et al. 2021, as in SadTalker Sec. 3.3 "as in the ori
                  ``teacher_landmarks``) instead of the detected ones, so that it learns to follow precise
                  keypoints (or, ``teacher_motion_only``, by the detected source keypoints moved by the
                  landmarks' motion: :func:`teacher_keypoints`)
+    mouth        NOT in face-vid2vid (off by default and in the presets): L1 inside the box around both frames'
+    region       lips (:func:`mouth_region_l1`; ``lambda_mouth``)
 
 Stage 2, MappingNet (paper supp. Eq. 14): L_1 = 1/N sum_n ||K'_n - K_n||_1 between the keypoints driven by the
 MappingNet and by face-vid2vid's own motion estimator (HEEstimator) on the real frame, weight 20, plus the
@@ -48,6 +50,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..coeffs import ANGLE, MOTION_DIM
+from ..landmarks import MOUTH_LANDMARKS
 from ..models.facevid2vid.blocks import AntiAliasDownsample2d, make_coordinate_grid
 
 __all__ = [
@@ -58,6 +61,9 @@ __all__ = [
     "ImagePyramid",
     "pyramid_l1",
     "ssim",
+    "MOUTH_BOX_MARGIN",
+    "mouth_box_mask",
+    "mouth_region_l1",
     "vgg19_weights_path",
     "PerceptualLoss",
     "DiscriminatorConfig",
@@ -470,6 +476,37 @@ def landmark_motion_loss(kp_source: torch.Tensor, kp_driving: torch.Tensor, sour
     ``lambda_landmark_motion``; not in face-vid2vid or the paper)."""
     return landmark_anchor_loss(kp_driving - kp_source, driving_landmarks - source_landmarks,
                                 anchor_landmarks(kp_source.shape[1]))
+
+
+MOUTH_BOX_MARGIN = 0.1  # the mouth box of ``mouth_region_l1`` grows by this much on each side (normalised; 3 px at 64)
+
+
+def mouth_box_mask(source_landmarks: torch.Tensor, driving_landmarks: torch.Tensor, image_size: int,
+                   margin: float = MOUTH_BOX_MARGIN) -> torch.Tensor:
+    """[B, 1, S, S] 1 inside the box around the lips (``landmarks.MOUTH_LANDMARKS``) of both frames, grown by
+    ``margin``, 0 elsewhere and on rows without landmarks. Landmarks [B, 68, 2] in the generator's normalised
+    coordinates (x along the width, -1 / +1 at the first / last pixel centre)."""
+    lips = torch.cat([source_landmarks[:, list(MOUTH_LANDMARKS)], driving_landmarks[:, list(MOUTH_LANDMARKS)]], 1)
+    ok = torch.isfinite(lips).all(-1).all(-1)  # [B]
+    lips = torch.nan_to_num(lips)
+    lo, hi = lips.amin(1) - margin, lips.amax(1) + margin  # [B, 2] (x, y)
+    axis = torch.linspace(-1.0, 1.0, image_size, device=lips.device, dtype=lips.dtype)
+    inside_x = (axis[None] >= lo[:, :1]) & (axis[None] <= hi[:, :1])  # [B, S]
+    inside_y = (axis[None] >= lo[:, 1:]) & (axis[None] <= hi[:, 1:])
+    mask = inside_y[:, :, None] & inside_x[:, None, :] & ok[:, None, None]
+    return mask[:, None].to(lips.dtype)
+
+
+def mouth_region_l1(pred: torch.Tensor, target: torch.Tensor, source_landmarks: torch.Tensor,
+                    driving_landmarks: torch.Tensor, margin: float = MOUTH_BOX_MARGIN) -> torch.Tensor:
+    """Mean |pred - target| inside the mouth box (:func:`mouth_box_mask`) of frames [B, 3, S, S]; 0 when no row
+    has landmarks. Not face-vid2vid (``lambda_mouth``): at 64 px the lips are a few percent of the frame, so the
+    whole-frame terms barely reward moving them (results/facerender-motion-cpu-default-corpus.md)."""
+    mask = mouth_box_mask(source_landmarks, driving_landmarks, pred.shape[-1], margin).to(pred.dtype)
+    area = mask.sum() * pred.shape[1]
+    if not bool(area > 0):
+        return pred.sum() * 0.0
+    return ((pred - target).abs() * mask).sum() / area
 
 
 def coeff_pose_degrees(coeffs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -46,7 +46,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data.frames import FaceRenderClips, FramePairs, split_frames
+from ..data.frames import FaceRenderClips, FramePairs, check_pair_sampling, split_frames
 from ..models.facevid2vid import GeneratorConfig, KPDetectorConfig
 from ..models.facevid2vid.head_pose import HEEstimatorConfig
 from ..steps.keypoints import keypoint_transformation, pose_degrees
@@ -80,6 +80,7 @@ from .facerender_losses import (
     keypoint_prior_loss,
     landmark_anchor_loss,
     landmark_motion_loss,
+    mouth_region_l1,
     pyramid_l1,
     teacher_keypoints,
 )
@@ -163,7 +164,11 @@ class FaceVid2VidTrainConfig(TrainConfig):
     generator's loss does not reach the detectors), the KPDetector and HEEstimator take this many updates per
     generator update, the extra ones on fresh pairs with their own terms only (not face-vid2vid; 1 by default, 10 in
     the ``cpu`` preset); the detectors learn slower than the tiny generator. :func:`generator_keypoints_label` names
-    what drove the generator in training (``heldout.json``).
+    what drove the generator in training (``heldout.json``). mouth_pairs: share of each batch whose driving frame is,
+    of the ``motion_candidates``, the one whose mouth opening differs most from the source's
+    (``FaceRenderClips.sample``); lambda_mouth: weight of an L1 inside the box around both frames' lips
+    (``facerender_losses.mouth_region_l1``). Neither is face-vid2vid; both off by default and in the presets
+    (results/facerender-motion-cpu-default-corpus.md, section 7: over five seeds, not a clear gain).
     """
 
     lr: float = LR_FACERENDER
@@ -198,6 +203,8 @@ class FaceVid2VidTrainConfig(TrainConfig):
     teacher_motion_only: bool = False
     lambda_landmark_motion: float = 0.0
     detector_steps: int = 1
+    lambda_mouth: float = 0.0
+    mouth_pairs: float = 0.0
 
     @property
     def uses_discriminator(self) -> bool:
@@ -219,6 +226,7 @@ class FaceVid2VidTrainConfig(TrainConfig):
         if self.detector_steps > 1 and not self.teacher_landmarks:
             raise ValueError("detector_steps > 1 needs teacher_landmarks=True: otherwise the generator's loss trains "
                              "the detectors too, and extra detector updates without it would pull them apart")
+        check_pair_sampling(self.motion_candidates, self.mouth_pairs)
         if self.detector_steps > 1 and self.grad_accum > 1:
             raise ValueError("detector_steps > 1 needs grad_accum=1 (each extra detector update is a whole step)")
 
@@ -327,6 +335,10 @@ def facevid2vid_step_losses(r, batch: FramePairs, config: FaceVid2VidTrainConfig
             perceptual = perceptual(pred, batch.driving)
         total = perceptual
         terms["perceptual"] = float(perceptual.detach())
+        if c.lambda_mouth:
+            mouth = mouth_region_l1(pred, batch.driving, batch.source_landmarks, batch.driving_landmarks)
+            total = total + c.lambda_mouth * mouth
+            terms["mouth_l1"] = float(mouth.detach())
     if warp is not None:
         kp_t = keypoint_transformation(kp_c, he_t)
         eq = equivariance_loss(kp_d, kp_t, warp)
@@ -394,6 +406,7 @@ class FaceVid2VidMetrics:
     keypoint_motion_error_px: float = float("nan")
     keypoint_motion_still_px: float = float("nan")
     background_motion: float = float("nan")
+    mouth_l1: float = float("nan")
 
 
 def chunks(pairs: FramePairs, size: int):
@@ -591,7 +604,7 @@ class FaceVid2VidStage(Stage):
         """This process's pairs of the step's global batch ``stream`` and their equivariance warp."""
         c = self.config
         pairs = self.train.sample(ctx.global_size, step_rng(c.seed, ctx.step, stream),
-                                  motion_candidates=c.motion_candidates)
+                                  motion_candidates=c.motion_candidates, mouth_share=c.mouth_pairs)
         warp = None
         if c.lambda_equivariance:  # drawn for the global batch too, then this process's rows
             warp = RandomWarp(ctx.global_size, c.sigma_affine, c.sigma_tps, c.points_tps,

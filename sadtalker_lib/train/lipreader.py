@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..landmarks import EYE_CORNERS, MOUTH_LANDMARKS
 from .loop import RunContext, Stage, StepContext, TrainConfig
 
 __all__ = [
@@ -48,8 +49,6 @@ __all__ = [
 ]
 
 LIPREADER_FILE = "lipreader_trained-here.pth"  # the file a run writes (and an ExpNet run reuses on resume)
-MOUTH_LANDMARKS = tuple(range(48, 68))  # iBUG-68 outer (48-59) and inner (60-67) lips
-EYE_CORNERS = (36, 45)  # outer eye corners: the face scale that normalises the mouth shape
 
 # Lip-visible classes (what a lip reader can tell apart); viseme names are those of data/visemes.py.
 VISEME_CLASSES: tuple[str, ...] = ("silence", "open", "mid", "spread", "rounded", "bilabial", "labiodental", "other")

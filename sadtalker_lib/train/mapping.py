@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from ..coeffs import MOTION_DIM
-from ..data.frames import FaceRenderClips, FramePairs, split_frames
+from ..data.frames import FaceRenderClips, FramePairs, check_pair_sampling, split_frames
 from ..models.mapping import MappingNet, MappingNetConfig
 from ..steps.keypoints import keypoint_transformation
 from ..official.io import load_official
@@ -35,7 +35,7 @@ from ..steps.windows import SEMANTIC_RADIUS
 from .heldout import HeldoutMetric, HeldoutReport
 from .loop import RunContext, Stage, StepContext, TrainConfig, TrainHistory, run, step_rng
 from .facerender_losses import (PYRAMID_SCALES, ImagePyramid, anchor_landmarks, keypoint_l1, landmark_motion_loss,
-                               pyramid_l1)
+                               mouth_region_l1, pyramid_l1)
 from .facevid2vid import (
     FV2V_ADAM_BETAS,
     FV2V_BATCH,
@@ -84,6 +84,8 @@ class MappingTrainConfig(TrainConfig):
     of the corpus' 15 anchor landmarks (``facerender_losses.landmark_motion_loss``; not in the paper, 0 = off;
     ``CPU_LAMBDA_LANDMARK_MOTION`` in the ``cpu`` preset): a motion target that does not go through the
     HEEstimator, whose motion errs by more than the motion at the CPU preset. Needs 15 keypoints.
+    lambda_mouth / motion_candidates / mouth_pairs: stage 1's mouth-region L1 and pair sampling
+    (``FaceVid2VidTrainConfig``; not in the paper, off by default).
     """
 
     lr: float = LR_FACERENDER
@@ -97,12 +99,16 @@ class MappingTrainConfig(TrainConfig):
     eval_pairs: int = 64
     heldout_pairs_per_clip: int = 8
     lambda_landmark_motion: float = 0.0
+    lambda_mouth: float = 0.0
+    motion_candidates: int = 1
+    mouth_pairs: float = 0.0
 
     def __post_init__(self):
         if len(self.perceptual_weights) != len(self.pyramid_scales):
             raise ValueError(f"{len(self.perceptual_weights)} perceptual weights for scales {self.pyramid_scales}")
         if self.lambda_landmark_motion:
             anchor_landmarks(self.mapping.num_kp)
+        check_pair_sampling(self.motion_candidates, self.mouth_pairs)
         if 2 * self.radius + 1 < self.mapping.min_window:
             raise ValueError(f"radius {self.radius} gives {2 * self.radius + 1}-frame windows; the MappingNet needs "
                              f">= {self.mapping.min_window}")
@@ -169,6 +175,10 @@ def mapping_step_losses(mapping: MappingNet, r: FaceVid2VidNets, batch: FramePai
         total = total + perceptual
         terms["perceptual"] = float(perceptual.detach())
         terms["image_l1"] = float((pred.detach() - batch.driving).abs().mean())
+        if config.lambda_mouth:
+            mouth = mouth_region_l1(pred, batch.driving, batch.source_landmarks, batch.driving_landmarks)
+            total = total + config.lambda_mouth * mouth
+            terms["mouth_l1"] = float(mouth.detach())
     terms["loss"] = float(total.detach())
     return total, terms, pred
 
@@ -187,6 +197,7 @@ class MappingMetrics:
     perceptual: float = float("nan")
     reference_image_l1: float = float("nan")
     landmark_motion: float = float("nan")
+    mouth_l1: float = float("nan")
 
 
 @torch.no_grad()
@@ -351,7 +362,8 @@ class MappingStage(Stage):
 
     def train_step(self, ctx: StepContext) -> dict[str, float]:
         c = self.config
-        pairs = self.train.sample(ctx.global_size, step_rng(c.seed, ctx.step), c.radius)  # the global batch
+        pairs = self.train.sample(ctx.global_size, step_rng(c.seed, ctx.step), c.radius,  # the global batch
+                                  motion_candidates=c.motion_candidates, mouth_share=c.mouth_pairs)
         loss, terms, _ = mapping_step_losses(ctx.module("mapping"), self.renderer, pairs[ctx.part].to(ctx.device), c,
                                              self.pyramid)
         ctx.update("main", loss)

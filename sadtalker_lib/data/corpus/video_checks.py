@@ -39,7 +39,8 @@ def landmark_reprojection(root: str | os.PathLike, clip: int | str | dict, index
     / zero expression (baselines); mouth_fitted / mouth_lip_only / mouth_frame0: lip + chin landmarks with the
     real expression, the lip-only target ``exp_lip`` and frame 0's expression.
     """
-    from ...morphable.fit import CHIN_LANDMARKS, MOUTH_LANDMARKS, align_for_fit, default_model
+    from ...landmarks import CHIN_LANDMARKS, MOUTH_LANDMARKS
+    from ...morphable.fit import align_for_fit, default_model
 
     index = index or load_index(root)
     a = load_clip(root, clip)
