@@ -7,7 +7,9 @@
                    syncnet_v2.model exists (cached); the renderer in a second process      (train.*, metrics)
        (skipped for generation when official checkpoints are in ``checkpoints/``: they are used instead)
     3. generate    a real portrait (scikit-image's astronaut) + a sentence the corpus never said -> mp4
-    4. evaluate    Table 1 metrics of the generated video against held-out corpus clips   (metrics.evaluate)
+    4. evaluate    Table 1 metrics of the generated video against held-out corpus clips   (metrics.evaluate);
+                   issue 14's lip-sync check of it, and of the same coefficients rendered without a network
+                   (the talking chain's reference renderer)                     (train.facerender_eval)
     5. report      ``runs/<date>/report.html``: video, coefficient plots, loss curves, metric tables
 
 Every stage writes its outputs into the run folder as it finishes; if a stage fails, the report is still
