@@ -12,12 +12,12 @@ import torch
 
 from sadtalker_lib.models.mapping import MappingNet
 from sadtalker_lib.steps.keypoints import keypoint_transformation
-from sadtalker_lib.train.facerender_eval import MOUTH_POINTS, animate, relative_motion_error
+from sadtalker_lib.train.facerender_eval import (MOUTH_POINTS, REFERENCE, animate, reference_frames,
+                                                 relative_motion_error, shifted_row)
 from sadtalker_lib.train.facerender_losses import keypoint_l1
 from sadtalker_lib.train.facevid2vid import FaceVid2VidTrainConfig, build_facevid2vid, render_pairs
 from sadtalker_lib.train.mapping import MappingTrainConfig, mapping_heldout_report, render_mapped
 from _eval_synthetic import mouth_opening_coeffs
-from sadtalker_lib.train.facerender_eval import REFERENCE, reference_frames, shifted_row
 from sadtalker_lib.workbench import SYNC_CHECK_SHIFT_FRAMES, lip_sync_check
 from test_train_facerender import synthetic_clips
 
