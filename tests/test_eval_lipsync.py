@@ -209,3 +209,27 @@ def test_acceptance_confidence_on_heldout_corpus_clips(validation):
     assert untrained.confidence0_rate < ACCEPT and not untrained.passed
     assert trained.confidence0_rate >= ACCEPT, trained.rows
     assert trained.passed
+
+
+@pytest.mark.parametrize("delay", [0, 4, -3])
+def test_loudness_lag_finds_the_offset_of_a_clip_without_a_model(delay):
+    """A mouth that opens with the loudness of its audio: ``loudness_lag`` finds the audio's delay (SyncNet's sign),
+    and a clip whose mouth does not move is an error, not an offset."""
+    from sadtalker_lib.metrics.lipsync import SAMPLES_PER_FRAME
+    from sadtalker_lib.metrics.lipsync_validate import loudness_lag
+
+    rng = np.random.default_rng(1)
+    t = 150
+    lm = _face_landmarks(t, rng)
+    opening = np.convolve(rng.random(t + 20), np.ones(3) / 3, "same")[10:-10]  # [T] syllable-like, in 0..1
+    for b in (66, 67, 65, 58, 57, 56):
+        lm[:, b, 1] = 80.0 + 10 * opening
+    gain = 0.02 + np.roll(opening, delay)  # the audio delayed by ``delay`` frames
+    audio = (np.repeat(gain, SAMPLES_PER_FRAME) * rng.standard_normal(t * SAMPLES_PER_FRAME)).astype(np.float32)
+    clip = Clip(frames=np.zeros((t, 8, 8, 3), np.uint8), audio=audio, name="synthetic")
+    track = FaceTrack(boxes=np.zeros((t, 4)), landmarks=lm, found=np.ones(t, bool), name="synthetic")
+    offset, r = loudness_lag(clip, track)
+    assert offset == -delay and r > 0.8
+    lm[:, [66, 67, 65, 58, 57, 56], 1] = 80.0
+    with pytest.raises(ValueError, match="nothing to align"):
+        loudness_lag(clip, FaceTrack(boxes=np.zeros((t, 4)), landmarks=lm, found=np.ones(t, bool)))
