@@ -172,6 +172,27 @@ def test_lip_sync_of_generated_expressions_per_clip():
         lip_sync_scorer(train_steps=10)
 
 
+def test_expression_diagnostics_separate_resting_shape_and_irrelevant_motion():
+    """The teacher scores 0 on both; a wrong constant per clip (a resting shape) is removed from the motion error;
+    the real coefficients reproduce all of their audio-irrelevant motion, half of it half, a constant none."""
+    from sadtalker_lib.train.ablation_tables import IRRELEVANT_SHARE, MOUTH_MOTION_PX, expression_diagnostics
+
+    w = synthetic_exp_windows(24, seed=0)
+    w.exp_real = w.exp_lip + 0.3 * torch.randn_like(w.exp_lip)
+    teacher = expression_diagnostics(w.exp_lip, w)
+    assert teacher[MOUTH_MOTION_PX] == pytest.approx(0, abs=1e-4)
+    assert teacher[IRRELEVANT_SHARE] == pytest.approx(0, abs=1e-6)
+    rest = torch.randn(int(w.clip.max()) + 1, w.exp_lip.shape[-1])[w.clip][:, None]  # one offset per clip
+    wrong_rest = expression_diagnostics(w.exp_lip + rest, w)
+    assert wrong_rest[MOUTH_MOTION_PX] == pytest.approx(0, abs=1e-3)
+    assert wrong_rest[IRRELEVANT_SHARE] == pytest.approx(0, abs=1e-6)
+    assert expression_diagnostics(w.exp_real, w)[IRRELEVANT_SHARE] == pytest.approx(1)
+    half = expression_diagnostics(0.5 * (w.exp_lip + w.exp_real), w)
+    assert half[IRRELEVANT_SHARE] == pytest.approx(0.5) and half[MOUTH_MOTION_PX] > 0.01
+    w.exp_real = None
+    assert np.isnan(expression_diagnostics(w.exp_lip, w)[IRRELEVANT_SHARE])
+
+
 def test_knobs_name_phenomena_and_variants(tmp_path):
     from sadtalker_lib.data.corpus.phenomena import Phenomena
     from sadtalker_lib.train.ablation_knobs import KNOBS, _variant, knob_corpus, KnobSettings

@@ -11,7 +11,11 @@ Table 3 lip sync: ``LSE-C / LSE-D [landmark stand-in]`` (``metrics.lipsync``, th
 ``DefaultMorphableModel`` stand-in face (R_d, frontal pose), for every held-out clip with its own audio; averaged
 over clips. No video is rendered: the columns say "on 3DMM landmarks". ``LSE-C@0`` is the confidence of the
 clip as played (offset 0; ``metrics.lipsync.confidence_at_zero``). Reference rows (seed-independent): the
-lip-only teacher, the corpus's real coefficients and beta_0 alone (a still mouth).
+lip-only teacher, the corpus's real coefficients and beta_0 alone (a still mouth). Two diagnostic columns say why
+a lip-sync ordering may not show (:func:`expression_diagnostics`, ``TABLE3_LABELS``): the mouth error left when
+each clip's resting shape is given (the stand-in standardises each mouth feature over the clip, so it does not see
+a wrong resting shape, beta_0's part), and how much of the real coefficients' audio-irrelevant motion a row
+reproduces.
 
 Run the full tables from the command line (writes CSV and markdown; see :func:`main`)::
 
@@ -38,7 +42,8 @@ from .expnet import ExpNetTrainConfig
 from .posevae import PoseVAETrainConfig
 
 __all__ = ["LSE_C", "LSE_D", "LSE_C0", "AblationData", "ablation_data", "Ordering", "ORDERINGS", "lip_sync_scorer",
-           "expression_lip_sync", "table3_over_seeds", "table4_over_seeds", "summarize", "summary_text",
+           "expression_lip_sync", "expression_diagnostics", "MOUTH_MOTION_PX", "IRRELEVANT_SHARE", "TABLE3_LABELS",
+           "table3_over_seeds", "table4_over_seeds", "summarize", "summary_text",
            "check_orderings", "TableRun", "run_tables", "read_tables", "write_tables", "main"]
 
 LSE_C = "LSE-C [landmark stand-in, 3DMM landmarks] ↑"
@@ -66,6 +71,20 @@ TABLE4_LABELS = {DIVERSITY: "Diversity [pose angles, rad]: mean over clips of th
                  BA_OTHER_AUDIO: "Beat Align, another clip's audio (a control): the same model fed the next held-out "
                                  "clip's audio, scored against the clip's own; equal to Beat Align when the motion "
                                  "does not follow the audio's timing"}
+MOUTH_MOTION_PX = "mouth motion error, resting shape given (px) ↓"
+IRRELEVANT_SHARE = "audio-irrelevant motion reproduced"
+#: the diagnostic columns of Table 3 (printed under the table)
+TABLE3_LABELS = {MOUTH_MOTION_PX: "mouth motion error, resting shape given (a diagnostic): the mouth landmark error "
+                                  "(px at 224 vs the lip-only teacher) after each held-out clip's mean expression is "
+                                  "replaced by the teacher's. The lip-sync stand-in standardises each mouth feature "
+                                  "over the clip, so a wrong resting shape (beta_0's part of the error) does not "
+                                  "reach LSE; what this column keeps does",
+                 IRRELEVANT_SHARE: "audio-irrelevant motion reproduced (a diagnostic): the share of the real "
+                                   "coefficients' audio-irrelevant motion over time (exp_real - exp_lip: drifts, "
+                                   "smiles) that the row's deviation from the teacher reproduces (regression "
+                                   "coefficient, each window centred over its frames): 1 = all of it, 0 = none; "
+                                   "a regression on targets whose extra motion is independent of the audio learns "
+                                   "only its mean"}
 REFERENCE_ROWS = {"teacher": "lip-only teacher (target; reference)", "real": "real coeffs. of the corpus (reference)",
                   "beta0": "β0 only: still mouth (reference)"}
 
@@ -174,6 +193,33 @@ def expression_lip_sync(seq: torch.Tensor, windows: ExpWindows, audios: Sequence
     return {LSE_C: float(m[0]), LSE_D: float(m[1]), LSE_C0: float(m[2]), "|offset| (frames) ↓": float(m[3])}
 
 
+@torch.no_grad()
+def expression_diagnostics(seq: torch.Tensor, windows: ExpWindows, morphable=None) -> dict[str, float]:
+    """The two diagnostic columns of Table 3 (``TABLE3_LABELS``) for expression sequences ``seq`` [N, T, 64] on
+    held-out ``windows`` (tiling their clips): ``MOUTH_MOTION_PX`` and ``IRRELEVANT_SHARE`` (NaN when the windows
+    carry no real coefficients)."""
+    from ..landmarks import MOUTH_LANDMARKS
+    from .expnet import default_morphable_model, project_expression
+
+    morphable = morphable or default_morphable_model()
+    teacher = windows.exp_lip
+    given = seq.clone()
+    for c in torch.unique(windows.clip).tolist():  # each clip's mean expression := the teacher's
+        rows = windows.clip == c
+        given[rows] += (teacher[rows].reshape(-1, teacher.shape[-1]).mean(0)
+                        - seq[rows].reshape(-1, seq.shape[-1]).mean(0))
+    lm = project_expression(morphable, given.float(), windows.id_coeff.float())
+    lm_t = project_expression(morphable, teacher.float(), windows.id_coeff.float())
+    out = {MOUTH_MOTION_PX: float((lm - lm_t)[..., list(MOUTH_LANDMARKS), :].norm(dim=-1).mean()),
+           IRRELEVANT_SHARE: float("nan")}
+    if windows.exp_real is not None:
+        centred = lambda x: x - x.mean(1, keepdim=True)  # noqa: E731  (over each window's frames)
+        dev, irr = centred(seq - teacher).double(), centred(windows.exp_real - teacher).double()
+        den = float((irr * irr).sum())
+        out[IRRELEVANT_SHARE] = float((dev * irr).sum()) / den if den > 0 else float("nan")
+    return out
+
+
 def _held_audios(data: AblationData) -> list[np.ndarray]:
     return [np.asarray(c["audio"], np.float32) for c in data.held_clips]
 
@@ -183,7 +229,8 @@ def reference_lip_sync(data: AblationData, scorer) -> pd.DataFrame:
     w, t = data.exp_held, data.exp_held.window
     seqs = {"teacher": w.exp_lip, "real": w.exp_real, "beta0": w.ref_exp[:, None].expand(-1, t, -1)}
     rows = [{"method": REFERENCE_ROWS[k], "variant": f"reference:{k}",
-             **expression_lip_sync(s, w, _held_audios(data), scorer)} for k, s in seqs.items() if s is not None]
+             **expression_lip_sync(s, w, _held_audios(data), scorer), **expression_diagnostics(s, w)}
+            for k, s in seqs.items() if s is not None]
     return pd.DataFrame(rows).set_index("method")
 
 
@@ -204,8 +251,11 @@ def table3_over_seeds(data: AblationData, seeds: Sequence[int], config: ExpNetTr
                                    Path(out_dir) / f"seed{seed}" / "expnet", progress=False)
         if results is not None:
             results[int(seed)] = res
-        lse = [expression_lip_sync(predict_windows(res.runs[v].model, data.exp_held, res.runs[v].config.use_ref_exp),
-                                   data.exp_held, _held_audios(data), scorer) for v in res.table["variant"]]
+        lse = []
+        for v in res.table["variant"]:
+            seq = predict_windows(res.runs[v].model, data.exp_held, res.runs[v].config.use_ref_exp)
+            lse.append({**expression_lip_sync(seq, data.exp_held, _held_audios(data), scorer),
+                        **expression_diagnostics(seq, data.exp_held)})
         table = pd.concat([res.table[["variant"]], pd.DataFrame(lse, index=res.table.index),
                            res.table.drop(columns="variant")], axis=1)
         frames.append(table.assign(seed=int(seed)))
@@ -426,7 +476,7 @@ def write_tables(run: TableRun, folder: str | os.PathLike) -> Path:
                "generated expressions (DefaultMorphableModel stand-in face, frontal; no rendered video), per "
                "held-out clip with its own audio, mean over clips. Mouth landmark error: px at 224 vs the lip-only "
                "teacher. The lip reader's accuracy is not reported (it is the L_read training loss: circular).", "",
-               _markdown(t3), ""]
+               *[f"* {v}" for v in TABLE3_LABELS.values()], "", _markdown(t3), ""]
     if len(run.summary4):
         md += ["## Table 4 (PoseVAE)", "",
                f"PoseVAE {s.get('pose_steps')} steps x {s.get('pose_batch')} windows per variant and seed "
