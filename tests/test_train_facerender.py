@@ -489,6 +489,8 @@ def test_cli_trains_facevid2vid_then_mapping(tmp_path):
     assert main(["train", "mapping", "--corpus", str(corpus), "--preset", "tiny", "--out", str(tmp_path / "map_cli"),
                  "--steps", "2", "--renderer", str(fv_dir)]) == 0
     _same_state(load_mapping(tmp_path / "map_cli"), stage.mapping)
+    losses = read_heldout(tmp_path / "map_cli").split["mapping_losses"][0]  # what the MappingNet learned from
+    assert losses.startswith("Eq. 14") and ("not in the paper" in losses) == bool(stage.config.lambda_landmark_motion)
     assert main(["train", "expnet", "--corpus", str(corpus), "--out", str(tmp_path / "x"), "--renderer",
                  str(fv_dir)]) == 2  # --renderer is for mapping only: a clear error, not a silent ignore
 

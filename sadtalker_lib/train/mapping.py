@@ -61,6 +61,7 @@ __all__ = [
     "evaluate_mapping",
     "render_mapped",
     "mapping_heldout_report",
+    "mapping_losses_label",
     "MappingRun",
     "MappingStage",
     "train_mapping",
@@ -256,6 +257,22 @@ def _keypoint_l1(mapping: MappingNet, r: FaceVid2VidNets, pairs: FramePairs) -> 
     return float(keypoint_l1(k_m, k_d)), float(keypoint_l1(k_s, k_d))
 
 
+def mapping_losses_label(config: MappingTrainConfig) -> str:
+    """What the MappingNet was trained against, for reports (``heldout.json``'s ``split.mapping_losses``): Eq. 14
+    and the image terms, and the terms that are not in the paper with their weights."""
+    parts = [f"Eq. 14 vs the frozen HEEstimator's keypoints (weight {config.lambda_keypoint:g})"]
+    if any(config.perceptual_weights):
+        parts.append("image terms on the rendered frame")
+    if config.lambda_landmark_motion:
+        parts.append(f"not in the paper: keypoint motion vs the corpus' anchor landmarks' motion "
+                     f"(weight {config.lambda_landmark_motion:g})")
+    if config.lambda_mouth:
+        parts.append(f"not in the paper: mouth-region L1 (weight {config.lambda_mouth:g})")
+    if config.mouth_pairs:
+        parts.append(f"not in the paper: {config.mouth_pairs:.0%} of the pairs biased to mouth motion")
+    return "; ".join(parts)
+
+
 def mapping_heldout_report(mapping: MappingNet, r: FaceVid2VidNets, sets: dict[str, FaceRenderClips],
                            per_clip: int = 8, split: dict | None = None, log=print) -> HeldoutReport:
     """The MappingNet-driven renderer on held-out segments (``sets``: name -> clips; per clip its first frame drives
@@ -383,8 +400,9 @@ class MappingStage(Stage):
     def heldout_report(self, ctx: RunContext) -> HeldoutReport | None:
         if not self.heldout_sets or not ctx.is_main:
             return None
+        split = {**self.split, "mapping_losses": [mapping_losses_label(self.config)]}
         return mapping_heldout_report(self.mapping, self.renderer, self.heldout_sets,
-                                      self.config.heldout_pairs_per_clip, self.split)
+                                      self.config.heldout_pairs_per_clip, split)
 
 
 def train_mapping(train: FaceRenderClips, heldout: FaceRenderClips | None,
