@@ -85,7 +85,7 @@ def validate(scorer, clips: list[tuple[Clip, FaceTrack | None]], shifts=SHIFTS, 
         c0, cb = confidence_at_zero(base), best_offset_confidence(base)
         try:
             free, free_r = loudness_lag(clip, track)
-        except ValueError:  # too few frames with a face: no model-free estimate for this clip
+        except ValueError:  # too few frames with a face, or a still mouth: no model-free estimate
             free, free_r = np.nan, np.nan
         rows.append(dict(clip=clip.name, shift=0, offset=base.offset, lse_c_at_0=c0, lse_c_best_offset=cb,
                          lse_d=base.distance, offset_ok=abs(base.offset) <= tolerance, conf_ok=np.nan, conf0_ok=np.nan,

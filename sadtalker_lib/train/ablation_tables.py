@@ -13,7 +13,7 @@ over clips. No video is rendered: the columns say "on 3DMM landmarks". ``LSE-C@0
 clip as played (offset 0; ``metrics.lipsync.confidence_at_zero``). Reference rows (seed-independent): the
 lip-only teacher, the corpus's real coefficients and beta_0 alone (a still mouth). Two diagnostic columns say why
 a lip-sync ordering may not show (:func:`expression_diagnostics`, ``TABLE3_LABELS``): the mouth error left when
-each clip's resting shape is given (the stand-in standardises each mouth feature over the clip, so it does not see
+each clip's resting shape is given (the stand-in standardises each mouth feature over the clip, so it hardly sees
 a wrong resting shape, beta_0's part), and how much of the real coefficients' audio-irrelevant motion a row
 reproduces.
 
@@ -77,8 +77,8 @@ IRRELEVANT_SHARE = "audio-irrelevant motion reproduced"
 TABLE3_LABELS = {MOUTH_MOTION_PX: "mouth motion error, resting shape given (a diagnostic): the mouth landmark error "
                                   "(px at 224 vs the lip-only teacher) after each held-out clip's mean expression is "
                                   "replaced by the teacher's. The lip-sync stand-in standardises each mouth feature "
-                                  "over the clip, so a wrong resting shape (beta_0's part of the error) does not "
-                                  "reach LSE; what this column keeps does",
+                                  "over the clip, so a moderately wrong resting shape (beta_0's part of the error) "
+                                  "hardly reaches LSE; what this column keeps does",
                  IRRELEVANT_SHARE: "audio-irrelevant motion reproduced (a diagnostic): the share of the real "
                                    "coefficients' audio-irrelevant motion over time (exp_real - exp_lip: drifts, "
                                    "smiles) that the row's deviation from the teacher reproduces (regression "
