@@ -48,7 +48,7 @@ class MainConfig:
     posevae_steps: int = 300  # the CPU preset's 2000 would take ~11 min; 300 frozen-encoder steps cost what 200 did
     renderer_size: int = 64  # face-vid2vid + MappingNet frames (px): the renderer's CPU preset size
     facevid2vid_steps: int = 250
-    mapping_steps: int = 150
+    mapping_steps: int = 300  # the CPU preset (train/mapping.py)
     generate_seconds: float | None = 4.0  # None: the whole sentence
     eval_max_frames: int = 100
     threads: int = 2  # torch threads of generation and evaluation

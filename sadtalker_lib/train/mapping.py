@@ -121,11 +121,13 @@ class MappingTrainConfig(TrainConfig):
 
     @classmethod
     def cpu(cls, **changes) -> "MappingTrainConfig":
-        """Small CPU preset: the ``tiny`` MappingNet, 150 steps of 4 pairs, lr 1e-3 (5x the paper's), held-out every
-        25 steps, checkpoints every 50; one torch thread; the landmark-motion term beside Eq. 14 (not in the paper:
-        ``CPU_LAMBDA_LANDMARK_MOTION``)."""
-        base = dict(mapping=MappingNetConfig.tiny(MOTION_DIM), steps=150, batch_size=4, lr=1e-3, eval_every=25,
-                    checkpoint_every=50, eval_pairs=16, num_threads=1,
+        """Small CPU preset: the ``tiny`` MappingNet, 300 steps of 8 pairs (~3 min on one core; 150 of 4 until
+        session 19: over five renderer seeds of the main job's corpus held-out motion transfer 0.69-0.80x copy-source
+        against 0.77-0.82x, results/facerender-motion-cpu-default-corpus.md section 8), lr 1e-3 (5x the paper's),
+        held-out every 50 steps, checkpoints every 100; one torch thread; the landmark-motion term beside Eq. 14 (not
+        in the paper: ``CPU_LAMBDA_LANDMARK_MOTION``)."""
+        base = dict(mapping=MappingNetConfig.tiny(MOTION_DIM), steps=300, batch_size=8, lr=1e-3, eval_every=50,
+                    checkpoint_every=100, eval_pairs=16, num_threads=1,
                     lambda_landmark_motion=CPU_LAMBDA_LANDMARK_MOTION)
         return cls(**{**base, **changes})
 
