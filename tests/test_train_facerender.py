@@ -393,7 +393,7 @@ def test_mapping_landmark_motion_term(clips, tmp_path):
 # --- resume ----------------------------------------------------------------------------------------
 def test_facevid2vid_resume_is_exact(clips, tmp_path):
     train, held = clips
-    cfg = fv_config()
+    cfg = fv_config(horizontal_flip=True, time_flip=True, jitter=(0.1, 0.1, 0.1, 0.1))  # face-vid2vid's augmentation
     full = train_facevid2vid(train, held, cfg, tmp_path / "a", resume=False)
     part = train_facevid2vid(train, held, cfg, tmp_path / "b", resume=False, stop_after=2)
     assert part.step == 2 and part.checkpoint is None
@@ -401,6 +401,9 @@ def test_facevid2vid_resume_is_exact(clips, tmp_path):
     assert resumed.step == 4
     _same_state(full.renderer, resumed.renderer)
     assert (tmp_path / "a" / "log.csv").read_text() == (tmp_path / "b" / "log.csv").read_text()
+    plain = train_facevid2vid(train, held, fv_config(), tmp_path / "c", resume=False)  # the tiny preset: none
+    assert (tmp_path / "c" / "log.csv").read_text() != (tmp_path / "a" / "log.csv").read_text()
+    assert plain.step == 4
 
 
 def test_mapping_resume_is_exact(clips, tmp_path):

@@ -233,14 +233,15 @@ class FaceRenderClips:
         return self._mouth[k]
 
     def sample(self, batch_size: int, rng: np.random.Generator, radius: int = SEMANTIC_RADIUS,
-               motion_candidates: int = 1, mouth_share: float = 0.0) -> FramePairs:
+               motion_candidates: int = 1, mouth_share: float = 0.0, time_flip: bool = False) -> FramePairs:
         """Random pairs: a clip, then two independent frames of it (face-vid2vid's sampling).
 
         motion_candidates > 1: draw that many driving frames per pair and keep the one whose head pose (the
         coefficients' angles and translation) differs most from the source's (pairs biased to large motion).
         mouth_share: the first ``round(mouth_share * batch_size)`` pairs keep instead the candidate whose mouth
         opening (:meth:`mouth_opening`) differs most from the source's (pairs biased to speech; head pose where the
-        clip has no landmarks).
+        clip has no landmarks). time_flip: each pair's two frames swapped with probability 0.5 (face-vid2vid's
+        ``time_flip`` augmentation, ``data.augment``; drawn last, so the other draws do not change).
         """
         if mouth_share:
             check_pair_sampling(motion_candidates, mouth_share)
@@ -262,6 +263,9 @@ class FaceRenderClips:
             driving = driving[moved.argmax(0), np.arange(batch_size)]
         else:
             driving = driving[0]
+        if time_flip:
+            swap = rng.random(batch_size) < 0.5
+            source, driving = np.where(swap, driving, source), np.where(swap, source, driving)
         return self.pairs(clip, source, driving, radius)
 
     def first_frame_pairs(self, per_clip: int) -> FramePairs:

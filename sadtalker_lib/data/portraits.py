@@ -29,7 +29,8 @@ from typing import Sequence
 
 import numpy as np
 
-from ..coeffs import COEFF_257_SLICES, NUM_LANDMARKS
+from ..coeffs import COEFF_257_SLICES
+from ..landmarks import LANDMARK_MIRROR
 from ..video import VIDEO_SUFFIXES
 from .corpus import is_corpus
 
@@ -48,17 +49,6 @@ __all__ = [
 ]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
-
-
-# iBUG-68 index of each point's mirror image (jaw 0-16 reversed, brows 17-21 <-> 26-22, nose bridge kept,
-# nostrils 31-35 reversed, eyes 36-41 <-> 45-42 / 47-46, outer lips 48-54 reversed and 55-59 reversed, inner lips
-# 60-64 reversed and 65-67 reversed).
-LANDMARK_MIRROR: tuple[int, ...] = (
-    tuple(range(16, -1, -1)) + tuple(range(26, 21, -1)) + tuple(range(21, 16, -1)) + (27, 28, 29, 30)
-    + tuple(range(35, 30, -1)) + (45, 44, 43, 42, 47, 46) + (39, 38, 37, 36, 41, 40)
-    + tuple(range(54, 47, -1)) + tuple(range(59, 54, -1)) + tuple(range(64, 59, -1)) + (67, 66, 65)
-)
-assert sorted(LANDMARK_MIRROR) == list(range(NUM_LANDMARKS))
 
 
 # ---------------------------------------------------------------------------------------------

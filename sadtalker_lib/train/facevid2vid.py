@@ -46,6 +46,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..data.augment import FV2V_JITTER, augment_pairs, check_jitter
 from ..data.frames import FaceRenderClips, FramePairs, check_pair_sampling, split_frames
 from ..models.facevid2vid import GeneratorConfig, KPDetectorConfig
 from ..models.facevid2vid.head_pose import HEEstimatorConfig
@@ -89,6 +90,7 @@ __all__ = [
     "FaceVid2VidTrainConfig",
     "CPU_LANDMARK_TEACHER",
     "FACEVID2VID_ONLY",
+    "NO_AUGMENTATION",
     "generator_keypoints_label",
     "FaceVid2VidNets",
     "build_facevid2vid",
@@ -126,6 +128,7 @@ CPU_LANDMARK_TEACHER = dict(teacher_landmarks=True, teacher_motion_only=True, la
                             lambda_landmark_motion=200.0, detector_steps=10)
 FACEVID2VID_ONLY = dict(teacher_landmarks=False, teacher_motion_only=False, lambda_landmarks=0.0,
                         lambda_landmark_motion=0.0, detector_steps=1)  # face-vid2vid's own training, no teacher
+NO_AUGMENTATION = dict(horizontal_flip=False, time_flip=False, jitter=(0.0, 0.0, 0.0, 0.0))  # data.augment off
 
 
 @dataclass
@@ -169,6 +172,10 @@ class FaceVid2VidTrainConfig(TrainConfig):
     (``FaceRenderClips.sample``); lambda_mouth: weight of an L1 inside the box around both frames' lips
     (``facerender_losses.mouth_region_l1``). Neither is face-vid2vid; both off by default and in the presets
     (results/facerender-motion-cpu-default-corpus.md, section 7: over five seeds, not a clear gain).
+    horizontal_flip / time_flip / jitter: face-vid2vid's data augmentation (vox-256.yaml ``augmentation_params``;
+    ``data.augment``): each pair mirrored with probability 0.5 (frames, landmarks and head pose), its frames
+    swapped with probability 0.5, and colour-jittered (brightness, contrast, saturation, hue); on by default.
+    ``NO_AUGMENTATION`` switches all three off.
     """
 
     lr: float = LR_FACERENDER
@@ -205,6 +212,9 @@ class FaceVid2VidTrainConfig(TrainConfig):
     detector_steps: int = 1
     lambda_mouth: float = 0.0
     mouth_pairs: float = 0.0
+    horizontal_flip: bool = True
+    time_flip: bool = True
+    jitter: tuple[float, float, float, float] = FV2V_JITTER
 
     @property
     def uses_discriminator(self) -> bool:
@@ -227,13 +237,15 @@ class FaceVid2VidTrainConfig(TrainConfig):
             raise ValueError("detector_steps > 1 needs teacher_landmarks=True: otherwise the generator's loss trains "
                              "the detectors too, and extra detector updates without it would pull them apart")
         check_pair_sampling(self.motion_candidates, self.mouth_pairs)
+        check_jitter(self.jitter)
         if self.detector_steps > 1 and self.grad_accum > 1:
             raise ValueError("detector_steps > 1 needs grad_accum=1 (each extra detector update is a whole step)")
 
     @classmethod
     def paper(cls, **changes) -> "FaceVid2VidTrainConfig":
         """The paper / face-vid2vid configuration: official network sizes, 256 px, batch 32, lr 2e-4, every loss
-        at vox-256.yaml's weight, bf16 on a GPU (``mixed_precision`` "auto"). The defaults."""
+        at vox-256.yaml's weight, its augmentation (flip, time flip, colour jitter), bf16 on a GPU
+        (``mixed_precision`` "auto"). The defaults."""
         return cls(**changes)
 
     @classmethod
@@ -245,11 +257,14 @@ class FaceVid2VidTrainConfig(TrainConfig):
         cores shared with other work). Not face-vid2vid: the landmark teacher ``CPU_LANDMARK_TEACHER`` (the
         generator learns the detected source keypoints moved by the corpus landmarks' motion, the detectors take
         10 updates per generator update with the landmark anchor and motion terms); ``**FACEVID2VID_ONLY``
-        switches it off."""
+        switches it off. Without face-vid2vid's augmentation (``NO_AUGMENTATION``): at 250 steps it made the
+        MappingNet's motion transfer worse in 3 of 4 seeds (results/facerender-motion-cpu-default-corpus.md,
+        section 9)."""
         base = dict(image_size=64, kp_detector=KPDetectorConfig.tiny(), generator=GeneratorConfig.tiny(),
                     he_estimator=HEEstimatorConfig.tiny(), discriminator=DiscriminatorConfig.tiny(),
                     steps=300, batch_size=8, lr=2e-3, eval_every=50, checkpoint_every=100, eval_pairs=16,
-                    num_threads=1, identity_mask_logit=-3.0, motion_candidates=4, **CPU_LANDMARK_TEACHER)
+                    num_threads=1, identity_mask_logit=-3.0, motion_candidates=4, **CPU_LANDMARK_TEACHER,
+                    **NO_AUGMENTATION)
         return cls(**{**base, **changes})
 
     @classmethod
@@ -603,8 +618,10 @@ class FaceVid2VidStage(Stage):
     def _pairs(self, ctx: StepContext, stream: int) -> tuple[FramePairs, RandomWarp | None]:
         """This process's pairs of the step's global batch ``stream`` and their equivariance warp."""
         c = self.config
-        pairs = self.train.sample(ctx.global_size, step_rng(c.seed, ctx.step, stream),
-                                  motion_candidates=c.motion_candidates, mouth_share=c.mouth_pairs)
+        rng = step_rng(c.seed, ctx.step, stream)
+        pairs = self.train.sample(ctx.global_size, rng, motion_candidates=c.motion_candidates,
+                                  mouth_share=c.mouth_pairs, time_flip=c.time_flip)
+        pairs = augment_pairs(pairs, rng, horizontal_flip=c.horizontal_flip, jitter=c.jitter)  # the global batch
         warp = None
         if c.lambda_equivariance:  # drawn for the global batch too, then this process's rows
             warp = RandomWarp(ctx.global_size, c.sigma_affine, c.sigma_tps, c.points_tps,
