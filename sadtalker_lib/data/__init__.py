@@ -6,6 +6,8 @@
     render.py    a real portrait animated by coefficients (piecewise-affine warp, no neural network)
     corpus/      the corpus format (format.py, the only reader / writer), build_default_corpus, build_video_corpus,
                  CorpusDataset (windows)
+    frames.py    FaceRender's clips of frames + coefficients and their (source, driving) pairs
+    augment.py   face-vid2vid's augmentation of those pairs (flip with mirrored labels, time flip, colour jitter)
 """
 from .corpus import CorpusDataset, build_default_corpus, build_video_corpus, load_clip, load_index
 from .motion import MOTION_STYLES, STYLE_IDS, generate_motion
