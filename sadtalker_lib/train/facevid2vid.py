@@ -258,7 +258,7 @@ class FaceVid2VidTrainConfig(TrainConfig):
         generator learns the detected source keypoints moved by the corpus landmarks' motion, the detectors take
         10 updates per generator update with the landmark anchor and motion terms); ``**FACEVID2VID_ONLY``
         switches it off. Without face-vid2vid's augmentation (``NO_AUGMENTATION``): at 250 steps it made the
-        MappingNet's motion transfer worse in 3 of 4 seeds (results/facerender-motion-cpu-default-corpus.md,
+        MappingNet's motion transfer worse in 3 of 5 seeds (results/facerender-motion-cpu-default-corpus.md,
         section 9)."""
         base = dict(image_size=64, kp_detector=KPDetectorConfig.tiny(), generator=GeneratorConfig.tiny(),
                     he_estimator=HEEstimatorConfig.tiny(), discriminator=DiscriminatorConfig.tiny(),
