@@ -41,12 +41,14 @@ __all__ = ["FV2V_JITTER", "mirror_pose_columns", "flip_pairs", "jitter_pairs", "
 FV2V_JITTER: tuple[float, float, float, float] = (0.1, 0.1, 0.1, 0.1)
 
 
-def mirror_pose_columns(coeffs: torch.Tensor, dim: int = -1) -> torch.Tensor:
-    """Coefficients with the motion layout (exp 64 | pitch, yaw, roll | tx, ty, tz) along ``dim`` -> the pose of
-    the horizontal mirror: yaw, roll and tx negated (pitch, ty, tz and the expression kept)."""
-    c = coeffs.clone()
+def mirror_pose_columns(coeffs: torch.Tensor, dim: int = -1, *, yaw: int = YAW, roll: int = ROLL,
+                        tx: int = TRANS.start) -> torch.Tensor:
+    """Coefficients along ``dim`` (by default the motion layout exp 64 | pitch, yaw, roll | tx, ty, tz; other
+    layouts name their ``yaw`` / ``roll`` / ``tx`` columns) -> the pose of the horizontal mirror: yaw, roll and tx
+    negated (pitch, ty, tz and the expression kept; exact for a face model whose mean shape is symmetric)."""
+    c = torch.as_tensor(coeffs).clone()
     sign = torch.ones(c.shape[dim], dtype=c.dtype, device=c.device)
-    sign[[YAW, ROLL, TRANS.start]] = -1.0
+    sign[[yaw, roll, tx]] = -1.0
     shape = [1] * c.ndim
     shape[dim] = -1
     return c * sign.view(shape)

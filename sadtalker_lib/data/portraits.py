@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import torch
 
 from ..coeffs import COEFF_257_SLICES
 from ..landmarks import LANDMARK_MIRROR
@@ -67,12 +68,11 @@ def mirror_pose(coeffs_257: np.ndarray) -> np.ndarray:
     Exact for a face model whose mean shape is symmetric; expression and identity are left as they are
     (they have no closed-form mirror), so use the result as a starting point, not as a target.
     """
-    c = np.array(coeffs_257, np.float32, copy=True)
+    from .augment import mirror_pose_columns
+
     a, t = COEFF_257_SLICES["angle"], COEFF_257_SLICES["trans"]
-    c[..., a.start + 1] *= -1  # yaw
-    c[..., a.start + 2] *= -1  # roll
-    c[..., t.start] *= -1  # tx
-    return c
+    c = torch.as_tensor(np.array(coeffs_257, np.float32, copy=True))
+    return mirror_pose_columns(c, -1, yaw=a.start + 1, roll=a.start + 2, tx=t.start).numpy()
 
 
 @dataclass
