@@ -131,3 +131,23 @@ def test_mapped_rendering_runs_where_the_renderer_is():
                             ).first_frame_pairs(2)
     frames, mass = render_mapped(r, mapping, pairs)
     assert frames.device.type == "meta" and tuple(frames.shape) == (2, 3, 32, 32) and tuple(mass.shape) == (2,)
+
+
+@pytest.mark.parametrize("late", [0, 3, -2])
+def test_talking_chain_reads_how_late_the_rendered_mouth_is(late):
+    """The chain's lag row: a rendered aperture that follows the coefficient gap ``late`` frames later reads
+    ``late`` (0 = on time); a mouth dlib never found reads NaN, not a lag."""
+    from sadtalker_lib.train.facerender_eval import CHAIN_MAX_LAG, TalkingChain
+
+    rng = np.random.default_rng(0)
+    gap = np.convolve(rng.random(120), np.ones(4) / 4, "same")
+    aperture = np.roll(gap, late) + 0.02 * rng.standard_normal(120)
+    aperture[:5] = np.nan  # frames without a face
+    chain = TalkingChain(coeff_opening=gap, audio_rms=gap, keypoint_motion=1.0, keypoint_corr=1.0,
+                         rendered_aperture=aperture, frame_motion=1.0)
+    assert chain.rendered_lag_frames == late
+    row = [r for r in chain.rows() if r["measure"].startswith("lag of the best r")]
+    assert len(row) == 1 and row[0]["value"] == late and f"+-{CHAIN_MAX_LAG}" in row[0]["measure"]
+    blind = TalkingChain(coeff_opening=gap, audio_rms=gap, keypoint_motion=1.0, keypoint_corr=1.0,
+                         rendered_aperture=np.full(120, np.nan), frame_motion=1.0)
+    assert np.isnan(blind.rendered_lag_frames)

@@ -36,8 +36,8 @@ from .faces import FaceTrack, track_faces
 from .lipsync import LandmarkSyncScorer, best_offset_confidence, confidence_at_zero, delay_audio, lip_track
 from .video_io import Clip
 
-__all__ = ["SHIFTS", "ACCEPT", "MODEL_FREE_MAX_LAG", "ValidationResult", "validate", "loudness_lag", "corpus_heldout",
-           "real_heldout", "main"]
+__all__ = ["SHIFTS", "ACCEPT", "MODEL_FREE_MAX_LAG", "ValidationResult", "validate", "loudness_lag", "best_lag",
+           "corpus_heldout", "real_heldout", "main"]
 
 SHIFTS = (-8, -3, 3, 8)  # frames of audio delay (negative: audio advanced)
 ACCEPT = 0.9  # the experiments issue's acceptance: both rates >= 90 %
@@ -109,6 +109,26 @@ def validate(scorer, clips: list[tuple[Clip, FaceTrack | None]], shifts=SHIFTS, 
                             float(df["relative_ok"].dropna().mean()), float(df["conf0_ok"].dropna().mean()), df)
 
 
+def best_lag(a: np.ndarray, b: np.ndarray, max_lag: int) -> tuple[int, float]:
+    """``(k, r)``: the lag ``k`` in ``-max_lag .. max_lag`` at which ``a[t]`` correlates best (largest Pearson r)
+    with ``b[t + k]``, over the frames where ``a`` is finite (``a``, ``b``: ``[T]``); ValueError where no lag has 3
+    such frames with both series changing."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    best, best_r = 0, -np.inf
+    for lag in range(-max_lag, max_lag + 1):
+        x = a[max(0, -lag): len(a) - max(0, lag)]
+        y = b[max(0, lag): len(b) - max(0, -lag)]
+        ok = np.isfinite(x)
+        if ok.sum() < 3 or np.std(x[ok]) == 0 or np.std(y[ok]) == 0:
+            continue
+        r = float(np.corrcoef(x[ok], y[ok])[0, 1])
+        if r > best_r:
+            best, best_r = lag, r
+    if not np.isfinite(best_r):
+        raise ValueError("no lag with 3 frames where both series change")
+    return best, best_r
+
+
 def loudness_lag(clip: Clip, track: FaceTrack, max_lag: int = MODEL_FREE_MAX_LAG) -> tuple[int, float]:
     """A model-free estimate of a clip's audio-video offset: ``(offset, r)``, the lag (frames, SyncNet's sign:
     positive when the audio leads, ``-k`` for audio delayed by ``k``) at which the dlib inner-lip aperture
@@ -122,19 +142,11 @@ def loudness_lag(clip: Clip, track: FaceTrack, max_lag: int = MODEL_FREE_MAX_LAG
         raise ValueError(f"{clip.name or 'clip'} has no audio track: nothing to align the lips with")
     aperture = mouth_features(track.landmarks)[:, 0]
     loud = speech_energy(clip.audio, len(aperture), clip.sample_rate, clip.fps).astype(np.float64)
-    best, best_r = 0, -np.inf
-    for lag in range(-max_lag, max_lag + 1):  # aperture[t] against loudness[t + lag]
-        a = aperture[max(0, -lag): len(aperture) - max(0, lag)]
-        b = loud[max(0, lag): len(loud) - max(0, -lag)]
-        ok = np.isfinite(a)
-        if ok.sum() < 3 or np.std(a[ok]) == 0 or np.std(b[ok]) == 0:
-            continue
-        r = float(np.corrcoef(a[ok], b[ok])[0, 1])
-        if r > best_r:
-            best, best_r = lag, r
-    if not np.isfinite(best_r):
+    try:
+        best, best_r = best_lag(aperture, loud, max_lag)
+    except ValueError:
         raise ValueError(f"{clip.name or 'clip'}: nothing to align: too few frames with a face, or a mouth or an audio "
-                         "that does not change")
+                         "that does not change") from None
     return -best, best_r  # the mouth leading the sound by k frames = the audio delayed by k
 
 

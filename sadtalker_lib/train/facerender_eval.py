@@ -48,6 +48,7 @@ MOUTH_POINTS = list(MOUTH_LANDMARKS)  # index of the lips in [..., 68, 2] arrays
 CSIM_FACE_PX = 256  # frames are enlarged to this side (bicubic) before dlib's face descriptor (project choice)
 AUDIO_SAMPLES_PER_FRAME = 640  # 16 kHz / 25 fps
 SYNC_CHECK_SHIFT_FRAMES = 8  # a video is also scored with its audio delayed by this much (issue 14's check)
+CHAIN_MAX_LAG = 5  # frames searched for the rendered mouth's lag behind its coefficients (0.2 s each way)
 GENERATED = "generated video"  # lip-sync row names
 REFERENCE = "reference renderer (same coefficients, landmark warp, no network)"
 
@@ -210,6 +211,17 @@ class TalkingChain:
     def rendered_corr(self) -> float:
         return _corr(self.rendered_aperture, self.coeff_opening)
 
+    @property
+    def rendered_lag_frames(self) -> float:
+        """Frames by which the rendered aperture follows the coefficient gap best (largest r over
+        +-``CHAIN_MAX_LAG``; + = the face later than its coefficients, 0 = on time; NaN without a rendered mouth)."""
+        from ..metrics.lipsync_validate import best_lag
+
+        try:
+            return float(-best_lag(self.rendered_aperture, self.coeff_opening, CHAIN_MAX_LAG)[0])
+        except ValueError:
+            return math.nan
+
     def rows(self) -> list[dict]:
         """One row per link: what is measured, the value, and what it would be if the link were broken."""
         ap = self.rendered_aperture
@@ -228,6 +240,9 @@ class TalkingChain:
              "value": float(np.nanstd(ap)) if np.isfinite(ap).any() else math.nan, "broken if": "~0"},
             {"link": "3 renderer: rendered lips (dlib)", "measure": "r of the aperture with the coefficient gap",
              "value": self.rendered_corr, "broken if": "~0"},
+            {"link": "3 renderer: rendered lips (dlib)",
+             "measure": f"lag of the best r within +-{CHAIN_MAX_LAG} (frames; + = the face later)",
+             "value": self.rendered_lag_frames, "broken if": "far from 0 (a late or early mouth)"},
         ]
 
 
