@@ -37,6 +37,7 @@ __all__ = [
     "smooth_pose",
     "audio_to_coefficients",
     "tile_sequence",
+    "add_reference_motion",
     "add_reference_pose",
     "EXPNET_CHUNK_FRAMES",
     "pose_chunk_plan",
@@ -259,15 +260,26 @@ def tile_sequence(seq: np.ndarray, num_frames: int) -> np.ndarray:
     return np.concatenate([seq] * reps, axis=0)[:num_frames]
 
 
+def add_reference_motion(coeffs: np.ndarray, ref: np.ndarray, columns=POSE) -> np.ndarray:
+    """Add a reference sequence's motion since its first frame, ``ref[t] - ref[0]``, to ``coeffs[:, columns]``.
+
+    coeffs [T, >= 70]; ref [N, k] (k = the number of ``columns``) or a coefficient sequence [N, 70 or 73] whose
+    ``columns`` are used; tiled or cropped to T frames (:func:`tile_sequence`). The official ``using_refpose``
+    convention: the reference's motion moves the target from the target's own start, not to the reference's values.
+    """
+    out = np.array(coeffs, copy=True)
+    width = out[:1, columns].shape[1]
+    ref = np.asarray(ref)
+    if ref.shape[1] != width and ref.shape[1] >= MOTION_DIM:  # a coefficient file [N, 70 or 73]: its columns
+        ref = ref[:, columns]
+    ref = tile_sequence(ref, len(out))
+    out[:, columns] += ref - ref[:1]
+    return out
+
+
 def add_reference_pose(coeffs: np.ndarray, ref_pose: np.ndarray) -> np.ndarray:
     """``--ref_pose``: add the reference video's pose motion (ref_pose[t] - ref_pose[0]) to coeffs [T, 70].
 
     ``ref_pose`` is [N, 6] or the reference video's coefficients [N, 70 or 73] (its ``coeffs.POSE`` columns are used).
     """
-    out = np.array(coeffs, copy=True)
-    ref_pose = np.asarray(ref_pose)
-    if ref_pose.shape[1] >= MOTION_DIM:  # a coefficient file [N, 70 or 73]: its pose columns
-        ref_pose = ref_pose[:, POSE]
-    ref = tile_sequence(ref_pose, len(out))
-    out[:, POSE] += ref - ref[:1]
-    return out
+    return add_reference_motion(coeffs, ref_pose, POSE)

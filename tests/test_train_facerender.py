@@ -365,6 +365,13 @@ def test_mapping_loss_falls(clips, tmp_path):
     pairs = held.fixed_pairs(4, 0)
     m = evaluate_mapping(run.mapping, renderer, pairs, map_config())
     assert np.isfinite([m.keypoint_l1, m.image_l1, m.reference_image_l1]).all()
+    # the copy-source baselines logged beside the curves: the source frame, and its keypoints, as the answer
+    assert m.copy_source_image_l1 == pytest.approx(float((pairs.source - pairs.driving).abs().mean()), rel=1e-5)
+    with torch.no_grad():
+        kp_c = renderer.kp_extractor(pairs.source)
+        k_s, k_d = (keypoint_transformation(kp_c, renderer.he_estimator(x)) for x in (pairs.source, pairs.driving))
+    assert m.copy_source_keypoint_l1_driving == pytest.approx(float(keypoint_l1(k_s, k_d)), rel=1e-5)
+    assert m.copy_source_keypoint_l1_driving > 0 and m.copy_source_image_l1 > 0
     pics = render_pairs(renderer, pairs, run.mapping)
     assert pics["mapped"].shape == pairs.driving.shape
 

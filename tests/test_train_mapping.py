@@ -12,8 +12,9 @@ import torch
 
 from sadtalker_lib.models.mapping import MappingNet
 from sadtalker_lib.steps.keypoints import keypoint_transformation
-from sadtalker_lib.train.facerender_eval import (MOUTH_POINTS, REFERENCE, animate, reference_frames,
-                                                 relative_motion_error, shifted_row)
+from sadtalker_lib.train.facerender_eval import (MOUTH_POINTS, REFERENCE, animate, driving_coefficients,
+                                                 reference_frames, relative_motion_error, shifted_row,
+                                                 transferred_motion_error)
 from sadtalker_lib.train.facerender_losses import keypoint_l1
 from sadtalker_lib.train.facevid2vid import FaceVid2VidTrainConfig, build_facevid2vid, render_pairs
 from sadtalker_lib.train.mapping import MappingTrainConfig, mapping_heldout_report, render_mapped
@@ -87,6 +88,46 @@ def test_relative_motion_error():
     missing[1:] = np.nan
     with pytest.raises(ValueError):
         relative_motion_error(driving, missing)
+
+
+def test_transferred_motion_error():
+    rng = np.random.default_rng(1)
+    base = rng.uniform(20, 40, (68, 2))
+    base[36:42] = [25, 30]  # eyes 10 px apart
+    base[42:48] = [35, 30]
+    motion = rng.normal(0, 1.0, (12, 68, 2))
+    motion[:, 36:48] = 0
+    motion[0] = 0  # frame 0: the motion's origin
+    motion[1] *= 0.1  # a frame that hardly moves
+    driving = base + 3 + motion  # B: elsewhere in the frame, the same size
+    big = 2 * base  # A: twice the size
+    err, copy, n = transferred_motion_error(big + 2 * motion, driving, big, threshold_px=1.0)
+    assert err == pytest.approx(0, abs=1e-9) and copy > 1.0 and n == 10  # frames 0 and 1 move too little
+    still = np.repeat(big[None], 12, 0)
+    err, copy2, _ = transferred_motion_error(still, driving, big, threshold_px=1.0)
+    assert err == pytest.approx(copy2) and copy2 == pytest.approx(copy)
+    # a frame without a face is skipped; a motion of the wrong sign errs by twice copy-source
+    gen = big - 2 * motion
+    gen[5] = np.nan
+    err, copy3, n3 = transferred_motion_error(gen, driving, big, threshold_px=1.0)
+    assert n3 == 9 and err == pytest.approx(2 * copy3)
+    assert np.isnan(transferred_motion_error(still, driving, big, threshold_px=1e3)[0])  # nothing moves that much
+    missing = driving.copy()
+    missing[0] = np.nan
+    with pytest.raises(ValueError, match="first driving frame"):
+        transferred_motion_error(still, missing, big, threshold_px=1.0)
+
+
+def test_driving_coefficients():
+    rng = np.random.default_rng(2)
+    source, drv = rng.normal(size=73).astype(np.float32), rng.normal(size=(6, 73)).astype(np.float32)
+    rel = driving_coefficients(source, drv)
+    assert rel.shape == (6, 70)
+    np.testing.assert_allclose(rel[0], source[:70], atol=1e-6)  # A starts from its own expression and pose
+    np.testing.assert_allclose(rel - rel[:1], drv[:, :70] - drv[:1, :70], atol=1e-5)  # and moves as B moves
+    np.testing.assert_array_equal(driving_coefficients(source, drv, "absolute"), drv[:, :70])
+    with pytest.raises(ValueError, match="driving must be one of"):
+        driving_coefficients(source, drv, "mirror")
 
 
 def test_lip_sync_check():

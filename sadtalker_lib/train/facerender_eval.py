@@ -6,13 +6,26 @@ person B (a clip), through the inference path (``steps.windows.driving_windows``
 * identity kept: CSIM [dlib] (``metrics.csim``) of the generated frames against A's frame, beside
   ``copy_source`` (A's frame itself: the ceiling) and ``copy_driving`` (B's frames: another person, the floor);
 * motion transferred: the frames of A must move as B's frames move. The faces differ in shape, so the absolute
-  landmarks are not comparable; the *motion* is. Per frame, the 68 dlib landmarks minus their mean over the clip
-  (``L_t - mean L``), B's scaled by the ratio of the inter-ocular distances (A / B):
+  landmarks are not comparable; the *motion* is. Two measures, B's landmarks scaled by the ratio of the
+  inter-ocular distances (s = A / B):
 
-      motion_error_px       = mean_t mean_68 || (Lg_t - mean Lg) - s (Lb_t - mean Lb) ||
-      copy_source (no motion: the frame of A repeated) = mean_t mean_68 || s (Lb_t - mean Lb) ||
+  - issue 14's motion-transfer error, as for same-person pairs (``metrics.motion_transfer``): A's frame moved by
+    B's motion since B's first frame is the target, ``T_t = La + s (Lb_t - Lb_0)``; on the frames where copying
+    A's frame errs by more than the threshold (``MIN_MOTION_FRACTION`` x frame side):
 
-  also over the 20 mouth points (48-67) alone (``mouth_*``).
+        moving_error_px = mean_t mean_68 || Lg_t - T_t ||,   moving_copy_source_px = mean_t mean_68 || La - T_t ||
+
+  - over every frame, each clip's landmarks minus their mean over the clip (:func:`relative_motion_error`):
+
+        motion_error_px       = mean_t mean_68 || (Lg_t - mean Lg) - s (Lb_t - mean Lb) ||
+        copy_source (no motion: the frame of A repeated) = mean_t mean_68 || s (Lb_t - mean Lb) ||
+
+    also over the 20 mouth points (48-67) alone (``mouth_*``).
+
+  B's coefficients drive A as the official ``--ref_pose`` option moves a pose (``audio2coeff.add_reference_motion``):
+  ``driving="relative"`` (the default) gives A's own coefficients plus B's motion since B's first frame, for the
+  expression too (as ExpNet adds speech to the source's beta_0); ``"absolute"`` feeds B's coefficients as they are
+  (B's head pose and resting expression on A's face).
 
 The talking chain (issue 14, item 5): where a generated video's mouth stops following the speech, link by link —
 
@@ -39,7 +52,8 @@ from ..landmarks import MOUTH_LANDMARKS
 from ..coeffs import MOTION_DIM, POSE
 from ..metrics.video_io import AUDIO_RATE
 
-__all__ = ["MOUTH_POINTS", "CrossIdentityResult", "relative_motion_error", "animate", "cross_identity_animation",
+__all__ = ["MOUTH_POINTS", "CrossIdentityResult", "relative_motion_error", "transferred_motion_error",
+           "DRIVING_MODES", "driving_coefficients", "animate", "cross_identity_animation",
            "TalkingChain", "talking_chain", "mouth_extremes", "plot_talking_chain", "mouth_keypoint_sensitivity",
            "SYNC_CHECK_SHIFT_FRAMES", "GENERATED", "REFERENCE", "shifted_row", "lip_sync_rows", "lip_sync_check",
            "reference_frames", "reference_lip_sync_rows"]
@@ -48,6 +62,7 @@ MOUTH_POINTS = list(MOUTH_LANDMARKS)  # index of the lips in [..., 68, 2] arrays
 CSIM_FACE_PX = 256  # frames are enlarged to this side (bicubic) before dlib's face descriptor (project choice)
 AUDIO_SAMPLES_PER_FRAME = 640  # 16 kHz / 25 fps
 SYNC_CHECK_SHIFT_FRAMES = 8  # a video is also scored with its audio delayed by this much (issue 14's check)
+DRIVING_MODES = ("relative", "absolute")  # how person B's coefficients drive portrait A (module docstring)
 CHAIN_MAX_LAG = 5  # frames searched for the rendered mouth's lag behind its coefficients (0.2 s each way)
 GENERATED = "generated video"  # lip-sync row names
 REFERENCE = "reference renderer (same coefficients, landmark warp, no network)"
@@ -73,6 +88,41 @@ def relative_motion_error(generated: np.ndarray, driving: np.ndarray, source: np
     err = np.linalg.norm(dg[:, points] - dd[:, points], axis=-1).mean()
     copy = np.linalg.norm(dd[:, points], axis=-1).mean()
     return float(err), float(copy)
+
+
+def transferred_motion_error(generated: np.ndarray, driving: np.ndarray, source: np.ndarray, threshold_px: float,
+                             points=slice(None)) -> tuple[float, float, int]:
+    """Issue 14's motion-transfer error across identities (module docstring): generated [T, 68, 2], driving (B)
+    [T, 68, 2], source (A's frame) [68, 2] -> (error px, copy-source px, number of moving frames), on the frames
+    where copying A errs by more than ``threshold_px``; NaN rows (no face) are skipped. ValueError without a face in
+    A or in B's first frame."""
+    g, d, a = (np.asarray(x, np.float64) for x in (generated, driving, source))
+    if not (np.isfinite(a).all() and np.isfinite(d[0]).all()):
+        raise ValueError("need a face in the source frame and in the first driving frame (the motion's origin)")
+    s = float(_iod(a) / _iod(d[0]))
+    target = a[None] + s * (d - d[:1])
+    copy = np.linalg.norm(target[:, points] - a[None, points], axis=-1).mean(-1)
+    err = np.linalg.norm(g[:, points] - target[:, points], axis=-1).mean(-1)
+    with np.errstate(invalid="ignore"):
+        moving = np.isfinite(copy) & np.isfinite(err) & (copy > threshold_px)
+    if not moving.any():
+        return math.nan, math.nan, 0
+    return float(err[moving].mean()), float(copy[moving].mean()), int(moving.sum())
+
+
+def driving_coefficients(source_coeffs, driving_coeffs, driving: str = "relative") -> np.ndarray:
+    """Coefficients [T, 70] that drive portrait A (``source_coeffs`` [>= 70]) with B's ``driving_coeffs``
+    [T, >= 70]: ``"relative"``, A's coefficients + B's motion since its first frame (expression and pose); or
+    ``"absolute"``, B's as they are."""
+    from ..audio2coeff import add_reference_motion
+
+    if driving not in DRIVING_MODES:
+        raise ValueError(f"driving must be one of {DRIVING_MODES}, got {driving!r}")
+    drv = np.asarray(driving_coeffs, np.float32)[:, :MOTION_DIM]
+    if driving == "absolute":
+        return drv
+    src = np.repeat(np.asarray(source_coeffs, np.float32)[None, :MOTION_DIM], len(drv), 0)
+    return add_reference_motion(src, drv, slice(0, MOTION_DIM))
 
 
 @torch.no_grad()
@@ -106,9 +156,10 @@ def _enlarge(frames_u8: np.ndarray, side: int = CSIM_FACE_PX) -> np.ndarray:
 class CrossIdentityResult:
     """Portrait A driven by person B's coefficients (module docstring). csim: generated vs A's frame;
     csim_copy_source: A's frame vs itself (after the same resizing); csim_copy_driving: B's frames vs A's frame.
-    motion_error_px / motion_copy_source_px (and the mouth_ pair): relative landmark motion, px of the frames
-    (``image_size``); NaN where dlib found no face (``notes`` say why). frames: the generated frames uint8
-    [T, S, S, 3]."""
+    moving_error_px / moving_copy_source_px: issue 14's motion-transfer error on the ``n_moving`` frames that move
+    (module docstring); motion_error_px / motion_copy_source_px (and the mouth_ pair): landmark motion about the
+    clip means, every frame; px of the frames (``image_size``); NaN where dlib found no face (``notes`` say why).
+    driving: how B's coefficients drove A (``DRIVING_MODES``). frames: the generated frames uint8 [T, S, S, 3]."""
 
     csim: float
     csim_copy_source: float
@@ -119,6 +170,10 @@ class CrossIdentityResult:
     mouth_copy_source_px: float
     n_frames: int
     image_size: int
+    moving_error_px: float = math.nan
+    moving_copy_source_px: float = math.nan
+    n_moving: int = 0
+    driving: str = "relative"
     source_id: str = ""
     driving_id: str = ""
     csim_label: str = "dlib"
@@ -129,26 +184,35 @@ class CrossIdentityResult:
     def motion_ratio(self) -> float:
         return self.motion_error_px / self.motion_copy_source_px if self.motion_copy_source_px else math.inf
 
+    @property
+    def moving_ratio(self) -> float:
+        """Issue 14's motion-transfer error over copying the source (NaN without a moving frame)."""
+        return self.moving_error_px / self.moving_copy_source_px if self.n_moving else math.nan
+
     def summary(self) -> str:
-        return (f"{self.source_id} driven by {self.driving_id} ({self.n_frames} frames, {self.image_size} px): "
-                f"CSIM [{self.csim_label}] {self.csim:.3f} (copy-source {self.csim_copy_source:.3f}, the driving "
-                f"person {self.csim_copy_driving:.3f}); motion error {self.motion_error_px:.3f} px vs copy-source "
-                f"{self.motion_copy_source_px:.3f} px ({self.motion_ratio:.2f}x); mouth "
+        return (f"{self.source_id} driven by {self.driving_id} ({self.driving} coefficients, {self.n_frames} frames, "
+                f"{self.image_size} px): CSIM [{self.csim_label}] {self.csim:.3f} (copy-source "
+                f"{self.csim_copy_source:.3f}, the driving person {self.csim_copy_driving:.3f}); motion-transfer error "
+                f"{self.moving_error_px:.3f} px vs copy-source {self.moving_copy_source_px:.3f} px "
+                f"({self.moving_ratio:.2f}x, {self.n_moving} moving frames); motion about the clip means, every frame: "
+                f"{self.motion_error_px:.3f} vs {self.motion_copy_source_px:.3f} px ({self.motion_ratio:.2f}x), mouth "
                 f"{self.mouth_error_px:.3f} vs {self.mouth_copy_source_px:.3f} px")
 
 
 def cross_identity_animation(renderer, mapping, source_frame, source_coeffs, driving_frames, driving_coeffs, *,
                              source_id: str = "", driving_id: str = "", embedder=None,
-                             csim_step: int = 1) -> CrossIdentityResult:
+                             csim_step: int = 1, driving: str = "relative") -> CrossIdentityResult:
     """Portrait A (``source_frame`` uint8 [S, S, 3] + its coefficients) driven by person B's coefficients
-    [T, >= 70]; ``driving_frames`` uint8 [T, S, S, 3] are B's real frames (for the motion and the CSIM floor)."""
+    [T, >= 70]; ``driving_frames`` uint8 [T, S, S, 3] are B's real frames (for the motion and the CSIM floor);
+    driving: ``"relative"`` or ``"absolute"`` (:func:`driving_coefficients`)."""
     from ..metrics.csim import DlibFaceEmbedder, csim
     from ..metrics.faces import NoFaceError
-    from ..metrics.motion_transfer import as_uint8_frames, face_landmarks
+    from ..metrics.motion_transfer import MIN_MOTION_FRACTION, as_uint8_frames, face_landmarks
 
     src = np.asarray(source_frame, np.uint8)
     drv = np.asarray(driving_frames, np.uint8)
-    gen = as_uint8_frames(animate(renderer, mapping, src, source_coeffs, driving_coeffs))
+    coeffs = driving_coefficients(source_coeffs, driving_coeffs, driving)
+    gen = as_uint8_frames(animate(renderer, mapping, src, source_coeffs, coeffs))
     embedder = embedder or DlibFaceEmbedder()
     big_src = _enlarge(src[None])[0]
     notes = []
@@ -167,9 +231,19 @@ def cross_identity_animation(renderer, mapping, source_frame, source_coeffs, dri
     except ValueError as e:
         err = copy = merr = mcopy = math.nan
         notes.append(f"motion: {e}")
+    try:
+        move_err, move_copy, n_moving = transferred_motion_error(lm_gen, lm_drv, lm_src,
+                                                                 MIN_MOTION_FRACTION * src.shape[0])
+        if not n_moving:
+            notes.append("motion-transfer error: no driving frame moves by more than the threshold")
+    except ValueError as e:
+        move_err, move_copy, n_moving = math.nan, math.nan, 0
+        notes.append(f"motion-transfer error: {e}")
     return CrossIdentityResult(csim=sims["gen"], csim_copy_source=sims["copy"], csim_copy_driving=sims["drv"],
                                motion_error_px=err, motion_copy_source_px=copy, mouth_error_px=merr,
                                mouth_copy_source_px=mcopy, n_frames=len(gen), image_size=int(src.shape[0]),
+                               moving_error_px=move_err, moving_copy_source_px=move_copy, n_moving=n_moving,
+                               driving=driving,
                                source_id=source_id, driving_id=driving_id, csim_label=embedder.label, notes=notes,
                                frames=gen)
 

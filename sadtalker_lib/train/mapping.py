@@ -191,7 +191,9 @@ class MappingMetrics:
     """Held-out stage 2 numbers: ``keypoint_l1`` (Eq. 14), ``image_l1`` (mean |generated - driving|), and
     ``reference_image_l1``: the same image error with face-vid2vid's own keypoints (HEEstimator on the real
     frame), the floor that the MappingNet can approach; ``landmark_motion`` (with ``lambda_landmark_motion``):
-    |mapped keypoint motion - anchor landmark motion| (x, y, normalised coordinates)."""
+    |mapped keypoint motion - anchor landmark motion| (x, y, normalised coordinates). Copying the source on the
+    same pairs: ``copy_source_image_l1`` (|source - driving|) and ``copy_source_keypoint_l1_driving`` (the source's
+    HEEstimator keypoints as the driving frame's: the baseline of ``keypoint_l1_driving``)."""
 
     loss: float
     keypoint_l1: float
@@ -201,27 +203,30 @@ class MappingMetrics:
     reference_image_l1: float = float("nan")
     landmark_motion: float = float("nan")
     mouth_l1: float = float("nan")
+    copy_source_image_l1: float = float("nan")
+    copy_source_keypoint_l1_driving: float = float("nan")
 
 
 @torch.no_grad()
 def evaluate_mapping(mapping: MappingNet, r: FaceVid2VidNets, pairs: FramePairs, config: MappingTrainConfig,
                      batch_size: int = 16) -> MappingMetrics:
-    """Stage 2 numbers on fixed pairs (renderer in eval mode); adds ``reference_image_l1``."""
+    """Stage 2 numbers on fixed pairs (renderer in eval mode); adds ``reference_image_l1`` and the copy-source
+    baselines."""
     was = r.training, mapping.training
     r.eval()
     mapping.eval()
     pyramid = ImagePyramid(config.pyramid_scales).to(pairs.source.device)
     sums: dict[str, float] = {}
-    ref = 0.0
     for part, n in chunks(pairs, batch_size):
         _, terms, _ = mapping_step_losses(mapping, r, part, config, pyramid)
+        terms["reference_image_l1"] = float((render_pairs(r, part)["reconstruction"] - part.driving).abs().mean())
+        terms["copy_source_image_l1"] = float((part.source - part.driving).abs().mean())
+        terms["copy_source_keypoint_l1_driving"] = _keypoint_l1(mapping, r, part)[1]
         for name, v in terms.items():
             sums[name] = sums.get(name, 0.0) + v * n
-        ref += float((render_pairs(r, part)["reconstruction"] - part.driving).abs().mean()) * n
     r.train(was[0])
     mapping.train(was[1])
-    out = {k: v / len(pairs) for k, v in sums.items()}
-    return MappingMetrics(reference_image_l1=ref / len(pairs), **out)
+    return MappingMetrics(**{k: v / len(pairs) for k, v in sums.items()})
 
 
 @torch.no_grad()
