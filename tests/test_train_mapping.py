@@ -68,13 +68,20 @@ def test_inference_loop_renders_the_training_time_frames(nets):
     assert (frames[t] - mapped).abs().max() < 1e-3  # batch composition changes float rounding only
 
 
-def test_relative_motion_error():
-    rng = np.random.default_rng(0)
+def _moving_face(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """68 landmarks [68, 2] with eyes 10 px apart, and a motion [12, 68, 2] that leaves the eyes (the inter-ocular
+    scale) the same in every frame."""
+    rng = np.random.default_rng(seed)
     base = rng.uniform(20, 40, (68, 2))
-    base[36:42] = [25, 30]  # eyes 10 px apart
+    base[36:42] = [25, 30]
     base[42:48] = [35, 30]
     motion = rng.normal(0, 1.0, (12, 68, 2))
-    motion[:, 36:48] = 0  # the eyes stay: the inter-ocular scale is the same in every frame
+    motion[:, 36:48] = 0
+    return base, motion
+
+
+def test_relative_motion_error():
+    base, motion = _moving_face(0)
     driving = base + motion
     # a face twice the size that moves the same way, scaled: no error; a still face: error = copy-source
     big = 2 * base
@@ -91,12 +98,7 @@ def test_relative_motion_error():
 
 
 def test_transferred_motion_error():
-    rng = np.random.default_rng(1)
-    base = rng.uniform(20, 40, (68, 2))
-    base[36:42] = [25, 30]  # eyes 10 px apart
-    base[42:48] = [35, 30]
-    motion = rng.normal(0, 1.0, (12, 68, 2))
-    motion[:, 36:48] = 0
+    base, motion = _moving_face(1)
     motion[0] = 0  # frame 0: the motion's origin
     motion[1] *= 0.1  # a frame that hardly moves
     driving = base + 3 + motion  # B: elsewhere in the frame, the same size
