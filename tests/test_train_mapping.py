@@ -6,13 +6,17 @@ the bookkeeping (each baseline is what its name says), not learning (``test_trai
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
 
 from sadtalker_lib.models.mapping import MappingNet
 from sadtalker_lib.steps.keypoints import keypoint_transformation
-from sadtalker_lib.train.facerender_eval import (MOUTH_POINTS, REFERENCE, animate, driving_coefficients,
+from sadtalker_lib.train import facerender_eval
+from sadtalker_lib.train.facerender_eval import (MOUTH_POINTS, REFERENCE, CrossIdentityResult, animate,
+                                                 cross_identity_metrics, driving_coefficients,
                                                  reference_frames, relative_motion_error, shifted_row,
                                                  transferred_motion_error)
 from sadtalker_lib.train.facerender_losses import keypoint_l1
@@ -130,6 +134,40 @@ def test_driving_coefficients():
     np.testing.assert_array_equal(driving_coefficients(source, drv, "absolute"), drv[:, :70])
     with pytest.raises(ValueError, match="driving must be one of"):
         driving_coefficients(source, drv, "mirror")
+
+
+def test_cross_identity_metrics_pool_the_pairs(monkeypatch):
+    """heldout.json's cross-identity rows: portraits and drivers spread over the clips, the motion error pooled over
+    moving frames (not a mean of pair ratios), CSIM beside its ceiling and the driving person; rows without a value
+    left out."""
+    calls = []
+
+    def fake(renderer, mapping, src, src_coeffs, drv, drv_coeffs, *, source_id, driving_id, csim_step):
+        calls.append((source_id, driving_id))
+        k = len(calls)
+        moving = {1: (1.0, 2.0, 10), 2: (3.0, 2.0, 30)}.get(k, (math.nan, math.nan, 0))  # pairs 3-4: no motion
+        return CrossIdentityResult(csim=0.9 if k != 4 else math.nan, csim_copy_source=1.0, csim_copy_driving=0.8,
+                                   motion_error_px=1.0, motion_copy_source_px=1.0, mouth_error_px=1.0,
+                                   mouth_copy_source_px=1.0, n_frames=5, image_size=64, moving_error_px=moving[0],
+                                   moving_copy_source_px=moving[1], n_moving=moving[2])
+
+    class Clips:  # what cross_identity_metrics reads of data.frames.FaceRenderClips
+        def __init__(self, ids):
+            self.ids = ids
+            self.frames, self.coeffs = [torch.zeros(5, 3, 64, 64)] * len(ids), [torch.zeros(5, 70)] * len(ids)
+
+        def __len__(self):
+            return len(self.ids)
+
+    monkeypatch.setattr(facerender_eval, "cross_identity_animation", fake)
+    out = cross_identity_metrics(None, None, Clips(["p0", "p1", "p2"]), Clips(["d0", "d1"]), n=2, log=lambda *a: None)
+    assert calls == [("p0", "d0"), ("p0", "d1"), ("p2", "d0"), ("p2", "d1")]  # first and last of each
+    motion = out["cross_identity/motion_transfer_error_px"]
+    assert motion.value == pytest.approx((1.0 * 10 + 3.0 * 30) / 40) and motion.baselines == {"copy_source": 2.0}
+    assert motion.lower_is_better and "2 of 4 pairs, 40 moving frames" in motion.label
+    csim = out["cross_identity/csim"]
+    assert not csim.lower_is_better and csim.value == pytest.approx(0.9)
+    assert csim.baselines == pytest.approx({"copy_source": 1.0, "driving_person": 0.8}) and "3 of 4 pairs" in csim.label
 
 
 def test_lip_sync_check():

@@ -53,7 +53,7 @@ from ..coeffs import MOTION_DIM, POSE
 from ..metrics.video_io import AUDIO_RATE
 
 __all__ = ["MOUTH_POINTS", "CrossIdentityResult", "relative_motion_error", "transferred_motion_error",
-           "DRIVING_MODES", "driving_coefficients", "animate", "cross_identity_animation",
+           "DRIVING_MODES", "driving_coefficients", "animate", "cross_identity_animation", "cross_identity_metrics",
            "TalkingChain", "talking_chain", "mouth_extremes", "plot_talking_chain", "mouth_keypoint_sensitivity",
            "SYNC_CHECK_SHIFT_FRAMES", "GENERATED", "REFERENCE", "shifted_row", "lip_sync_rows", "lip_sync_check",
            "reference_frames", "reference_lip_sync_rows"]
@@ -246,6 +246,53 @@ def cross_identity_animation(renderer, mapping, source_frame, source_coeffs, dri
                                driving=driving,
                                source_id=source_id, driving_id=driving_id, csim_label=embedder.label, notes=notes,
                                frames=gen)
+
+
+def _spread(n_items: int, n: int) -> list[int]:
+    """Up to ``n`` positions spread evenly over ``n_items`` (first and last included)."""
+    return sorted({int(round(x)) for x in np.linspace(0, n_items - 1, min(n, n_items))}) if n_items else []
+
+
+def cross_identity_metrics(renderer, mapping, portraits, drivers, n: int = 3, *, csim_step: int = 5,
+                           log=print) -> dict:
+    """Cross-identity rows for ``heldout.json``: the first frames of ``n`` clips of ``portraits`` (held-out people,
+    ``data.frames.FaceRenderClips``) each driven relatively by ``n`` segments of ``drivers`` (other people) through
+    :func:`cross_identity_animation` -> {name: ``train.heldout.HeldoutMetric``}:
+
+    * ``cross_identity/motion_transfer_error_px``: issue 14's motion-transfer error pooled over the moving frames of
+      every pair (baseline ``copy_source``: the portrait repeated);
+    * ``cross_identity/csim``: CSIM [dlib] of the generated frames against the portrait, higher is better
+      (baselines ``copy_source``: the portrait itself, the ceiling; ``driving_person``: the driver's own frames).
+
+    A row is left out when no pair gives it a value (no face found, or no driving frame that moves)."""
+    from .heldout import HeldoutMetric
+
+    results = [cross_identity_animation(renderer, mapping, portraits.frames[i][0].permute(1, 2, 0).numpy(),
+                                        portraits.coeffs[i][0], drivers.frames[j].permute(0, 2, 3, 1).numpy(),
+                                        drivers.coeffs[j], source_id=portraits.ids[i], driving_id=drivers.ids[j],
+                                        csim_step=csim_step)
+               for i in _spread(len(portraits), n) for j in _spread(len(drivers), n)]
+    out = {}
+    moving = [c for c in results if c.n_moving and math.isfinite(c.moving_error_px)]
+    if moving:
+        frames = sum(c.n_moving for c in moving)
+        err = sum(c.moving_error_px * c.n_moving for c in moving) / frames
+        copy = sum(c.moving_copy_source_px * c.n_moving for c in moving) / frames
+        out["cross_identity/motion_transfer_error_px"] = HeldoutMetric(
+            err, {"copy_source": copy}, True,
+            f"held-out portraits driven by other people's coefficients (relative): {len(moving)} of {len(results)} "
+            f"pairs, {frames} moving frames")
+    found = [c for c in results if math.isfinite(c.csim) and math.isfinite(c.csim_copy_driving)]
+    if found:
+        mean = lambda key: float(np.mean([getattr(c, key) for c in found]))  # noqa: E731
+        out["cross_identity/csim"] = HeldoutMetric(
+            mean("csim"), {"copy_source": mean("csim_copy_source"), "driving_person": mean("csim_copy_driving")},
+            False, f"CSIM [{found[0].csim_label}] against the portrait (copy_source: the portrait itself, the "
+                   f"ceiling), {len(found)} of {len(results)} pairs")
+    log(f"cross-identity: {len(results)} pairs; " + "; ".join(
+        f"{k.split('/')[1]} {m.value:.3f} (" + ", ".join(f"{b} {v:.3f}" for b, v in m.baselines.items()) + ")"
+        for k, m in out.items()) if out else f"cross-identity: {len(results)} pairs, no face or no motion to score")
+    return out
 
 
 # ---------------------------------------------------------------------------------------------

@@ -87,6 +87,8 @@ class MappingTrainConfig(TrainConfig):
     HEEstimator, whose motion errs by more than the motion at the CPU preset. Needs 15 keypoints.
     lambda_mouth / motion_candidates / mouth_pairs: stage 1's mouth-region L1 and pair sampling
     (``FaceVid2VidTrainConfig``; not in the paper, off by default).
+    cross_identity: held-out people's portraits and other people's driving segments per side of the cross-identity
+    rows of ``heldout.json`` (``facerender_eval.cross_identity_metrics``: n x n pairs; 0 = none; project choice).
     """
 
     lr: float = LR_FACERENDER
@@ -103,6 +105,7 @@ class MappingTrainConfig(TrainConfig):
     lambda_mouth: float = 0.0
     motion_candidates: int = 1
     mouth_pairs: float = 0.0
+    cross_identity: int = 3
 
     def __post_init__(self):
         if len(self.perceptual_weights) != len(self.pyramid_scales):
@@ -281,7 +284,8 @@ def mapping_losses_label(config: MappingTrainConfig) -> str:
 
 
 def mapping_heldout_report(mapping: MappingNet, r: FaceVid2VidNets, sets: dict[str, FaceRenderClips],
-                           per_clip: int = 8, split: dict | None = None, log=print) -> HeldoutReport:
+                           per_clip: int = 8, split: dict | None = None, log=print,
+                           cross_identity: int = 0) -> HeldoutReport:
     """The MappingNet-driven renderer on held-out segments (``sets``: name -> clips; per clip its first frame drives
     ``per_clip`` later frames, as ``metrics.motion_transfer.renderer_heldout_metrics``) beside ``copy_source``
     (the source frame / the source's keypoints as the answer), the same renderer driven by its own HEEstimator on
@@ -291,9 +295,13 @@ def mapping_heldout_report(mapping: MappingNet, r: FaceVid2VidNets, sets: dict[s
 
     Metrics (overall and per set, ``<set>/...``): ``motion_transfer_error_px``, ``face_l1``, ``face_psnr_db``,
     ``image_l1``, ``identity_motion_mass`` (``metrics.motion_transfer``) and ``keypoint_l1`` (Eq. 14's driving
-    term vs the frozen HEEstimator's keypoints; copy_source: the source frame's keypoints).
+    term vs the frozen HEEstimator's keypoints; copy_source: the source frame's keypoints). With ``cross_identity``
+    = n and both ``heldout_people`` and ``later_time`` sets (``split_frames``' names), the cross-identity rows of
+    ``facerender_eval.cross_identity_metrics`` too: n held-out people's portraits x n training people's later
+    segments.
     """
     from ..metrics.motion_transfer import renderer_heldout_metrics
+    from .facerender_eval import cross_identity_metrics
 
     was = r.training, mapping.training
     r.eval()
@@ -312,6 +320,9 @@ def mapping_heldout_report(mapping: MappingNet, r: FaceVid2VidNets, sets: dict[s
     if count:
         metrics = {"keypoint_l1": HeldoutMetric(total / count, {"copy_source": total_copy / count}, True, label),
                    **metrics}
+    if cross_identity and {"heldout_people", "later_time"} <= sets.keys():
+        metrics.update(cross_identity_metrics(r, mapping, sets["heldout_people"], sets["later_time"], cross_identity,
+                                              log=log))
     r.train(was[0])
     mapping.train(was[1])
     return HeldoutReport("mapping", metrics, dict(split or {}))
@@ -409,7 +420,8 @@ class MappingStage(Stage):
             return None
         split = {**self.split, "mapping_losses": [mapping_losses_label(self.config)]}
         return mapping_heldout_report(self.mapping, self.renderer, self.heldout_sets,
-                                      self.config.heldout_pairs_per_clip, split)
+                                      self.config.heldout_pairs_per_clip, split,
+                                      cross_identity=self.config.cross_identity)
 
 
 def train_mapping(train: FaceRenderClips, heldout: FaceRenderClips | None,
