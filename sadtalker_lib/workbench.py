@@ -1,7 +1,7 @@
 """The main job (`make main` / `sadtalker-lab main`): the whole workbench end to end, offline, on a CPU.
 
-    1. corpus      the default corpus: eSpeak NG speech, viseme teacher, head-motion styles, blinks, a real
-                   portrait animated by the default morphable model                      (data.corpus)
+    1. corpus      the default corpus: eSpeak NG speech, viseme teacher, head-motion styles, blinks, the two real
+                   photos as 16 face-model identities, animated by the default morphable model (data.corpus)
     2. train       coefficient regressor, ExpNet, PoseVAE, face-vid2vid + MappingNet at the CPU presets (saved in
                    the official layout under models/), and the offline lip-sync stand-in for LSE when no
                    syncnet_v2.model exists (cached); the renderer in a second process      (train.*, metrics)
@@ -39,7 +39,9 @@ class MainConfig:
     """Sizes of the main job. Defaults finish in well under 20 minutes on a 2-core CPU; ``quick()`` is a smoke run."""
 
     seed: int = 0
-    n_clips: int = 36  # default corpus clips: 6 people, 2 held out (10 clips left ExpNet at 0.52x, r 0.68)
+    n_clips: int = 36  # default corpus clips (10 clips left ExpNet at 0.52x, r 0.68)
+    identity_variants: int = 7  # face-model variants per photo (`Phenomena.identity_variants`): 16 people, 4 held
+    # out; the corpus default (2: 6 people) moved the faces less (results/facerender-motion-... sections 16-17)
     clip_seconds: float = 4.0
     image_size: int = 128  # corpus frames and the trained renderer (px)
     regressor_steps: int = 150
@@ -100,7 +102,8 @@ def _build_corpus(run: _Run, cfg: MainConfig) -> tuple[Path, list, list]:
     from .data.corpus.splits import identity_split
 
     corpus = run.folder / "corpus"
-    build_default_corpus(corpus, n_clips=cfg.n_clips, seed=cfg.seed, size=cfg.image_size, max_seconds=cfg.clip_seconds)
+    build_default_corpus(corpus, n_clips=cfg.n_clips, seed=cfg.seed, size=cfg.image_size, max_seconds=cfg.clip_seconds,
+                         phenomena={"identity_variants": cfg.identity_variants})
     split = identity_split(corpus, HELDOUT_FRACTION, seed=cfg.seed)
     people = ", ".join(map(str, split.heldout_identities))
     run.notes.append(f"corpus split: {split.describe()} (held-out people: {people})")
