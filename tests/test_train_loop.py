@@ -140,6 +140,25 @@ def test_lipreader_stage_resumes_bit_exact(tmp_path):
     assert full.final.name == LIPREADER_FILE and full.history.last("accuracy") >= 0
 
 
+def test_lr_milestones_decay_every_optimizer_and_resume_across_them(tmp_path):
+    """lr_milestones (0.5,) of 6 steps: steps 3-5 at lr x 0.1, in the optimizer and in the weights; a run killed
+    before the milestone and resumed after it ends bit-exact with the uninterrupted one."""
+    cfg = LipReaderTrainConfig.tiny(lr_milestones=(0.5,))
+    assert [cfg.lr_factor(s) for s in range(6)] == [1, 1, 1, 0.1, 0.1, 0.1]
+    feats, labels = _lip_data()
+    stage = LipReaderStage(feats, labels, cfg, heldout=(feats[:8], labels[:8]))
+    loop.run(stage, tmp_path / "full")
+    assert stage.optimizers["main"].param_groups[0]["lr"] == pytest.approx(cfg.lr * 0.1)
+    full = _lip_run(tmp_path / "full2", lr_milestones=(0.5,))
+    _lip_run(tmp_path / "cut", stop_after=3, lr_milestones=(0.5,))
+    resumed = _lip_run(tmp_path / "cut", lr_milestones=(0.5,))
+    assert_same_run(full, resumed)
+    constant = _lip_run(tmp_path / "constant")
+    assert _max_diff(full.model.state_dict(), constant.model.state_dict()) > 0
+    with pytest.raises(ValueError, match="fractions"):
+        LipReaderTrainConfig.tiny(lr_milestones=(3,))
+
+
 class _LossTurnsNaN(LipReaderStage):
     """The lip reader whose training loss is NaN from its 4th step on (as when weights overflow)."""
 

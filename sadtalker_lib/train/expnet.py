@@ -117,6 +117,7 @@ class ExpNetTrainConfig(TrainConfig):
     precise_bn_windows: int = 256
 
     def __post_init__(self):
+        super().__post_init__()
         if self.warm_start is True or self.warm_start is False:
             self.warm_start = "lip_subspace" if self.warm_start else "none"
         if self.warm_start not in WARM_STARTS:
@@ -142,11 +143,13 @@ class ExpNetTrainConfig(TrainConfig):
         return cls(**{**base, **changes})
 
     def lr_factor(self, step: int) -> float:
-        """The lr multiplier of (0-based) optimizer step ``step``: 1, then linear to ``lr_final_scale``."""
+        """The lr multiplier of (0-based) optimizer step ``step``: 1, then linear to ``lr_final_scale`` (times any
+        ``lr_milestones`` decay of the shared loop settings)."""
         start = self.lr_decay_start * self.steps
+        base = super().lr_factor(step)
         if step < start:
-            return 1.0
-        return 1.0 - (1.0 - self.lr_final_scale) * (step - start) / max(1.0, self.steps - 1 - start)
+            return base
+        return base * (1.0 - (1.0 - self.lr_final_scale) * (step - start) / max(1.0, self.steps - 1 - start))
 
     def ablation(self, name: str) -> "ExpNetTrainConfig":
         """This config with a Table 3 row's switches (:data:`EXPNET_ABLATIONS`)."""
@@ -372,9 +375,6 @@ class ExpNetStage(Stage):
 
     def train_step(self, ctx: StepContext) -> dict[str, float]:
         batch = self.train[ctx.indices].to(ctx.device)
-        factor = self.config.lr_factor(ctx.step)  # a function of the step: a resumed run decays the same
-        for group in self.optimizers["main"].param_groups:
-            group["lr"] = group.setdefault("base_lr", group["lr"]) * factor
         z_blink = ctx.rand(self.config.window)
         loss, terms, _ = expnet_step_losses(ctx.module("expnet"), batch, z_blink, self.config, self.morphable,
                                             self.lipreader)

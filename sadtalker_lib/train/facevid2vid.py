@@ -18,15 +18,15 @@ keypoint motion errs by more than the motion at 64 px and the generator learns t
 facerender-motion-cpu-default-corpus.md). Logged always where the clips carry landmarks:
 ``keypoint_motion_error_px``, the keypoint motion against those landmarks' motion, beside
 ``keypoint_motion_still_px`` (keypoints that do not move). Hyper-parameters default to the paper / face-vid2vid
-(Adam lr 2e-4, betas (0.5, 0.999), batch 32, 256 px, official network sizes, bf16 on a GPU: the ``paper``
-preset); ``.cpu()`` is a small face-vid2vid for 2 CPU cores (64 px, tiny networks, pairs biased to large head
-motion, identity-motion mask logit started low, the landmark teacher); ``.tiny()`` the test size (face-vid2vid's
-own training). Device, mixed precision and processes are the loop's (``train.loop``; ``device`` None: a GPU when
-there is one). Held out (:func:`cli_stage`): the later frames of the training people and the held-out people
-(``data.frames.split_frames``); ``heldout.json`` gives motion transfer, face L1 / PSNR (``metrics.motion_transfer``)
-and the identity-motion mask mass, each beside copying the source, and the frame metrics also beside the same
-renderer driven with the source's own keypoints (``still_keypoints``: a renderer that ignores its keypoints scores
-the same with and without them).
+(Adam lr 2e-4, betas (0.5, 0.999), lr x 0.1 after 60% of the steps, batch 32, 256 px, official network sizes, bf16
+on a GPU: the ``paper`` preset); ``.cpu()`` is a small face-vid2vid for 2 CPU cores (64 px, tiny networks, constant
+lr, pairs biased to large head motion, identity-motion mask logit started low, the landmark teacher); ``.tiny()``
+the test size (face-vid2vid's own training). Device, mixed precision and processes are the loop's (``train.loop``;
+``device`` None: a GPU when there is one). Held out (:func:`cli_stage`): the later frames of the training people and
+the held-out people (``data.frames.split_frames``); ``heldout.json`` gives motion transfer, face L1 / PSNR
+(``metrics.motion_transfer``) and the identity-motion mask mass, each beside copying the source, and the frame
+metrics also beside the same renderer driven with the source's own keypoints (``still_keypoints``: a renderer that
+ignores its keypoints scores the same with and without them).
 
 The networks travel as :class:`FaceVid2VidNets` (``facevid2vid_nets``: building, saving, loading). At the
 end the run folder is a checkpoint folder in the official layout (``registry.save_networks``):
@@ -111,6 +111,7 @@ STEM_FACEVID2VID = "facevid2vid"  # checkpoints/facevid2vid_<step>-model.pth (th
 LR_FACERENDER = 2e-4  # paper Sec. 4.1: "ExpNet, PoseVAE, and FaceRender are trained with a learning rate of ..., 2e-4"
 FV2V_ADAM_BETAS = (0.5, 0.999)  # face-vid2vid train.py: every Adam uses betas (0.5, 0.999)
 FV2V_BATCH = 32  # face-vid2vid config/vox-256.yaml train_params.batch_size
+FV2V_LR_MILESTONES = (0.6,)  # vox-256.yaml: MultiStepLR x0.1 at epoch 180 of num_epochs 300, every network
 FV2V_PERCEPTUAL = (10.0, 10.0, 10.0, 10.0)  # vox-256.yaml perceptual weight 10 (per level here, see losses)
 FV2V_VGG_LAYERS = (10.0, 10.0, 10.0, 10.0, 10.0)  # loss_weights.perceptual: one per VGG-19 layer
 FV2V_FEATURE_MATCHING = (10.0, 10.0, 10.0, 10.0)  # loss_weights.feature_matching: one per discriminator block
@@ -181,6 +182,7 @@ class FaceVid2VidTrainConfig(TrainConfig):
     lr: float = LR_FACERENDER
     adam_betas: tuple[float, float] = FV2V_ADAM_BETAS
     batch_size: int = FV2V_BATCH
+    lr_milestones: tuple[float, ...] = FV2V_LR_MILESTONES
     image_size: int = 256
     kp_detector: KPDetectorConfig = field(default_factory=KPDetectorConfig)
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
@@ -221,6 +223,7 @@ class FaceVid2VidTrainConfig(TrainConfig):
         return bool(self.lambda_gan or any(self.feature_matching_weights))
 
     def __post_init__(self):
+        super().__post_init__()
         if self.image_size % 32:
             raise ValueError(f"image_size must be a multiple of 32 (KPDetector / HEEstimator), got {self.image_size}")
         if len(self.perceptual_weights) != len(self.pyramid_scales):
@@ -259,11 +262,13 @@ class FaceVid2VidTrainConfig(TrainConfig):
         10 updates per generator update with the landmark anchor and motion terms); ``**FACEVID2VID_ONLY``
         switches it off. Without face-vid2vid's augmentation (``NO_AUGMENTATION``): at 250 steps it made the
         MappingNet's motion transfer worse in 3 of 5 seeds (results/facerender-motion-cpu-default-corpus.md,
-        section 9)."""
+        section 9). A constant lr: face-vid2vid's decay at 60% of the steps (``FV2V_LR_MILESTONES``, the default)
+        made the detectors' motion transfer worse at 250 steps in 2 of 2 seeds (section 18)."""
         base = dict(image_size=64, kp_detector=KPDetectorConfig.tiny(), generator=GeneratorConfig.tiny(),
                     he_estimator=HEEstimatorConfig.tiny(), discriminator=DiscriminatorConfig.tiny(),
                     steps=300, batch_size=8, lr=2e-3, eval_every=50, checkpoint_every=100, eval_pairs=16,
-                    num_threads=1, identity_mask_logit=-3.0, motion_candidates=4, **CPU_LANDMARK_TEACHER,
+                    num_threads=1, identity_mask_logit=-3.0, motion_candidates=4, lr_milestones=(),
+                    **CPU_LANDMARK_TEACHER,
                     **NO_AUGMENTATION)
         return cls(**{**base, **changes})
 

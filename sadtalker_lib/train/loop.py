@@ -325,6 +325,14 @@ def _nonfinite_message(stage: Stage, step: int, loss: float, mixed_precision: st
             f"rate, or --resume from that checkpoint with other settings")
 
 
+def set_lr_factor(optimizers, factor: float) -> None:
+    """Each parameter group's lr = its starting lr (kept as ``base_lr`` in the group, so checkpoints carry it) x
+    ``factor`` (``TrainConfig.lr_factor``)."""
+    for opt in optimizers:
+        for group in opt.param_groups:
+            group["lr"] = group.setdefault("base_lr", group["lr"]) * factor
+
+
 def run(stage: Stage, out_dir: str | os.PathLike | None, *, resume: bool = True,
         stop_after: int | None = None) -> LoopResult:
     """Train ``stage`` for ``stage.config.steps`` optimizer steps (resuming from the newest checkpoint in ``out_dir``
@@ -386,6 +394,7 @@ def run(stage: Stage, out_dir: str | os.PathLike | None, *, resume: bool = True,
     for step in progress(range(start, end), config.progress and acc.is_main_process, desc=stage.name,
                          initial=start, total=config.steps):
         idx = np.asarray(stage.batch_indices(step))
+        set_lr_factor(stage.optimizers.values(), config.lr_factor(step))
         sums: dict[str, float] = {}
         parts = _shares(len(idx), acc.num_processes, acc.process_index, config.grad_accum)
         for part in parts:

@@ -108,6 +108,7 @@ class MappingTrainConfig(TrainConfig):
     cross_identity: int = 3
 
     def __post_init__(self):
+        super().__post_init__()
         if len(self.perceptual_weights) != len(self.pyramid_scales):
             raise ValueError(f"{len(self.perceptual_weights)} perceptual weights for scales {self.pyramid_scales}")
         if self.lambda_landmark_motion:

@@ -94,6 +94,7 @@ class RegressorTrainConfig(TrainConfig):
     init_mean: bool = True
 
     def __post_init__(self):
+        super().__post_init__()
         if self.landmark_weighting not in ("deep3d", "uniform"):
             raise ValueError(f"landmark_weighting must be 'deep3d' or 'uniform', got {self.landmark_weighting!r}")
         RegressorConfig(backbone=self.backbone, width=self.width)  # validates the backbone name

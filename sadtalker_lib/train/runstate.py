@@ -40,6 +40,8 @@ class TrainConfig:
     device: "cpu" to stay on the CPU; None: a GPU when there is one. tensorboard: also log through Accelerate's
     TensorBoard tracker (when the package is installed).
     num_threads: torch CPU threads (None: leave torch's setting). progress: tqdm bar.
+    lr_milestones / lr_gamma: step decay of every optimizer's lr (as PyTorch's ``MultiStepLR``): the lr is
+    multiplied by ``lr_gamma`` at each milestone, given as a fraction of ``steps`` (empty: constant lr).
     batch_size is GLOBAL: the number of examples per optimizer step over all processes.
     """
 
@@ -57,6 +59,17 @@ class TrainConfig:
     tensorboard: bool = True
     num_threads: int | None = None
     progress: bool = True
+    lr_milestones: tuple[float, ...] = ()
+    lr_gamma: float = 0.1
+
+    def __post_init__(self):
+        if any(not 0.0 < m < 1.0 for m in self.lr_milestones):
+            raise ValueError(f"lr_milestones are fractions of the steps in (0, 1), got {self.lr_milestones}")
+
+    def lr_factor(self, step: int) -> float:
+        """The lr multiplier of (0-based) optimizer step ``step``: ``lr_gamma`` to the number of milestones passed
+        (the loop applies it to every optimizer before each step, so a resumed run decays the same)."""
+        return self.lr_gamma ** sum(step >= m * self.steps for m in self.lr_milestones)
 
     @classmethod
     def paper(cls, **changes):
