@@ -370,6 +370,45 @@ def test_expression_drift_is_audio_irrelevant_and_starts_at_rest():
     assert not M.expression_drift(n, seed=4, drift=0.0, smiles=0.0).any()
 
 
+def test_pause_breaths_open_the_jaw_in_long_pauses_only():
+    jaw = V.EXPRESSION_DIMS[V.LIP_TO_EXPRESSION["jaw_open"][0]]
+    phonemes = [("_", 0, 200), ("a", 200, 600), ("_", 600, 900), ("m", 900, 1000), ("_", 1000, 1080),
+                ("o", 1080, 1400), ("_", 1400, 1700)]
+    n = 40  # 1.6 s at 25 fps
+    b = M.pause_breaths(phonemes, n, seed=1)
+    assert b.shape == (n, 64) and not np.delete(b, jaw, axis=1).any()  # the jaw only
+    opened = np.flatnonzero(b[:, jaw] > 0)
+    assert set(opened) <= set(range(15, 23)) | set(range(35, 43)) and opened.min() < 23 and opened.max() >= 36
+    assert not b[:15].any()  # not in the leading silence (frame 0 stays the rest) nor the 80 ms pause
+    assert np.allclose(M.pause_breaths(phonemes, n, seed=1, scale=2.0), 2 * b)
+    assert not M.pause_breaths(phonemes, n, seed=1, scale=0.0).any()
+    peak = b[:, jaw].max() / V.LIP_TO_EXPRESSION["jaw_open"][1]
+    assert M.BREATH_JAW_OPEN[0] * 0.7 < peak <= M.BREATH_JAW_OPEN[1]
+
+
+@needs_espeak
+def test_default_corpus_pause_breaths_knob(tmp_path):
+    """pause_breaths=1: the real coefficients = the lip-only target + blinks + drifts + the breaths, which open the
+    jaw in some clip's pause; the lip-only target does not move."""
+    from sadtalker_lib.data import build_default_corpus, load_clip, load_index
+    from sadtalker_lib.data.corpus import Phenomena
+
+    build_default_corpus(tmp_path / "b", n_clips=2, seed=0, size=64, max_seconds=3.0, progress=False,
+                         phenomena=Phenomena(pause_breaths=1.0))
+    index = load_index(tmp_path / "b")
+    assert index["phenomena"]["pause_breaths"] == 1.0
+    total = 0.0
+    for k, entry in enumerate(index["clips"]):
+        c = load_clip(tmp_path / "b", k)
+        n = len(c["coeffs"])
+        phonemes = [(str(a), float(t0), float(t1)) for a, (t0, t1) in zip(c["phonemes"], c["phoneme_ms"])]
+        breaths = M.pause_breaths(phonemes, n, entry["motion_seed"])
+        rebuilt = c["exp_lip"] + M.blink_expression(c["blink"]) + M.expression_drift(n, entry["motion_seed"]) + breaths
+        assert np.allclose(c["coeffs"][:, :64], rebuilt, atol=1e-5)
+        total += float(breaths.sum())
+    assert total > 0.5  # at least one breath in the two clips
+
+
 def test_speech_locked_nods_follow_onsets_and_their_knob_removes_them():
     from sadtalker_lib.data.corpus.phenomena import onset_velocity_correlation
 

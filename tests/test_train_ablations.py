@@ -208,6 +208,20 @@ def test_knobs_name_phenomena_and_variants(tmp_path):
         knob_corpus(tmp_path, "loudness", 1.0, KnobSettings())
 
 
+def test_tables_cli_phenomena_arguments():
+    from sadtalker_lib.data.corpus.phenomena import Phenomena
+    from sadtalker_lib.train.ablation_tables import parse_phenomena
+
+    got = parse_phenomena(["pause_breaths=0", "identity_variants=3", "nod_source=energy"])
+    assert got == Phenomena(pause_breaths=0.0, identity_variants=3, nod_source="energy")
+    assert isinstance(got.identity_variants, int)
+    for bad in (["loudness=1"], ["pause_breaths"]):
+        with pytest.raises(ValueError, match="NAME=VALUE"):
+            parse_phenomena(bad)
+    with pytest.raises(ValueError, match=">= 0"):
+        parse_phenomena(["smiles=-1"])
+
+
 def test_markdown_tables_escape_pipes_in_cells():
     import re
 

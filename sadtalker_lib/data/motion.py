@@ -13,7 +13,9 @@ motion beats of Beat Align, ``metrics.beat_align``, fall on the speech's beats).
 
 ``expression_drift`` is the face's own motion that the audio cannot predict (brows, lids, cheeks drifting,
 smile episodes): the default corpus adds it to the "real" coefficients and not to the lip-only target, as a
-real video's fitted coefficients differ from Wav2Lip's lip-only ones (paper Eq. 3, Table 3).
+real video's fitted coefficients differ from Wav2Lip's lip-only ones (paper Eq. 3, Table 3). ``pause_breaths`` is
+audio-irrelevant motion of the mouth itself: the jaw opens for a breath in the speech's pauses (a lip-only target
+made from the audio keeps the lips at rest there); unlike the drifts, its timing follows the audio.
 
 Pose layout: the official 70-coefficient layout is [exp 64, angle 3, trans 3] with the angles in radians in the
 order of Deep3DFaceRecon's ``compute_rotation`` (rotation about x, y, z), i.e. ``POSE_NAMES`` =
@@ -36,7 +38,8 @@ from .visemes import BLINK_DIMS, EXPRESSION_DIMS, FPS, is_vowel
 __all__ = [
     "POSE_NAMES", "MotionStyle", "MOTION_STYLES", "STYLE_IDS", "style_id", "speech_energy", "head_motion",
     "stressed_syllables", "NOD_SOURCES", "NOD_DIRECTIONS", "nod_frames", "DRIFT_DIRECTIONS", "SMILE_DIRECTION",
-    "expression_drift", "blink_ratio", "blink_expression", "Motion", "generate_motion", "motion_features",
+    "expression_drift", "BREATH_MIN_PAUSE_MS", "pause_breaths", "blink_ratio", "blink_expression", "Motion",
+    "generate_motion", "motion_features",
 ]
 
 POSE_NAMES = ("pitch", "yaw", "roll", "tx", "ty", "tz")  # Deep3DFaceRecon angle order (x, y, z), then trans
@@ -318,6 +321,38 @@ def expression_drift(n_frames: int, seed: int = 0, fps: float = FPS, drift: floa
     smooth = np.convolve(np.pad(level, (ramp, 0)), np.ones(ramp) / ramp, mode="valid")[:n_frames]
     out[:, EXPRESSION_DIMS[SMILE_DIRECTION]] = smiles * smooth
     return out.astype(np.float32)
+
+
+BREATH_MIN_PAUSE_MS = 120.0  # pauses at least this long get a breath
+BREATH_JAW_OPEN = (0.3, 0.6)  # the breath's jaw opening, in the lip teacher's jaw_open units ("a" = 1)
+
+
+def pause_breaths(phonemes, n_frames: int, seed: int = 0, fps: float = FPS, scale: float = 1.0) -> np.ndarray:
+    """Mouth breaths in the speech's pauses ``float32 [T, 64]`` (``jaw_open`` only), 0 at frame 0.
+
+    phonemes: [(name, start_ms, end_ms)] as eSpeak NG reports them; each pause ("_") of at least
+    ``BREATH_MIN_PAUSE_MS`` that starts after 0.3 s gets a sin^2 opening over its frames, peak drawn from
+    ``BREATH_JAW_OPEN`` (times the lip teacher's jaw gain ``LIP_TO_EXPRESSION``) x ``scale``. Audio-irrelevant
+    (no sound is made) but audio-timed: a model fed the audio can learn to open the mouth in silences, which is what
+    a lip-only target spares it (paper Sec. 3.1).
+    """
+    from .visemes import LIP_TO_EXPRESSION
+
+    direction, gain = LIP_TO_EXPRESSION["jaw_open"]
+    out = np.zeros((n_frames, EXP_DIM), np.float32)
+    if not scale:
+        return out
+    rng = np.random.default_rng([int(seed), 0xB4EA7])
+    frame_ms = 1000.0 / fps
+    for name, start, end in phonemes:
+        if str(name) != "_" or end - start < BREATH_MIN_PAUSE_MS or start < 300.0:
+            continue
+        a, b = int(np.ceil(start / frame_ms)), min(int(end // frame_ms), n_frames - 1)
+        if b - a < 2:
+            continue
+        bump = np.sin(np.pi * (np.arange(a, b + 1) - a) / (b - a)) ** 2
+        out[a:b + 1, EXPRESSION_DIMS[direction]] += scale * gain * rng.uniform(*BREATH_JAW_OPEN) * bump
+    return out
 
 
 def blink_ratio(n_frames: int, seed: int = 0, blinks_per_min: float = 15.0, fps: float = FPS) -> np.ndarray:

@@ -3,11 +3,11 @@
 Each knob is a field of :class:`~sadtalker_lib.data.corpus.Phenomena` tied to the ordering of Table 3 / 4 that the
 phenomenon makes matter (:data:`KNOBS`, orderings from ``ablation_tables.ORDERINGS``): the resting expressions
 (``rest_spread``, ``identity_spread``) -> full ExpNet vs "w/o β0 & L_read"; the audio-irrelevant expression
-(``expression_drift``, ``smiles``) -> lip-only targets vs real coefficients; the speech-locked head motion
-(``speech_nods``, ``energy_coupling``) -> PoseVAE full vs "w/o audio"; the style-dependent free motion
-(``free_motion``) -> mixed vs single fixed style. :func:`knob_gap` builds a small corpus with the knob at a
-strength (cached per knob and strength), trains only the two variants of that ordering, and returns the gap
-(signed so that > 0 is the paper's ordering). :class:`KnobExplorer` is its ipywidgets front end.
+(``expression_drift``, ``smiles``, ``pause_breaths``) -> lip-only targets vs real coefficients; the speech-locked
+head motion (``speech_nods``, ``energy_coupling``) -> PoseVAE full vs "w/o audio"; the style-dependent free motion
+(``free_motion``) -> mixed vs single fixed style. :func:`knob_gap` builds a small corpus with the knob at a strength
+(cached per knob and strength), trains only the two variants of that ordering, and returns the gap (signed so
+that > 0 is the paper's ordering). :class:`KnobExplorer` is its ipywidgets front end.
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ __all__ = ["KNOBS", "KnobSettings", "knob_corpus", "knob_gap", "KnobExplorer"]
 #: Phenomena field -> the ordering whose gap it drives
 KNOBS: dict[str, Ordering] = {
     "rest_spread": ORDERINGS[0], "identity_spread": ORDERINGS[0],
-    "expression_drift": ORDERINGS[2], "smiles": ORDERINGS[2],
+    "expression_drift": ORDERINGS[2], "smiles": ORDERINGS[2], "pause_breaths": ORDERINGS[2],
     "speech_nods": ORDERINGS[4], "energy_coupling": ORDERINGS[4],
     "free_motion": ORDERINGS[5],
 }

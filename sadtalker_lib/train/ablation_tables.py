@@ -27,7 +27,7 @@ import argparse
 import json
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Sequence
 
@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..data.corpus import Phenomena
 from ..data.windows import ExpWindows, PoseWindows
 from .ablations import (BA_ABOVE_CHANCE, BA_OTHER_AUDIO, BEATS_PER_S, EXPNET_ROWS, HELDOUT_MSE, POSE_MSE_VS_STILL,
                         POSEVAE_ROWS, run_expnet_ablations, run_posevae_ablations)
@@ -336,15 +337,16 @@ class Ordering:
     phenomenon: str = ""
 
 
+IRRELEVANT_EXPRESSION = "audio-irrelevant expression (expression_drift, smiles, pause_breaths)"
 ORDERINGS: tuple[Ordering, ...] = (
     Ordering("3", "full ExpNet beats w/o β0 & L_read on lip sync", EXPNET_ROWS["full"], EXPNET_ROWS["no_ref_no_read"],
              LSE_D, False, "resting expressions (rest_spread, identity_spread)"),
     Ordering("3", "full ExpNet beats w/o β0 & L_read on lip sync", EXPNET_ROWS["full"], EXPNET_ROWS["no_ref_no_read"],
              LSE_C, True, "resting expressions (rest_spread, identity_spread)"),
     Ordering("3", "lip-only targets beat real coefficients on lip sync", EXPNET_ROWS["full"],
-             EXPNET_ROWS["real_coeffs"], LSE_D, False, "audio-irrelevant expression (expression_drift, smiles)"),
+             EXPNET_ROWS["real_coeffs"], LSE_D, False, IRRELEVANT_EXPRESSION),
     Ordering("3", "lip-only targets beat real coefficients on lip sync", EXPNET_ROWS["full"],
-             EXPNET_ROWS["real_coeffs"], LSE_C, True, "audio-irrelevant expression (expression_drift, smiles)"),
+             EXPNET_ROWS["real_coeffs"], LSE_C, True, IRRELEVANT_EXPRESSION),
     Ordering("4", "PoseVAE full beats w/o audio on Beat Align", POSEVAE_ROWS[("full", "fixed")],
              POSEVAE_ROWS[("no_audio", "fixed")], BEAT_ALIGN, True,
              "speech-locked nods (speech_nods, energy_coupling)"),
@@ -492,6 +494,20 @@ def write_tables(run: TableRun, folder: str | os.PathLike) -> Path:
     return path
 
 
+def parse_phenomena(items: Sequence[str]) -> Phenomena:
+    """``["pause_breaths=1", "smiles=0"]`` -> :class:`Phenomena` with those fields changed (numbers, or the text of
+    ``nod_source`` / ``nod_direction``); an unknown name or a missing "=" raises ValueError saying which."""
+    known = {f.name: f.type for f in fields(Phenomena)}
+    changes = {}
+    for item in items:
+        name, eq, value = item.partition("=")
+        if not eq or name not in known:
+            raise ValueError(f"--phenomena takes NAME=VALUE with NAME one of {sorted(known)}, got {item!r}")
+        default = getattr(Phenomena(), name)
+        changes[name] = value if isinstance(default, str) else type(default)(float(value))
+    return Phenomena(**changes)
+
+
 def main(argv=None) -> int:
     """``python -m sadtalker_lib.train.ablation_tables --out DIR``: both tables at the CPU preset over seeds on the
     controlled default corpus (built once, cached) or ``--corpus DIR``; CSV + markdown into ``--out``."""
@@ -499,6 +515,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", required=True, help="folder for the tables (run folders go to OUT/runs)")
     p.add_argument("--corpus", default=None, help="a corpus folder (default: the controlled default corpus)")
     p.add_argument("--n-clips", type=int, default=36, help="default corpus size (when --corpus is not given)")
+    p.add_argument("--phenomena", nargs="+", default=[], metavar="NAME=VALUE",
+                   help="default corpus phenomenon strengths (data.corpus.Phenomena fields), e.g. pause_breaths=1")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--preset", default="cpu", choices=["tiny", "cpu", "paper"])
     p.add_argument("--exp-steps", type=int, default=None, help="ExpNet steps (default: the preset's)")
@@ -522,7 +540,8 @@ def main(argv=None) -> int:
     if corpus is None:
         from ..notebook import cached_default_corpus
 
-        corpus = cached_default_corpus(out / f"corpus-n{a.n_clips}", a.n_clips, 0, size=64)
+        corpus = cached_default_corpus(out / f"corpus-n{a.n_clips}", a.n_clips, 0, size=64,
+                                       **({"phenomena": parse_phenomena(a.phenomena)} if a.phenomena else {}))
     data = ablation_data(corpus, max_pose_train_clips=a.pose_train_clips)
     print(data.describe(), flush=True)
     exp_cfg = getattr(ExpNetTrainConfig, a.preset)(checkpoint_every=0, num_threads=a.threads,

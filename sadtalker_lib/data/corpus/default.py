@@ -12,9 +12,9 @@ The phenomena, each with a strength in :class:`Phenomena` (0 removes it; the ind
   ``splits.identity_split`` gives identity-disjoint splits;
 * a resting expression per identity (smile / frown, brows, squint; plus a smaller per-clip part), in every
   frame of both targets, so beta_0 (the first frame) carries what the audio cannot predict;
-* audio-irrelevant expression motion (``motion.expression_drift``: brow / lid / cheek drifts, smile episodes)
-  in the "real" coefficients ``coeffs[:, EXP]`` only, not in the lip-only target ``exp_lip`` (Table 3:
-  lip-only vs real coefficients);
+* audio-irrelevant expression motion (``motion.expression_drift``: brow / lid / cheek drifts, smile episodes;
+  ``motion.pause_breaths``: the jaw opening in the speech's pauses) in the "real" coefficients
+  ``coeffs[:, EXP]`` only, not in the lip-only target ``exp_lip`` (Table 3: lip-only vs real coefficients);
 * head motion: speech-locked nods that pause on the speech's accents (onset peaks, by default) with a
   per-style amplitude and a random phase, a loudness coupling, and audio-independent motion with random phases
   (``motion.head_motion``; Table 4: audio, style and z).
@@ -34,7 +34,7 @@ import numpy as np
 
 from ...coeffs import EXP_DIM
 from ..identities import REAL_PORTRAITS, identity_specs
-from ..motion import MOTION_STYLES, expression_drift, generate_motion
+from ..motion import MOTION_STYLES, expression_drift, generate_motion, pause_breaths
 from ..visemes import EXPRESSION_DIMS, teacher_expression
 from .format import FPS, audio_fields, make_index, save_clip, write_index
 from .phenomena import Phenomena
@@ -285,6 +285,7 @@ def build_default_corpus(out_dir: str | os.PathLike, n_clips: int = 8, seed: int
                                  nod_scale=phen.speech_nods, energy_scale=phen.energy_coupling,
                                  free_scale=phen.free_motion, nod_direction=phen.nod_direction)
         drift = expression_drift(n, plan.motion_seed, drift=phen.expression_drift, smiles=phen.smiles)
+        drift = drift + pause_breaths(speech.phonemes, n, plan.motion_seed, scale=phen.pause_breaths)
         coeffs = np.concatenate([exp_lip + drift + motion.blink_exp, motion.pose], 1).astype(np.float32)
         frames, landmarks = animator(plan.identity_id).render_sequence(coeffs)
         names = np.array([p[0] for p in speech.phonemes], dtype="<U8")
@@ -302,7 +303,8 @@ def build_default_corpus(out_dir: str | os.PathLike, n_clips: int = 8, seed: int
             language=plan.language, voice=plan.voice, rate_wpm=plan.rate_wpm, pitch=plan.pitch, text=plan.text,
             articulation=plan.articulation, motion_seed=plan.motion_seed, rest_expression=plan.rest_expression,
             nod_frames=[int(i) for i in motion.nod_frames if i < n],
-            coeffs_fitted=True, coeffs_source="viseme-teacher+rest+expression-drift+blinks+motion",
+            coeffs_fitted=True, coeffs_source="viseme-teacher+rest+expression-drift+"
+                                              f"{'pause-breaths+' if phen.pause_breaths else ''}blinks+motion",
             lip_source="viseme-teacher+rest"))
     index = make_index(
         "default", size,

@@ -37,6 +37,10 @@ class Phenomena:
     rest_clip_share: size of the per-clip part of the rest relative to the identity's (a clip's mood).
     expression_drift: audio-irrelevant brow / lid / cheek drifts in the real coefficients (not in ``exp_lip``).
     smiles: audio-irrelevant smile episodes (mouth corners) in the real coefficients (not in ``exp_lip``).
+    pause_breaths: the jaw opening for a breath in the speech's pauses, in the real coefficients (not in
+    ``exp_lip``; ``motion.pause_breaths``): audio-irrelevant motion of the lips themselves, timed by the audio (on
+    since session 23: results/tables_3_4-cpu-default-corpus.md; the renderer figures of earlier sessions in
+    results/facerender-motion-cpu-default-corpus.md were measured without it).
     speech_nods: scale of every style's nods at the stressed syllables (``MotionStyle.nod``).
     nod_source: where the nods fall (``motion.nod_frames``): "onsets" (the audio's onset-strength peaks, Beat
     Align's audio beats), "energy" (loudness rises) or "stress" (stressed syllables from eSpeak NG's times).
@@ -52,6 +56,7 @@ class Phenomena:
     rest_clip_share: float = 0.25
     expression_drift: float = 1.0
     smiles: float = 1.0
+    pause_breaths: float = 1.0
     speech_nods: float = 1.0
     nod_source: str = "onsets"
     nod_direction: str = "alternate"
@@ -74,7 +79,8 @@ class Phenomena:
     def none(cls) -> "Phenomena":
         """Every phenomenon off: the real photos only, neutral rest, lips-only coefficients, no head motion."""
         return cls(identity_variants=0, identity_spread=0.0, rest_spread=0.0, rest_clip_share=0.0,
-                   expression_drift=0.0, smiles=0.0, speech_nods=0.0, energy_coupling=0.0, free_motion=0.0)
+                   expression_drift=0.0, smiles=0.0, pause_breaths=0.0, speech_nods=0.0, energy_coupling=0.0,
+                   free_motion=0.0)
 
     @classmethod
     def coerce(cls, value: "Phenomena | dict | None") -> "Phenomena":
