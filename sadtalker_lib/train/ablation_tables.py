@@ -82,10 +82,11 @@ TABLE3_LABELS = {MOUTH_MOTION_PX: "mouth motion error, resting shape given (a di
                                   "hardly reaches LSE; what this column keeps does",
                  IRRELEVANT_SHARE: "audio-irrelevant motion reproduced (a diagnostic): the share of the real "
                                    "coefficients' audio-irrelevant motion over time (exp_real - exp_lip: drifts, "
-                                   "smiles) that the row's deviation from the teacher reproduces (regression "
-                                   "coefficient, each window centred over its frames): 1 = all of it, 0 = none; "
-                                   "a regression on targets whose extra motion is independent of the audio learns "
-                                   "only its mean"}
+                                   "smiles, breaths) that the row's deviation from the teacher reproduces "
+                                   "(regression coefficient, each window centred over its frames): 1 = all of it, "
+                                   "0 = none; a regression on targets whose extra motion is independent of the "
+                                   "audio learns only its mean, one whose extra motion the audio times (the "
+                                   "breaths in the pauses) learns part of it"}
 REFERENCE_ROWS = {"teacher": "lip-only teacher (target; reference)", "real": "real coeffs. of the corpus (reference)",
                   "beta0": "β0 only: still mouth (reference)"}
 
