@@ -170,9 +170,12 @@ def corpus(tmp_path_factory):
     if not espeak_available():
         pytest.skip("eSpeak NG not installed")
     from sadtalker_lib.data.corpus import build_default_corpus
+    from sadtalker_lib.metrics.lipsync_train import CPU_CORPUS
 
     root = tmp_path_factory.mktemp("lipsync_corpus")
-    build_default_corpus(root, n_clips=8, seed=0, size=64, max_seconds=3.0, sentences_per_clip=1, progress=False)
+    # the stand-in's own corpus settings (without the breaths in the pauses: with them, 0.8 of the offsets here)
+    build_default_corpus(root, n_clips=8, seed=0, size=64, max_seconds=3.0, sentences_per_clip=1, progress=False,
+                         phenomena=CPU_CORPUS["phenomena"])
     return root
 
 

@@ -30,8 +30,10 @@ __all__ = ["LipSyncTrainConfig", "SyncExample", "example_from_arrays", "corpus_e
            "person_of", "real_people", "corpus_split", "real_split", "load_real_clip", "real_track", "video_examples",
            "LipSyncStage", "train_lipsync", "standin_corpus_dir", "train_standin", "CPU_CORPUS"]
 
-# the default corpus the CPU preset trains on (build_default_corpus arguments)
-CPU_CORPUS = dict(n_clips=24, seed=0, size=128)
+# the default corpus the CPU preset trains on (build_default_corpus arguments). Without the breaths in the pauses
+# (Phenomena.pause_breaths, on in the default corpus since session 23): the stand-in is the judge of lip sync, and
+# keeps the training data it was validated on (results/lipsync-standin-validation.md); its real clips have breaths.
+CPU_CORPUS = dict(n_clips=24, seed=0, size=128, phenomena={"pause_breaths": 0.0})
 REAL_MAX_SECONDS = 12.0  # at most this much of each real video (landmark tracking costs ~45 ms per frame)
 
 
@@ -296,13 +298,19 @@ def train_lipsync(examples: list[SyncExample], config: LipSyncTrainConfig | None
     return stage.model.eval()
 
 
-def standin_corpus_dir() -> Path:
-    """``<cache>/lipsync/default_corpus_v<DEFAULT_CORPUS_VERSION>``: the CPU preset's default corpus (rebuilt when
-    the builder's version changes)."""
+def standin_corpus_dir(log=print) -> Path:
+    """``<cache>/lipsync/default_corpus_v<DEFAULT_CORPUS_VERSION>``: the CPU preset's default corpus
+    (``CPU_CORPUS``), built there when missing (so rebuilt when the builder's version changes)."""
+    from ..data.corpus import build_default_corpus
     from ..data.corpus.default import DEFAULT_CORPUS_VERSION
+    from ..data.corpus.format import is_corpus
     from ..paths import cache_dir
 
-    return cache_dir() / "lipsync" / f"default_corpus_v{DEFAULT_CORPUS_VERSION}"
+    folder = cache_dir() / "lipsync" / f"default_corpus_v{DEFAULT_CORPUS_VERSION}"
+    if not is_corpus(folder):
+        log(f"lip sync: building the default corpus ({CPU_CORPUS['n_clips']} clips) in {folder}")
+        build_default_corpus(folder, **CPU_CORPUS)
+    return folder
 
 
 def train_standin(out_path=None, *, config: LipSyncTrainConfig | None = None, corpus_dir=None, video_dir=None,
@@ -317,14 +325,7 @@ def train_standin(out_path=None, *, config: LipSyncTrainConfig | None = None, co
 
     out_path = Path(out_path) if out_path is not None else standin_path()
     if corpus_dir is None:
-        corpus_dir = standin_corpus_dir()
-        from ..data.corpus.format import is_corpus
-
-        if not is_corpus(corpus_dir):
-            from ..data.corpus import build_default_corpus
-
-            log(f"lip sync: building the default corpus ({CPU_CORPUS['n_clips']} clips) in {corpus_dir}")
-            build_default_corpus(corpus_dir, **CPU_CORPUS)
+        corpus_dir = standin_corpus_dir(log)
     examples = corpus_examples(corpus_dir, corpus_split(corpus_dir).train)  # held-out clips: lipsync_validate
     video_dir = video_dir if video_dir is not None else shared_data_dir("clips")
     used = []

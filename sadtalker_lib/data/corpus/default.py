@@ -223,7 +223,8 @@ def _load_photo(name: str, source, size: int):
 
 
 #: Bumped whenever the builder's output changes for the same arguments (caches compare it: notebook.py).
-DEFAULT_CORPUS_VERSION = 2
+#: 3: the breaths in the pauses (``Phenomena.pause_breaths``) on by default.
+DEFAULT_CORPUS_VERSION = 3
 
 
 def build_default_corpus(out_dir: str | os.PathLike, n_clips: int = 8, seed: int = 0, size: int = 128,
