@@ -389,7 +389,7 @@ def test_pause_breaths_open_the_jaw_in_long_pauses_only():
 @needs_espeak
 def test_default_corpus_pause_breaths_knob(tmp_path):
     """pause_breaths=1: the real coefficients = the lip-only target + blinks + drifts + the breaths, which open the
-    jaw in some clip's pause; the lip-only target does not move."""
+    jaw in some clip's pause."""
     from sadtalker_lib.data import build_default_corpus, load_clip, load_index
     from sadtalker_lib.data.corpus import Phenomena
 

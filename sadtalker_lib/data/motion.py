@@ -334,7 +334,7 @@ def pause_breaths(phonemes, n_frames: int, seed: int = 0, fps: float = FPS, scal
     ``BREATH_MIN_PAUSE_MS`` that starts after 0.3 s gets a sin^2 opening over its frames, peak drawn from
     ``BREATH_JAW_OPEN`` (times the lip teacher's jaw gain ``LIP_TO_EXPRESSION``) x ``scale``. Audio-irrelevant
     (no sound is made) but audio-timed: a model fed the audio can learn to open the mouth in silences, which is what
-    a lip-only target spares it (paper Sec. 3.1).
+    a lip-only target spares it (paper Sec. 3.2, ExpNet: "audio-irrelevant motions in the expression coefficients").
     """
     from .visemes import LIP_TO_EXPRESSION
 
