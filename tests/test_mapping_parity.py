@@ -3,6 +3,8 @@ fixtures/he_estimator.npz. The MappingNet runs as users run it: TalkingHeadPipel
 Models.map_motion on batch_size 2 consecutive frames (the streaming render path)."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -117,6 +119,28 @@ def test_he_estimator_shapes_and_bad_input():
     assert {"block1.b1_2.conv3.weight", "block2.skip.weight", "block5.b5_4.norm3.running_var",
             "block6.norm4.weight", "block7.b7_1.conv1.weight", "norm5.weight"} <= keys
     assert not any(k.startswith("block8") for k in keys)
+
+
+def test_he_estimator_stem_downsample_keeps_the_weights_and_sees_more_pixels():
+    """stem_downsample 1 / 2 changes no weight shape (official checkpoints load whatever it is); the stage-1 map
+    grows by the factor; the features differ; an unknown value is refused."""
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 64, 64)
+    nets = {d: HEEstimator(replace(HEEstimatorConfig.tiny(), stem_downsample=d)).eval() for d in (4, 2, 1)}
+    shapes = {d: {k: tuple(v.shape) for k, v in n.state_dict().items()} for d, n in nets.items()}
+    assert shapes[4] == shapes[2] == shapes[1]
+    for d in (2, 1):
+        nets[d].load_state_dict(nets[4].state_dict())
+    seen = {}
+    for d, net in nets.items():
+        net.block1.register_forward_hook(lambda m, i, o, d=d: seen.__setitem__(d, tuple(o.shape[2:])))
+        with torch.no_grad():
+            net(x)
+    assert seen == {4: (16, 16), 2: (32, 32), 1: (64, 64)}
+    with torch.no_grad():
+        assert not torch.allclose(nets[4].features(x), nets[1].features(x))
+    with pytest.raises(ValueError, match="stem_downsample"):
+        HEEstimatorConfig(stem_downsample=3)
 
 
 @pytest.mark.parity

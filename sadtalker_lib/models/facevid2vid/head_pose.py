@@ -7,7 +7,7 @@ this is how a *driving video* moves the keypoints; SadTalker replaces it at infe
 never calls it (it is loaded only in ``--old_version`` mode); it is kept for training the renderer and for
 comparing the two motion sources.
 
-    conv1 7x7 /2 + BN + ReLU + maxpool /2          [B, 64, H/4, W/4]
+    conv1 7x7 /2 + BN + ReLU + maxpool /2          [B, 64, H/4, W/4]   (official; config ``stem_downsample``)
     stage 1: conv2 1x1 -> 256 + BN + ReLU, block1 = 3 bottlenecks
     stage 2: conv3 1x1 -> 512, block2 = bottleneck /2, block3 = 3 bottlenecks
     stage 3: conv4 1x1 -> 1024, block4 = bottleneck /2, block5 = 5 bottlenecks
@@ -67,6 +67,10 @@ class HEEstimatorConfig:
 
     widths: channels of the four stages (official 256, 512, 1024, 2048, hard-coded in the official code).
     blocks: stride-1 bottlenecks per stage (official 3, 3, 5, 2); stages 2-4 start with one stride-2 block.
+    stem_downsample: how much the stem shrinks the frame before stage 1: 4 (official: conv1 stride 2, then the
+    max-pool), 2 (conv1 stride 2, no max-pool) or 1 (neither). Not an official option; it has no weights, so
+    official checkpoints load whatever it is. At 256 px the official stages start at 64 x 64; a 64 px frame
+    starts at 16 x 16 with 4 and at 64 x 64 with 1.
     """
 
     image_channel: int = 3
@@ -75,6 +79,7 @@ class HEEstimatorConfig:
     num_bins: int = 66
     widths: tuple[int, int, int, int] = (256, 512, 1024, 2048)
     blocks: tuple[int, int, int, int] = (3, 3, 5, 2)
+    stem_downsample: int = 4
 
     @classmethod
     def tiny(cls) -> "HEEstimatorConfig":
@@ -87,6 +92,8 @@ class HEEstimatorConfig:
                              f"got {self.widths}, {self.blocks}")
         if any(w % 4 for w in self.widths):
             raise ValueError(f"stage widths must be divisible by 4 (bottleneck), got {self.widths}")
+        if self.stem_downsample not in (1, 2, 4):
+            raise ValueError(f"stem_downsample must be 1, 2 or 4 (official 4), got {self.stem_downsample}")
 
 
 class HEEstimator(nn.Module):
@@ -96,9 +103,10 @@ class HEEstimator(nn.Module):
     def __init__(self, config: HEEstimatorConfig | None = None):
         super().__init__()
         self.config = c = config or HEEstimatorConfig()
-        self.conv1 = nn.Conv2d(c.image_channel, c.block_expansion, kernel_size=7, padding=3, stride=2)
+        self.conv1 = nn.Conv2d(c.image_channel, c.block_expansion, kernel_size=7, padding=3,
+                               stride=1 if c.stem_downsample == 1 else 2)
         self.norm1 = nn.BatchNorm2d(c.block_expansion)
-        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1) if c.stem_downsample == 4 else nn.Identity()
         # Stage s (1..4): conv{s+1} / norm{s+1} (1x1 width change), then for s >= 2 a stride-2 block, then a
         # Sequential of stride-1 blocks. Official attribute names: block1 (b1_i); block2, block3 (b3_i); block4,
         # block5 (b5_i); block6, block7 (b7_i).
@@ -126,7 +134,7 @@ class HEEstimator(nn.Module):
         c = self.config
         if image.ndim != 4 or image.shape[1] != c.image_channel:
             raise ValueError(f"HEEstimator expects images [B, {c.image_channel}, H, W], got {tuple(image.shape)}")
-        out = self.maxpool(F.relu(self.norm1(self.conv1(image))))  # [B, 64, H/4, W/4]
+        out = self.maxpool(F.relu(self.norm1(self.conv1(image))))  # [B, 64, H/d, W/d], d = stem_downsample
         n = 1
         for s in range(1, 5):
             out = F.relu(getattr(self, f"norm{s + 1}")(getattr(self, f"conv{s + 1}")(out)))
