@@ -6,17 +6,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from conftest import espeak_available, needs_espeak
+
 from sadtalker_lib.metrics.faces import FaceTrack
-from sadtalker_lib.metrics.lipsync import (STANDIN_LABEL, AudioToMouth, LandmarkSyncScorer, PlayedLseResult,
-                                           as_played, audio_features, best_offset_confidence, confidence_at_zero,
-                                           default_lip_sync_scorer, delay_audio, lip_sync_summary, lip_track,
-                                           load_standin, lse_from_features, mouth_features, save_standin, standardise)
+from sadtalker_lib.metrics.lipsync import (STANDIN_LABEL, AudioToMouth, AudioToMouthConfig, LandmarkSyncScorer,
+                                           PlayedLseResult, as_played, audio_features, best_offset_confidence,
+                                           confidence_at_zero, default_lip_sync_scorer, delay_audio, lip_sync_summary,
+                                           lip_track, load_standin, lse_from_features, mouth_features, save_standin,
+                                           standardise)
 from sadtalker_lib.metrics.lipsync_validate import ACCEPT
 from sadtalker_lib.metrics.lse import VSHIFT, lse
 from sadtalker_lib.metrics.video_io import Clip, NoAudioTrackError
-
 
 
 def _face_landmarks(t: int, rng) -> np.ndarray:
@@ -119,14 +119,20 @@ def test_audio_features_and_delay():
 def test_weights_roundtrip_and_official_file_wins(tmp_path, monkeypatch):
     monkeypatch.setenv("SADTALKER_LAB_CACHE", str(tmp_path))
     torch.manual_seed(0)
-    model = AudioToMouth()
+    model = AudioToMouth(AudioToMouthConfig(members=3))
     from sadtalker_lib.metrics.lipsync import standin_path
 
     save_standin(model, standin_path(), notes="test")
     scorer = default_lip_sync_scorer(train_if_missing=False)
     assert isinstance(scorer, LandmarkSyncScorer) and scorer.label == STANDIN_LABEL
-    x = torch.randn(3, model.config.in_dim)
+    assert scorer.model.config.members == 3
+    x = torch.randn(4, model.config.in_dim)
     torch.testing.assert_close(scorer.model(x), model.eval()(x))
+    each = model(x, per_member=True)  # [members, B, F]: the stand-in predicts their mean
+    assert each.shape == (3, 4, model.config.out_dim) and not torch.allclose(each[0], each[1])
+    torch.testing.assert_close(model(x), each.mean(0))
+    with pytest.raises(ValueError, match="members"):
+        AudioToMouth(AudioToMouthConfig(members=0))
     (tmp_path / "bad.pt").write_bytes(b"")
     with pytest.raises(Exception):
         load_standin(tmp_path / "bad.pt")
@@ -170,12 +176,12 @@ def corpus(tmp_path_factory):
     if not espeak_available():
         pytest.skip("eSpeak NG not installed")
     from sadtalker_lib.data.corpus import build_default_corpus
-    from sadtalker_lib.metrics.lipsync_train import CPU_CORPUS
 
     root = tmp_path_factory.mktemp("lipsync_corpus")
-    # the stand-in's own corpus settings (without the breaths in the pauses: with them, 0.8 of the offsets here)
+    # without the breaths in the pauses (the first of the stand-in's CPU_CORPORA; with them, one network trained on
+    # these 6 clips placed 0.8 of the offsets here)
     build_default_corpus(root, n_clips=8, seed=0, size=64, max_seconds=3.0, sentences_per_clip=1, progress=False,
-                         phenomena=CPU_CORPUS["phenomena"])
+                         phenomena={"pause_breaths": 0.0})
     return root
 
 

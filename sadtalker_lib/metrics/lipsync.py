@@ -63,7 +63,7 @@ __all__ = ["STANDIN_LABEL", "STANDIN_FORMAT", "PlayedLseResult", "as_played", "M
 
 STANDIN_LABEL = "landmark stand-in, at offset 0"  # the scorer reports the clip as played (module docstring)
 STANDIN_FORMAT = "sadtalker-lab/lipsync-landmark-standin/v1"
-STANDIN_FILE = "lipsync_landmark_standin_v2.pt"  # v2: lips from lip_track, people from face descriptors
+STANDIN_FILE = "lipsync_landmark_standin_v3.pt"  # v2: lips from lip_track, people from face descriptors; v3: members
 MOUTH_FEATURES = ("inner_aperture", "outer_aperture", "inner_width", "outer_width", "jaw_drop")
 MOUTH_STD_FLOOR = 0.01  # inter-ocular distances: below 1 % the mouth counts as still (project choice)
 AUDIO_BANDS = 20  # the 80 mel bands averaged in groups of 4
@@ -196,26 +196,34 @@ def lip_upsample_factor(face_width_px: float) -> float:
 # ---------------------------------------------------------------------------------------------
 @dataclass
 class AudioToMouthConfig:
-    """MLP sizes; the defaults are the project's (no paper value exists for a stand-in)."""
+    """MLP sizes; the defaults are the project's (no paper value exists for a stand-in). ``members``: independently
+    initialised MLPs whose predictions are averaged (an ensemble; each is trained on its own error,
+    ``metrics.lipsync_train``)."""
 
     in_dim: int = (2 * AUDIO_CONTEXT + 1) * AUDIO_BANDS
     hidden: int = 128
     out_dim: int = len(SCORED_FEATURES)
     dropout: float = 0.1
+    members: int = 1
 
 
 class AudioToMouth(nn.Module):
-    """``[B, in_dim]`` audio features of a frame -> ``[B, 5]`` predicted standardised mouth features."""
+    """``[B, in_dim]`` audio features of a frame -> ``[B, out_dim]`` predicted standardised mouth features: the mean
+    of the ``members`` MLPs, or each member's prediction ``[members, B, out_dim]`` with ``per_member=True``."""
 
     def __init__(self, config: AudioToMouthConfig | None = None):
         super().__init__()
         self.config = c = config or AudioToMouthConfig()
-        self.net = nn.Sequential(nn.Linear(c.in_dim, c.hidden), nn.ReLU(), nn.Dropout(c.dropout),
-                                 nn.Linear(c.hidden, c.hidden), nn.ReLU(), nn.Dropout(c.dropout),
-                                 nn.Linear(c.hidden, c.out_dim))
+        if c.members < 1:
+            raise ValueError(f"AudioToMouthConfig.members must be >= 1, got {c.members}")
+        self.members = nn.ModuleList(
+            nn.Sequential(nn.Linear(c.in_dim, c.hidden), nn.ReLU(), nn.Dropout(c.dropout),
+                          nn.Linear(c.hidden, c.hidden), nn.ReLU(), nn.Dropout(c.dropout),
+                          nn.Linear(c.hidden, c.out_dim)) for _ in range(c.members))
 
-    def forward(self, audio_feats: torch.Tensor) -> torch.Tensor:
-        return self.net(audio_feats)
+    def forward(self, audio_feats: torch.Tensor, per_member: bool = False) -> torch.Tensor:
+        out = torch.stack([m(audio_feats) for m in self.members])
+        return out if per_member else out.mean(0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -343,7 +351,7 @@ class LandmarkSyncScorer(SyncNetScorer):
 # weights: the cached stand-in, or the official SyncNet when present
 # ---------------------------------------------------------------------------------------------
 def standin_path() -> Path:
-    """``<cache>/lipsync/lipsync_landmark_standin.pt`` (``sadtalker_lib.paths.cache_dir``)."""
+    """``<cache>/lipsync/<STANDIN_FILE>`` (``sadtalker_lib.paths.cache_dir``)."""
     from ..paths import cache_dir
 
     return cache_dir() / "lipsync" / STANDIN_FILE

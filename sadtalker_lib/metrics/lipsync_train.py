@@ -1,15 +1,18 @@
 """Training the lip-sync stand-in (``metrics.lipsync``): audio features -> standardised mouth features, by regression.
 
-Data: the clips of a corpus (``data/corpus``; mouth features from its stored landmarks) and, when given, real
-talking-face videos (mouth features from dlib landmarks, cached per file under ``<cache>/lipsync/landmarks``). Real
-videos are split by person (:func:`real_split`: people from dlib face descriptors, ``data.corpus.people``;
-``data.corpus.splits.identity_split``), so the held-out people of
+Data: the clips of one or more corpora (``data/corpus``; mouth features from their stored landmarks) and, when
+given, real talking-face videos (mouth features from dlib landmarks, cached per file under
+``<cache>/lipsync/landmarks``). Real videos are split by person (:func:`real_split`: people from dlib face
+descriptors, ``data.corpus.people``; ``data.corpus.splits.identity_split``), so the held-out people of
 ``metrics.lipsync_validate`` are never trained on. The loop is the project's one loop (``train/loop.py``): each step
-draws ``batch_size`` frames with ``step_rng(seed, step)`` and minimises the mean squared error.
+draws ``batch_size`` frames with ``step_rng(seed, step)`` and minimises the mean squared error of each of the
+``members`` networks (``lipsync.AudioToMouth``; the stand-in predicts their mean: a single network's offset rate
+moved by up to 28 points with its training seed, results/lipsync-standin-validation.md).
 
 :func:`train_standin` is what ``metrics.lipsync.default_lip_sync_scorer`` runs once when neither the official
-``syncnet_v2.model`` nor a cached stand-in exists: it builds the default corpus in the cache, adds the training-split
-real clips of ``../shared/data/clips`` when present, trains at the CPU preset and writes the file.
+``syncnet_v2.model`` nor a cached stand-in exists: it builds the default corpora (``CPU_CORPORA``) in the cache,
+adds the training-split real clips of ``../shared/data/clips`` when present, trains at the CPU preset and writes the
+file.
 """
 from __future__ import annotations
 
@@ -28,12 +31,14 @@ from .lipsync import (SAMPLES_PER_FRAME, AudioToMouth, AudioToMouthConfig, audio
 
 __all__ = ["LipSyncTrainConfig", "SyncExample", "example_from_arrays", "corpus_examples", "real_clip_paths",
            "person_of", "real_people", "corpus_split", "real_split", "load_real_clip", "real_track", "video_examples",
-           "LipSyncStage", "train_lipsync", "standin_corpus_dir", "train_standin", "CPU_CORPUS"]
+           "LipSyncStage", "train_lipsync", "standin_corpus_dirs", "train_standin", "CPU_CORPORA"]
 
-# the default corpus the CPU preset trains on (build_default_corpus arguments). Without the breaths in the pauses
-# (Phenomena.pause_breaths, on in the default corpus since session 23): the stand-in is the judge of lip sync, and
-# keeps the training data it was validated on (results/lipsync-standin-validation.md); its real clips have breaths.
-CPU_CORPUS = dict(n_clips=24, seed=0, size=128, phenomena={"pause_breaths": 0.0})
+# the default corpora the CPU preset trains on (build_default_corpus arguments): two seeds (other face-model variants,
+# sentences and styles), each without and with the breaths in the speech's pauses (Phenomena.pause_breaths, on in the
+# default corpus since session 23), so that the judge of lip sync has seen mouths that open in silence and mouths that
+# do not. Validated on the held-out people of all four (results/lipsync-standin-validation.md, session 25).
+CPU_CORPORA = tuple(dict(n_clips=24, seed=seed, size=128, phenomena={"pause_breaths": breaths})
+                    for seed in (0, 1) for breaths in (0.0, 1.0))
 REAL_MAX_SECONDS = 12.0  # at most this much of each real video (landmark tracking costs ~45 ms per frame)
 
 
@@ -52,6 +57,7 @@ class LipSyncTrainConfig(TrainConfig):
     tensorboard: bool = False
     weight_decay: float = 1e-4
     real_weight: float = 2.0  # frames of real videos are drawn this many times as often as corpus frames
+    members: int = 16  # AudioToMouthConfig.members: the mean of independently initialised networks (session 25)
 
     @classmethod
     def cpu(cls, **changes) -> "LipSyncTrainConfig":
@@ -258,7 +264,8 @@ class LipSyncStage(Stage):
 
     def build(self, ctx: RunContext) -> None:
         torch.manual_seed(self.config.seed)
-        self.model = AudioToMouth(AudioToMouthConfig(in_dim=self.x.shape[1], out_dim=self.y.shape[1]))
+        self.model = AudioToMouth(AudioToMouthConfig(in_dim=self.x.shape[1], out_dim=self.y.shape[1],
+                                                     members=self.config.members))
         self.modules = {"lipsync": self.model}
         self.train_modules = {"lipsync": self.model}
         self.optimizers = {"main": torch.optim.AdamW(self.model.parameters(), lr=self.config.lr,
@@ -273,7 +280,8 @@ class LipSyncStage(Stage):
 
     def train_step(self, ctx: StepContext) -> dict[str, float]:
         idx = torch.as_tensor(ctx.indices)
-        loss = F.mse_loss(ctx.module("lipsync")(self.x[idx].to(ctx.device)), self.y[idx].to(ctx.device))
+        pred = ctx.module("lipsync")(self.x[idx].to(ctx.device), per_member=True)  # [members, B, F]
+        loss = F.mse_loss(pred, self.y[idx].to(ctx.device).expand_as(pred))  # each member on its own error
         ctx.update("main", loss)
         return {"loss": float(loss.detach())}
 
@@ -298,35 +306,45 @@ def train_lipsync(examples: list[SyncExample], config: LipSyncTrainConfig | None
     return stage.model.eval()
 
 
-def standin_corpus_dir(log=print) -> Path:
-    """``<cache>/lipsync/default_corpus_v<DEFAULT_CORPUS_VERSION>``: the CPU preset's default corpus
-    (``CPU_CORPUS``), built there when missing (so rebuilt when the builder's version changes)."""
+def standin_corpus_dirs(log=print) -> list[Path]:
+    """``<cache>/lipsync/default_corpus_v<DEFAULT_CORPUS_VERSION>_seed<S>_breaths<B>``: the CPU preset's default
+    corpora (``CPU_CORPORA``), each built there when missing (so rebuilt when the builder's version changes)."""
     from ..data.corpus import build_default_corpus
     from ..data.corpus.default import DEFAULT_CORPUS_VERSION
     from ..data.corpus.format import is_corpus
     from ..paths import cache_dir
 
-    folder = cache_dir() / "lipsync" / f"default_corpus_v{DEFAULT_CORPUS_VERSION}"
-    if not is_corpus(folder):
-        log(f"lip sync: building the default corpus ({CPU_CORPUS['n_clips']} clips) in {folder}")
-        build_default_corpus(folder, **CPU_CORPUS)
-    return folder
+    out = []
+    for spec in CPU_CORPORA:
+        breaths = spec["phenomena"]["pause_breaths"]
+        name = f"default_corpus_v{DEFAULT_CORPUS_VERSION}_seed{spec['seed']}_breaths{breaths:g}"
+        folder = cache_dir() / "lipsync" / name
+        if not is_corpus(folder):
+            log(f"lip sync: building a default corpus ({spec['n_clips']} clips, seed {spec['seed']}, breaths "
+                f"{breaths:g}) in {folder}")
+            build_default_corpus(folder, **spec)
+        out.append(folder)
+    return out
 
 
 def train_standin(out_path=None, *, config: LipSyncTrainConfig | None = None, corpus_dir=None, video_dir=None,
                   log=print) -> Path:
     """Train the stand-in at the CPU preset and write it (default :func:`standin_path`).
 
-    ``corpus_dir``: a corpus folder (default: the CPU preset's default corpus, built once under
-    :func:`standin_corpus_dir`); ``video_dir``: real videos (default ``../shared/data/clips`` when present;
-    only the training side of :func:`real_split` is used; False: none).
+    ``corpus_dir``: a corpus folder or a list of them (default: the CPU preset's default corpora, built once under
+    :func:`standin_corpus_dirs`; the training split of each is used); ``video_dir``: real videos (default
+    ``../shared/data/clips`` when present; only the training side of :func:`real_split` is used; False: none).
     """
     from ..paths import shared_data_dir
 
     out_path = Path(out_path) if out_path is not None else standin_path()
     if corpus_dir is None:
-        corpus_dir = standin_corpus_dir(log)
-    examples = corpus_examples(corpus_dir, corpus_split(corpus_dir).train)  # held-out clips: lipsync_validate
+        corpus_dirs = standin_corpus_dirs(log)
+    else:
+        corpus_dirs = [corpus_dir] if isinstance(corpus_dir, (str, Path)) else list(corpus_dir)
+    examples = []
+    for folder in corpus_dirs:  # held-out clips: lipsync_validate
+        examples += corpus_examples(folder, corpus_split(folder).train)
     video_dir = video_dir if video_dir is not None else shared_data_dir("clips")
     used = []
     if video_dir:  # False: the corpus only
@@ -336,7 +354,8 @@ def train_standin(out_path=None, *, config: LipSyncTrainConfig | None = None, co
         examples += real
         used = [e.name for e in real]
     model = train_lipsync(examples, config or LipSyncTrainConfig.cpu())
-    notes = f"corpus {corpus_dir} ({len(examples) - len(used)} clips); real clips: {', '.join(used) or 'none'}"
+    notes = (f"corpora {', '.join(str(f) for f in corpus_dirs)} ({len(examples) - len(used)} clips); real clips: "
+             f"{', '.join(used) or 'none'}")
     path = save_standin(model, out_path, notes=notes)
     log(f"lip sync: wrote {path} (LSE-C / LSE-D [landmark stand-in])")
     return path

@@ -20,9 +20,10 @@ offset (:func:`loudness_lag`: the lag at which the dlib inner-lip aperture corre
 no trained model) beside the stand-in's estimate for the in-sync copy (``ValidationResult.model_free_agreement``).
 
 Run ``python -m sadtalker_lib.metrics.lipsync_validate`` for the full validation: the scorer of
-``default_lip_sync_scorer`` (trained once at the CPU preset when missing) on (a) the held-out clips of its default
-corpus (faces found with dlib on the frames, ``lipsync.lip_track``, as ``evaluate`` does) and (b) the held-out
-people of ``../shared/data/clips`` (``lipsync_train.real_split``: people from dlib face descriptors), when present.
+``default_lip_sync_scorer`` (trained once at the CPU preset when missing) on (a) the held-out clips of each of its
+default corpora (``lipsync_train.CPU_CORPORA``; each alone and all together, :func:`pooled`; faces found with dlib on
+the frames, ``lipsync.lip_track``, as ``evaluate`` does) and (b) the held-out people of ``../shared/data/clips``
+(``lipsync_train.real_split``: people from dlib face descriptors), when present.
 """
 from __future__ import annotations
 
@@ -36,8 +37,8 @@ from .faces import FaceTrack, track_faces
 from .lipsync import LandmarkSyncScorer, best_offset_confidence, confidence_at_zero, delay_audio, lip_track
 from .video_io import Clip
 
-__all__ = ["SHIFTS", "ACCEPT", "MODEL_FREE_MAX_LAG", "ValidationResult", "validate", "loudness_lag", "best_lag",
-           "corpus_heldout", "real_heldout", "main"]
+__all__ = ["SHIFTS", "ACCEPT", "MODEL_FREE_MAX_LAG", "ValidationResult", "validate", "pooled", "loudness_lag",
+           "best_lag", "corpus_heldout", "real_heldout", "main"]
 
 SHIFTS = (-8, -3, 3, 8)  # frames of audio delay (negative: audio advanced)
 ACCEPT = 0.9  # the experiments issue's acceptance: both rates >= 90 %
@@ -104,9 +105,20 @@ def validate(scorer, clips: list[tuple[Clip, FaceTrack | None]], shifts=SHIFTS, 
                 f"LSE-C at 0 {[round(r['lse_c_at_0'], 3) for r in part]} "
                 f"best-offset {[round(r['lse_c_best_offset'], 3) for r in part]}; model-free offset of the file "
                 f"{free:+.0f} (r {free_r:.2f})")
-    df = pd.DataFrame(rows)
+    return _result(pd.DataFrame(rows))
+
+
+def _result(df: pd.DataFrame) -> ValidationResult:
     return ValidationResult(float(df["offset_ok"].mean()), float(df["conf_ok"].dropna().mean()),
                             float(df["relative_ok"].dropna().mean()), float(df["conf0_ok"].dropna().mean()), df)
+
+
+def pooled(results: dict[str, ValidationResult]) -> ValidationResult:
+    """One result over the copies of several (name -> result; clip names become ``name/clip``)."""
+    if not results:
+        raise ValueError("nothing to pool: no validation results")
+    return _result(pd.concat([r.rows.assign(clip=name + "/" + r.rows["clip"].astype(str))
+                              for name, r in results.items()], ignore_index=True))
 
 
 def best_lag(a: np.ndarray, b: np.ndarray, max_lag: int) -> tuple[int, float]:
@@ -191,23 +203,29 @@ def _print_agreement(res: ValidationResult) -> None:
 
 
 def main(argv=None) -> int:
+    from pathlib import Path
+
     from ..paths import shared_data_dir
     from .lipsync import default_lip_sync_scorer
-    from .lipsync_train import corpus_split, standin_corpus_dir
+    from .lipsync_train import corpus_split, standin_corpus_dirs
 
     ap = argparse.ArgumentParser(prog="python -m sadtalker_lib.metrics.lipsync_validate", description=__doc__)
-    ap.add_argument("--corpus", default=None, help="corpus folder (default: the stand-in's cached default corpus)")
+    ap.add_argument("--corpus", nargs="+", default=None,
+                    help="corpus folders (default: the stand-in's cached default corpora, CPU_CORPORA)")
     ap.add_argument("--videos", default=None, help="real clips folder (default: ../shared/data/clips)")
     ap.add_argument("--heldout-fraction", type=float, default=0.25)
     args = ap.parse_args(argv)
     scorer = default_lip_sync_scorer()
     print(f"lip-sync scorer: {scorer.label}")
-    corpus = args.corpus or standin_corpus_dir()
-    split = corpus_split(corpus, args.heldout_fraction)
-    print(f"default corpus {corpus}: {split.describe()}")
-    res = validate(scorer, corpus_heldout(corpus, split.heldout), log=print)
-    print(res.describe("default corpus held-out"))
-    _print_agreement(res)
+    results = {}
+    for corpus in args.corpus or standin_corpus_dirs():
+        split = corpus_split(corpus, args.heldout_fraction)
+        print(f"default corpus {corpus}: {split.describe()}")
+        res = results[Path(corpus).name] = validate(scorer, corpus_heldout(corpus, split.heldout), log=print)
+        print(res.describe(f"{Path(corpus).name} held-out"))
+        _print_agreement(res)
+    if len(results) > 1:
+        print(pooled(results).describe(f"the {len(results)} corpora's held-out clips together"))
     videos = args.videos or shared_data_dir("clips")
     if videos is not None:
         res = validate(scorer, real_heldout(videos), log=print)
