@@ -242,3 +242,22 @@ def test_loudness_lag_finds_the_offset_of_a_clip_without_a_model(delay):
     lm[:, [66, 67, 65, 58, 57, 56], 1] = 80.0
     with pytest.raises(ValueError, match="nothing to align"):
         loudness_lag(clip, FaceTrack(boxes=np.zeros((t, 4)), landmarks=lm, found=np.ones(t, bool)))
+
+
+def test_pooled_validation_keeps_every_copy_apart():
+    import pandas as pd
+
+    from sadtalker_lib.metrics.lipsync_validate import _result, pooled
+
+    def rows(ok: list[bool]) -> pd.DataFrame:  # one clip "c": the in-sync copy, then 4 shifted ones
+        return pd.DataFrame(dict(clip="c", shift=[0, -8, -3, 3, 8], offset=0, offset_ok=ok,
+                                 conf_ok=[np.nan, 1.0, 1.0, 0.0, 1.0], conf0_ok=[np.nan, 1.0, 1.0, 1.0, 0.0],
+                                 relative_ok=[np.nan, 1.0, 1.0, 1.0, 1.0]))
+
+    a, b = _result(rows([True] * 5)), _result(rows([True, False, False, True, True]))
+    assert (a.offset_rate, b.offset_rate) == (1.0, 0.6)
+    both = pooled({"x": a, "y": b})
+    assert len(both.rows) == 10 and set(both.rows["clip"]) == {"x/c", "y/c"}  # same clip names stay apart
+    assert both.offset_rate == pytest.approx(0.8) and both.confidence0_rate == pytest.approx(0.75)
+    with pytest.raises(ValueError, match="nothing to pool"):
+        pooled({})
