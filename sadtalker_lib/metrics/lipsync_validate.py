@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -203,8 +204,6 @@ def _print_agreement(res: ValidationResult) -> None:
 
 
 def main(argv=None) -> int:
-    from pathlib import Path
-
     from ..paths import shared_data_dir
     from .lipsync import default_lip_sync_scorer
     from .lipsync_train import corpus_split, standin_corpus_dirs
