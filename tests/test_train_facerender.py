@@ -197,7 +197,9 @@ def test_landmark_anchor_training_and_keypoint_motion_diagnostic(clips, tmp_path
     opt = torch.optim.Adam(nets.parameters(), lr=2e-3)
     batch = train.fixed_pairs(4, 1)
     first = None
-    for _ in range(15):
+    # 30 steps: after 15 the anchor was at 0.53x of its first value on a 2-core AMD EPYC and below 0.5x on an Intel
+    # Xeon (the same seeded nets; CPU numerics); after 30, 0.20x on the EPYC
+    for _ in range(30):
         loss, terms, _ = facevid2vid_step_losses(nets, batch, cfg, ImagePyramid(cfg.pyramid_scales))
         first = terms["landmark_anchor"] if first is None else first
         opt.zero_grad()
