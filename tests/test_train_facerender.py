@@ -506,6 +506,11 @@ def test_cli_trains_facevid2vid_then_mapping(tmp_path):
     assert losses.startswith("Eq. 14") and ("not in the paper" in losses) == bool(stage.config.lambda_landmark_motion)
     assert main(["train", "expnet", "--corpus", str(corpus), "--out", str(tmp_path / "x"), "--renderer",
                  str(fv_dir)]) == 2  # --renderer is for mapping only: a clear error, not a silent ignore
+    assert main(["train", "mapping", "--corpus", str(corpus), "--out", str(tmp_path / "y"), "--renderer",
+                 str(fv_dir), "--image-size", "64"]) == 2  # the mapping renders at its renderer's size
+    assert main(["train", "facevid2vid", "--corpus", str(corpus), "--preset", "tiny", "--out", str(tmp_path / "fv64"),
+                 "--steps", "1", "--image-size", "64"]) == 0
+    assert load_renderer(tmp_path / "fv64").image_size == 64 != SIZE
 
 
 def test_load_renderer_reads_official_checkpoints(reference_checkpoints):
