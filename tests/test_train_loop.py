@@ -159,6 +159,42 @@ def test_lr_milestones_decay_every_optimizer_and_resume_across_them(tmp_path):
         LipReaderTrainConfig.tiny(lr_milestones=(3,))
 
 
+def _moving_average(start: dict, live: list[dict], decay: float) -> dict:
+    """The average after folding in ``live`` one by one, with the warm-up min(decay, (1 + n) / (10 + n))."""
+    avg = {k: v.clone() for k, v in start.items()}
+    for n, w in enumerate(live):
+        d = min(decay, (1 + n) / (10 + n))
+        avg = {k: d * avg[k] + (1 - d) * w[k] for k in avg}
+    return avg
+
+
+def test_weight_average_is_the_moving_average_of_the_steps_and_resumes_bit_exact(tmp_path):
+    """ema_decay {"main": 0.3}: training itself is unchanged (the same logged training losses), the final weights are
+    the moving average of the live weights after each of the 6 steps, started at the initial weights (warm-up decays
+    0.1, 0.18, 0.25, then 0.3); a run killed after step 3 and resumed from its step-2 checkpoint ends bit-exact (the
+    averages and their update counts travel in the checkpoint); a checkpoint written without averaging starts the
+    average and its warm-up at its weights."""
+    decay = 0.3
+    live = [_lip_run(None, stop_after=k).model.state_dict() for k in range(7)]  # after 0, 1, ..., 6 steps
+    plain = _lip_run(tmp_path / "plain")
+    full = _lip_run(tmp_path / "full", ema_decay={"main": decay})
+    got = full.model.state_dict()
+    want = _moving_average(live[0], live[1:], decay)
+    assert _max_diff(got, want) <= 1e-6
+    assert _max_diff(got, live[6]) > 1e-3  # the average is not the last weights: the comparison can fail
+    train_rows = lambda run: [(r["step"], r["loss"]) for r in run.history.rows if r["split"] == "train"]  # noqa: E731
+    assert train_rows(full) == train_rows(plain)
+    _lip_run(tmp_path / "cut", stop_after=3, ema_decay={"main": decay})
+    assert_same_run(full, _lip_run(tmp_path / "cut", ema_decay={"main": decay}))
+    _lip_run(tmp_path / "late", stop_after=3)  # no averages in its step-2 checkpoint
+    late = _lip_run(tmp_path / "late", ema_decay={"main": decay}).model.state_dict()
+    assert _max_diff(late, _moving_average(live[2], live[3:], decay)) <= 1e-6
+    with pytest.raises(ValueError, match=r"ema_decay names optimizer\(s\) \['generator'\].*\['main'\]"):
+        _lip_run(None, ema_decay={"generator": decay})
+    with pytest.raises(ValueError, match=r"in \[0, 1\)"):
+        _lip_run(None, ema_decay={"main": 1.0})
+
+
 class _LossTurnsNaN(LipReaderStage):
     """The lip reader whose training loss is NaN from its 4th step on (as when weights overflow)."""
 

@@ -15,6 +15,8 @@ takes the contiguous slice ``r`` of the global batch (and of every draw), cut ag
 micro-batches; with mean losses and DDP's averaged gradients, W processes take the same step as one process on the
 whole batch (tests/test_train_loop.py). A checkpoint holds the weights (official layout where there is one), the
 optimizer states, the step and the global RNG states; a run killed after step k and resumed ends bit-exact.
+``TrainConfig.ema_decay`` keeps moving averages of weights (``weight_average``): they travel in the checkpoints, the
+held-out rows evaluate them, and at the last step they replace the live weights before the final save.
 
 BatchNorm under DDP: on GPUs the stage's BatchNorms become ``SyncBatchNorm`` (statistics of the global batch).
 torch's SyncBatchNorm does not run on CPUs, so a multi-process CPU run normalises each process's share on its own
@@ -34,6 +36,7 @@ import torch
 from torch import nn
 
 from .heldout import HeldoutReport, write_heldout
+from .weight_average import WeightAverage
 from .runstate import (  # noqa: F401  (re-exported: the loop's vocabulary)
     CSVLogger,
     TrainConfig,
@@ -174,6 +177,7 @@ class RunContext:
         self.config = config
         self.out_dir = out_dir
         self.wrapped: dict[str, nn.Module] = {}
+        self.average: WeightAverage | None = None  # TrainConfig.ema_decay's averages, if any
 
     @property
     def device(self) -> torch.device:
@@ -247,6 +251,8 @@ class StepContext:
             opt = self.stage.optimizers[key]
             opt.step()
             opt.zero_grad(set_to_none=True)
+            if self.run.average is not None and acc.sync_gradients:  # the micro-batch that completes the step
+                self.run.average.update(key)
         for other in zero:
             self.stage.optimizers[other].zero_grad(set_to_none=True)
 
@@ -348,6 +354,7 @@ def run(stage: Stage, out_dir: str | os.PathLike | None, *, resume: bool = True,
     acc = _accelerator(config, out_dir, config.tensorboard and _tensorboard_available())
     ctx = RunContext(acc, config, out_dir)
     stage.build(ctx)
+    average = WeightAverage(stage.modules, stage.optimizers, config.ema_decay) if config.ema_decay else None
     if acc.num_processes > 1 and acc.device.type != "cpu":
         for m in stage.train_modules.values():
             nn.SyncBatchNorm.convert_sync_batchnorm(m)  # BN children replaced in place; parameters kept
@@ -357,6 +364,8 @@ def run(stage: Stage, out_dir: str | os.PathLike | None, *, resume: bool = True,
     if found is not None:
         ckpt = restore_training_state(found, stage.modules, stage.optimizers)
         start = int(ckpt["step"])
+        if average is not None:
+            average.restore(ckpt)
     keys = list(stage.train_modules)
     names = list(stage.optimizers)
     prepared = acc.prepare(*[stage.train_modules[k] for k in keys], *[stage.optimizers[n] for n in names])
@@ -365,6 +374,9 @@ def run(stage: Stage, out_dir: str | os.PathLike | None, *, resume: bool = True,
     stage.optimizers = dict(zip(names, prepared[len(keys):]))
     for m in stage.modules.values():
         m.to(acc.device)
+    if average is not None:
+        average.to(acc.device)
+        ctx.average = average
     stage.start(ctx, ckpt)
     main_dir = out_dir if acc.is_main_process else None
     logger = CSVLogger(main_dir, resume_step=start if found is not None else None)
@@ -381,13 +393,18 @@ def run(stage: Stage, out_dir: str | os.PathLike | None, *, resume: bool = True,
         if out_dir is None:
             return
         if acc.is_main_process:
-            save_training_checkpoint(checkpoint_path(out_dir, stage.stem, step), stage.modules, stage.optimizers,
+            modules = {**stage.modules, **(average.checkpoint_modules() if average is not None else {})}
+            save_training_checkpoint(checkpoint_path(out_dir, stage.stem, step), modules, stage.optimizers,
                                      step, config, extra=stage.extra_state())
             prune_checkpoints(out_dir, stage.stem, config.keep_checkpoints)
         acc.wait_for_everyone()
 
+    def evaluate():  # with the averages in the live modules (TrainConfig.ema_decay), else the live weights
+        with average.swapped_in() if average is not None else contextlib.nullcontext():
+            return stage.evaluate(ctx)
+
     if start == 0:
-        log(0, "heldout", stage.evaluate(ctx))
+        log(0, "heldout", evaluate())
     end = config.steps if stop_after is None else min(config.steps, stop_after)
     train_wrapped = list(ctx.wrapped.values())
     nonfinite = 0  # consecutive steps with a NaN / inf training loss
@@ -410,8 +427,10 @@ def run(stage: Stage, out_dir: str | os.PathLike | None, *, resume: bool = True,
             logger.close()
             raise NonFiniteLoss(_nonfinite_message(stage, done, terms["loss"], acc.mixed_precision, out_dir))
         stage.after_step(ctx, done, terms)
+        if done == config.steps and average is not None:
+            average.load_into_live()  # the final evaluation, save, export and report: the averaged weights
         if done % config.eval_every == 0 or done == config.steps:
-            log(done, "heldout", stage.evaluate(ctx))
+            log(done, "heldout", evaluate())
         if config.checkpoint_every and done % config.checkpoint_every == 0 and done < config.steps:
             save(done)
     final = None

@@ -42,6 +42,9 @@ class TrainConfig:
     num_threads: torch CPU threads (None: leave torch's setting). progress: tqdm bar.
     lr_milestones / lr_gamma: step decay of every optimizer's lr (as PyTorch's ``MultiStepLR``): the lr is
     multiplied by ``lr_gamma`` at each milestone, given as a fraction of ``steps`` (empty: constant lr).
+    ema_decay: optimizer name -> decay per step of an exponential moving average of the weights that optimizer
+    trains (``weight_average``); held-out rows, exported files and ``heldout.json`` use the averages. Empty: none
+    (the paper's trainings keep none).
     batch_size is GLOBAL: the number of examples per optimizer step over all processes.
     """
 
@@ -61,6 +64,7 @@ class TrainConfig:
     progress: bool = True
     lr_milestones: tuple[float, ...] = ()
     lr_gamma: float = 0.1
+    ema_decay: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self):
         if any(not 0.0 < m < 1.0 for m in self.lr_milestones):
