@@ -336,6 +336,19 @@ def test_detector_steps_train_only_the_detectors(clips, tmp_path):
     _same_state(resumed.nets, nets[3])
     moved = [(a - b).abs().max() for a, b in zip(nets[1].kp_extractor.parameters(), nets[3].kp_extractor.parameters())]
     assert max(moved) > 0
+    # the CPU preset's moving average of the detectors' weights (ema_decay): the run ends with the averaged detectors
+    # and the same generator, and a stopped run resumes to the same average
+    assert FaceVid2VidTrainConfig.cpu().ema_decay == {"detectors": 0.99, "main": 0.98} and fv_config().ema_decay == {}
+    ema = lambda: FaceVid2VidStage(train, None, cfg(3).replace(ema_decay={"detectors": 0.5}))  # noqa: E731
+    averaged = ema()
+    run(averaged, tmp_path / "ema")
+    _same_state(averaged.nets.generator, nets[3].generator)
+    assert any(not torch.equal(a, b) for a, b in zip(averaged.nets.he_estimator.parameters(),
+                                                     nets[3].he_estimator.parameters()))
+    run(ema(), tmp_path / "ema_stopped", stop_after=1)
+    again = ema()
+    run(again, tmp_path / "ema_stopped")
+    _same_state(again.nets, averaged.nets)
     with pytest.raises(ValueError, match="teacher_landmarks"):
         fv_config(detector_steps=2)
     with pytest.raises(ValueError, match="grad_accum"):
