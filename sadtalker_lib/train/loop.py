@@ -36,7 +36,6 @@ import torch
 from torch import nn
 
 from .heldout import HeldoutReport, write_heldout
-from .weight_average import WeightAverage
 from .runstate import (  # noqa: F401  (re-exported: the loop's vocabulary)
     CSVLogger,
     TrainConfig,
@@ -54,6 +53,7 @@ from .runstate import (  # noqa: F401  (re-exported: the loop's vocabulary)
     step_generator,
     step_rng,
 )
+from .weight_average import WeightAverage
 
 __all__ = [
     "TrainConfig", "TrainHistory", "Stage", "StepContext", "RunContext", "LoopResult", "run", "precise_batchnorm",

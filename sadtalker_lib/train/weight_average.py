@@ -4,11 +4,11 @@ After every step of an optimizer named in ``ema_decay``, each module whose param
 folded into its average: ``avg <- d * avg + (1 - d) * live`` for every floating tensor of the state dict (weights
 and BatchNorm statistics; integer buffers are copied), with ``d = min(decay, (1 + n) / (10 + n))`` after ``n``
 earlier updates (the warm-up of TensorFlow's ``ExponentialMovingAverage``), so that a short run's average is not
-held at the initial weights. The loop evaluates the averages (held-out rows) and,
-at the last step, loads them into the live modules, so the exported files, ``heldout.json`` and the final checkpoint
-hold the averaged weights. The averages travel in every checkpoint (``state_dicts["ema/<module>"]``), so a killed
-and resumed run ends bit-exact. A checkpoint without them (written with ``ema_decay`` empty) starts the averages at
-its weights.
+held at the initial weights. The loop evaluates the averages (held-out rows) and, at the last step, loads them into
+the live modules, so the exported files, ``heldout.json`` and the final checkpoint hold the averaged weights. The
+averages and their update counts travel in every checkpoint (``state_dicts["ema/<module>"]``, ``["ema/updates"]``),
+so a killed and resumed run ends bit-exact. A checkpoint without them (written with ``ema_decay`` empty) starts the
+averages at its weights.
 
 Averaging the last ~1 / (1 - decay) updates removes most of the step-to-step noise that a large constant learning
 rate leaves in the weights; the face-vid2vid detectors of the CPU preset regress keypoint motion measurably better
@@ -57,9 +57,6 @@ class WeightAverage:
         self.live = {k: modules[k] for keys in self.keys.values() for k in keys}
         self.average = {k: copy.deepcopy(m).requires_grad_(False) for k, m in self.live.items()}
         self.updates = {name: 0 for name in self.decay}
-
-    def __bool__(self) -> bool:
-        return bool(self.live)
 
     def checkpoint_modules(self) -> dict[str, nn.Module]:
         """The averages under their checkpoint names (``ema/<module>``) and the update counts (``ema/updates``)."""
