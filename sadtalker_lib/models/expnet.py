@@ -80,8 +80,16 @@ class ExpNet(nn.Module):
         # Phi_M; official name "mapping1". No residual to beta_0 (the official "+ ref" is commented out).
         self.mapping1 = nn.Linear(config.audio_dim + config.exp_dim + config.blink_dim, config.exp_dim)
 
-    def forward(self, mel: torch.Tensor, ref_exp: torch.Tensor, blink: torch.Tensor) -> torch.Tensor:
+    def encode_audio(self, mel: torch.Tensor) -> torch.Tensor:
+        """Phi_A: mel windows [B, T, 1, 80, 16] -> audio features [B, T, 512]."""
         b, t = mel.shape[:2]
-        audio = self.audio_encoder(mel.reshape(b * t, *mel.shape[2:])).reshape(b * t, -1)  # [B*T, 512]
-        x = torch.cat([audio, ref_exp.reshape(b * t, -1), blink.reshape(b * t, -1)], dim=1)  # [B*T, 577]
-        return self.mapping1(x).reshape(b, t, -1)  # [B, T, 64]
+        return self.audio_encoder(mel.reshape(b * t, *mel.shape[2:])).reshape(b, t, -1)
+
+    def map_features(self, audio: torch.Tensor, ref_exp: torch.Tensor, blink: torch.Tensor) -> torch.Tensor:
+        """Phi_M: audio features [B, T, 512], beta_0 [B, T, 64], z_blink [B, T, 1] -> beta [B, T, 64]."""
+        b, t = audio.shape[:2]
+        x = torch.cat([audio.reshape(b * t, -1), ref_exp.reshape(b * t, -1), blink.reshape(b * t, -1)], dim=1)
+        return self.mapping1(x).reshape(b, t, -1)  # [B*T, 577] -> [B, T, 64]
+
+    def forward(self, mel: torch.Tensor, ref_exp: torch.Tensor, blink: torch.Tensor) -> torch.Tensor:
+        return self.map_features(self.encode_audio(mel), ref_exp, blink)

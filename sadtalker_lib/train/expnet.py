@@ -37,7 +37,7 @@ from .lipreader import (
     save_lipreader,
     train_lipreader,
 )
-from .expnet_heldout import ExpNetMetrics, evaluate_expnet, expnet_heldout, heldout_report
+from .expnet_heldout import ExpNetHeldout, ExpNetMetrics, evaluate_expnet, expnet_heldout, heldout_report
 from .heldout import HeldoutReport
 from .loop import RunContext, Stage, StepContext, TrainConfig, TrainHistory, precise_batchnorm, run
 from .losses import blink_target_ratio, distill_loss, expnet_total, eye_ratio, landmark_loss, read_loss
@@ -187,14 +187,19 @@ def project_expression(morphable, exp: torch.Tensor, id_coeff: torch.Tensor | No
 
 # --- One step's losses ------------------------------------------------------------------------------------------------
 def expnet_step_losses(model: ExpNet, batch: ExpWindows, z_blink: torch.Tensor, config: ExpNetTrainConfig,
-                       morphable, lipreader: LipReader | None) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:
-    """Eq. 2-10 on one batch. z_blink [B, T] in [0, 1]. Returns (L_exp, {term: value}, beta^g [B, T, 64])."""
+                       morphable, lipreader: LipReader | None, audio: torch.Tensor | None = None,
+                       ) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:
+    """Eq. 2-10 on one batch. z_blink [B, T] in [0, 1]. Returns (L_exp, {term: value}, beta^g [B, T, 64]).
+
+    audio: Phi_A of ``batch.mel`` when the caller has it already ([B, T, 512], ``ExpNet.encode_audio``; evaluation
+    reuses it for a second pass), else the model runs on the mel windows."""
     b, t = batch.mel.shape[:2]
     ref = batch.ref_exp if config.use_ref_exp else torch.zeros_like(batch.ref_exp)  # Table 3 "w/o beta_0"
     target = batch.exp_lip if config.target == "lip" else batch.exp_real
     if target is None:
         raise ValueError("target='real' needs windows with exp_real (the full coefficients)")
-    pred = model(batch.mel, ref[:, None].expand(-1, t, -1), z_blink[..., None])  # Eq. 2, [B, T, 64]
+    ref_t, blink = ref[:, None].expand(-1, t, -1), z_blink[..., None]
+    pred = model(batch.mel, ref_t, blink) if audio is None else model.map_features(audio, ref_t, blink)  # Eq. 2
     l_distill = distill_loss(pred, target)  # Eq. 3
     terms = {"distill": l_distill.item()}
     l_lks: torch.Tensor | float = 0.0
@@ -324,6 +329,7 @@ class ExpNetRun:
     config: ExpNetTrainConfig
     lipreader: LipReader | None
     step: int
+    heldout: ExpNetHeldout | None = None  # the numbers of heldout.json (expnet_heldout) when the run finished
 
 
 class ExpNetStage(Stage):
@@ -403,9 +409,9 @@ class ExpNetStage(Stage):
         """Trained vs beta0_only / mean_mouth / teacher on the held-out windows (``expnet_heldout``)."""
         if self.heldout is None or not len(self.heldout):
             return None
-        result = expnet_heldout(self.model, self.heldout, self.morphable, self.config.use_ref_exp,
-                                self.train)
-        return heldout_report(result, self.split)
+        self.heldout_result = expnet_heldout(self.model, self.heldout, self.morphable, self.config.use_ref_exp,
+                                             self.train)
+        return heldout_report(self.heldout_result, self.split)
 
 
 def _lipreader_for(config: ExpNetTrainConfig, train: ExpWindows, out_dir: Path | None, morphable,
@@ -447,7 +453,8 @@ def train_expnet(train: ExpWindows, heldout: ExpWindows | None = None, config: E
     res = run(stage, out_dir, resume=resume, stop_after=stop_after)
     stage.model.eval()
     return ExpNetRun(model=stage.model, history=res.history, checkpoint=res.final, out_dir=res.out_dir,
-                     config=stage.config, lipreader=stage.lipreader, step=res.step)
+                     config=stage.config, lipreader=stage.lipreader, step=res.step,
+                     heldout=getattr(stage, "heldout_result", None))
 
 
 def expnet_corpus_windows(corpus: str | os.PathLike, window: int = EXPNET_WINDOW, heldout_fraction: float = 0.25,

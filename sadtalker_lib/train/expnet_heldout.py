@@ -131,11 +131,13 @@ def evaluate_expnet(model, windows: ExpWindows, config=None, morphable=None,
     preds = []
     for s in range(0, n, batch_size):
         part = windows[torch.arange(s, min(s + batch_size, n))]
-        _, terms, _ = expnet_step_losses(model, part, z_all[s:s + batch_size], config, morphable, lipreader)
+        audio = model.encode_audio(part.mel)  # Phi_A once (eval mode: the same features for both passes)
+        _, terms, _ = expnet_step_losses(model, part, z_all[s:s + batch_size], config, morphable, lipreader, audio)
         for k, v in terms.items():
             sums[k] = sums.get(k, 0.0) + v * len(part)
         ref = part.ref_exp if config.use_ref_exp else torch.zeros_like(part.ref_exp)
-        preds.append(model(part.mel, ref[:, None].expand(-1, t, -1), torch.zeros(len(part), t, 1, device=dev)))
+        preds.append(model.map_features(audio, ref[:, None].expand(-1, t, -1), torch.zeros(len(part), t, 1,
+                                                                                          device=dev)))
     model.train(was_training)
     pred = torch.cat(preds)
     lm = project_expression(morphable, pred, windows.id_coeff)
