@@ -31,6 +31,7 @@ __all__ = ["MainConfig", "run_main", "lip_sync_check", "trained_models", "SYNC_C
 from .train.facerender_eval import REFERENCE, SYNC_CHECK_SHIFT_FRAMES, lip_sync_check  # noqa: E402  (re-exported)
 HELDOUT_FRACTION = 0.25  # share of the corpus' people held out (whole identities)
 TRAINING_NOTES = ("perceptual", "generator_keypoints")  # heldout.json split entries shown under the baselines table
+REGRESSOR_TITLE = "coefficient regressor"  # its loss curve and held-out table in the report
 SENTENCE = "Hello! I am a portrait that learned to talk on this computer, from synthesized speech."
 
 
@@ -124,11 +125,20 @@ def _train_stage(run: _Run, name: str, corpus: Path, out: Path, title: str, **ov
     return stage
 
 
-def _train_renderer(folder: str, corpus: str, cfg: MainConfig) -> dict:
-    """face-vid2vid + MappingNet. Runs in the second process of stage 2 (``cfg.second_process``), or in this one.
-    Returns the stage times, histories, held-out reports and the trained networks."""
+def _train_regressor(run: _Run, cfg: MainConfig, corpus: Path, train_dir: Path):
+    """The coefficient regressor as ``sadtalker-lab train regressor`` trains it -> the trained network."""
+    with _stage(run, "train regressor"):
+        return _train_stage(run, "regressor", corpus, train_dir / "regressor", REGRESSOR_TITLE,
+                            steps=cfg.regressor_steps, seed=cfg.seed).model
+
+
+def _train_renderer(folder: str, corpus: str, cfg: MainConfig, with_regressor: bool = False) -> dict:
+    """face-vid2vid + MappingNet (after the coefficient regressor when ``with_regressor``). Runs in the second
+    process of stage 2 (``cfg.second_process``), or in this one. Returns the stage times, histories, held-out
+    reports and the trained networks."""
     run = _Run(Path(folder))
     train_dir = run.folder / "training"
+    regressor = _train_regressor(run, cfg, Path(corpus), train_dir) if with_regressor else None
     with _stage(run, "train face-vid2vid + MappingNet"):  # as `sadtalker-lab train facevid2vid / mapping`
         fv_dir = train_dir / "facevid2vid"
         fv = _train_stage(run, "facevid2vid", Path(corpus), fv_dir, "face-vid2vid", steps=cfg.facevid2vid_steps,
@@ -137,7 +147,7 @@ def _train_renderer(folder: str, corpus: str, cfg: MainConfig) -> dict:
                           steps=cfg.mapping_steps, seed=cfg.seed)
         run.histories["face-vid2vid"] = (run.histories["face-vid2vid"][0], ["image_l1"])
         run.histories["MappingNet"] = (run.histories["MappingNet"][0], ["keypoint_l1"])
-    return {"stages": run.stages, "histories": run.histories, "heldout": run.heldout,
+    return {"stages": run.stages, "histories": run.histories, "heldout": run.heldout, "regressor": regressor,
             "nets": {"kp_extractor": fv.nets.kp_extractor, "generator": fv.nets.generator,
                      "mapping_crop": mp.mapping}}
 
@@ -148,10 +158,13 @@ def _train_models(run: _Run, cfg: MainConfig, corpus: Path, train_ids, held_ids)
     The training presets run one torch thread each, so with ``cfg.second_process`` face-vid2vid + MappingNet
     (:func:`_train_renderer`) train in a second process (its output in ``training/second_process.log``) while this
     one trains the regressor, ExpNet and PoseVAE, then the lip-sync model that :func:`_evaluate` uses (trained once
-    and cached when no ``syncnet_v2.model`` is present)."""
+    and cached when no ``syncnet_v2.model`` is present). When that model is still to train (a fresh machine), this
+    process has the longer path (session 25, 2-core AMD EPYC: regressor 80 s + ExpNet 366 s + PoseVAE 212 s + the
+    lip-sync stand-in 391 s against face-vid2vid + MappingNet 802 s), so the second process trains the regressor
+    first."""
     import torch
 
-    from .metrics.lipsync import default_lip_sync_scorer
+    from .metrics.lipsync import default_lip_sync_scorer, lip_sync_model_on_disk
     from .official.registry import save_networks
     from .side_process import SideProcess
     from .train.regressor import save_regressor
@@ -159,14 +172,17 @@ def _train_models(run: _Run, cfg: MainConfig, corpus: Path, train_ids, held_ids)
     models = run.folder / "models"
     train_dir = run.folder / "training"
     side = None
+    regressor_beside = cfg.second_process and not lip_sync_model_on_disk()
     if cfg.second_process:
-        side = SideProcess(_train_renderer, str(run.folder), str(corpus), cfg, log=train_dir / "second_process.log")
-        print(f"   face-vid2vid + MappingNet train in a second process (output: {side.log})", flush=True)
+        side = SideProcess(_train_renderer, str(run.folder), str(corpus), cfg, regressor_beside,
+                           log=train_dir / "second_process.log")
+        what = "the coefficient regressor, " if regressor_beside else ""
+        print(f"   {what}face-vid2vid + MappingNet train in a second process (output: {side.log})", flush=True)
     torch.set_num_threads(1)
+    regressor = None
     try:
-        with _stage(run, "train regressor"):
-            reg = _train_stage(run, "regressor", corpus, train_dir / "regressor", "coefficient regressor",
-                               steps=cfg.regressor_steps, seed=cfg.seed)
+        if not regressor_beside:
+            regressor = _train_regressor(run, cfg, corpus, train_dir)
         with _stage(run, "train ExpNet"):
             exp = _train_stage(run, "expnet", corpus, train_dir / "expnet", "ExpNet", steps=cfg.expnet_steps,
                                eval_every=cfg.expnet_eval_every, seed=cfg.seed)
@@ -194,11 +210,17 @@ def _train_models(run: _Run, cfg: MainConfig, corpus: Path, train_ids, held_ids)
     run.stages.update({f"{k}{tag}": v for k, v in other["stages"].items()})
     run.histories.update(other["histories"])
     run.heldout.update(other["heldout"])
+    if regressor_beside:  # the report keeps the pipeline's order: the regressor's curves and table first
+        regressor = other["regressor"]
+        for d in (run.histories, run.heldout):
+            items = sorted(d.items(), key=lambda item: item[0] != REGRESSOR_TITLE)  # stable: the rest keep theirs
+            d.clear()
+            d.update(items)
     nets = {"audio2exp": exp.model, "audio2pose": pose.model, **other["nets"]}
     configs = {n: m.config for n, m in nets.items()}
     torch.manual_seed(cfg.seed)
     save_networks(models, nets, configs, size=cfg.renderer_size, note="trained here by sadtalker-lab main")
-    save_regressor(models, reg.model, size=cfg.renderer_size)  # one checkpoint file: the size generation loads
+    save_regressor(models, regressor, size=cfg.renderer_size)  # one checkpoint file: the size generation loads
     return models
 
 

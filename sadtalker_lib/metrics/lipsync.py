@@ -59,6 +59,7 @@ __all__ = ["STANDIN_LABEL", "STANDIN_FORMAT", "PlayedLseResult", "as_played", "M
            "AudioToMouthConfig", "AudioToMouth", "mouth_features", "mouth_code", "LIP_FACE_PX", "lip_track",
            "confidence_at_zero", "standardise", "audio_features", "window_distances", "lse_from_features",
            "LandmarkSyncScorer", "load_standin", "save_standin", "standin_path", "default_lip_sync_scorer",
+           "lip_sync_model_on_disk",
            "delay_audio", "lip_sync_summary", "best_offset_confidence"]
 
 STANDIN_LABEL = "landmark stand-in, at offset 0"  # the scorer reports the clip as played (module docstring)
@@ -382,6 +383,14 @@ def load_standin(path: str | Path | None = None, *, device: str = "cpu") -> Land
     model.load_state_dict(blob["state_dict"])
     # the label says how the scorer reports (this code: at offset 0), not what the file holds: STANDIN_LABEL
     return LandmarkSyncScorer(model.to(device).eval(), STANDIN_LABEL, device=device, notes=str(blob.get("notes", "")))
+
+
+def lip_sync_model_on_disk() -> bool:
+    """Whether :func:`default_lip_sync_scorer` finds a file to load (``syncnet_v2.model`` or the cached stand-in)
+    rather than training the stand-in first (minutes: a fresh machine)."""
+    from .weights import default_weight_path
+
+    return default_weight_path("syncnet").is_file() or standin_path().is_file()
 
 
 def default_lip_sync_scorer(*, device: str = "cpu", train_if_missing: bool = True, log=print) -> SyncNetScorer:
