@@ -55,7 +55,7 @@ CI_PARAMETERS: dict[str, dict] = {
 }
 USES_TRAINING_CORPUS = ("03_expnet_distillation", "04_posevae", "08_ablations")
 # A cell over its limit fails the test instead of stalling CI; the slowest CI cell (notebook 03's training, 400 steps)
-# took ~250 s on the shared 2-core machine, the others up to ~130 s. Known third-party stall: nbclient sometimes does
+# took 230-275 s on the shared 2-core machine, the others up to ~130 s. Known third-party stall: nbclient sometimes does
 # not wake up for the reply of a cell that displays an ipywidgets Output widget (jupyter/nbclient#312,
 # nteract/papermill#723). Seen here in notebook 02's `explorer` cell: kernel and client both idle until the timeout,
 # then the reply is read and the run goes on, so the limit also bounds what such a stall costs.
