@@ -36,7 +36,7 @@ EXPNET_CORPUS_CLIPS = 36  # notebook 03: its default corpus (6 people, 4 trained
 CI_PARAMETERS: dict[str, dict] = {
     # 03 asserts its own margins (error <= 0.5 x beta_0 only, mouth-opening correlation >= 0.8 on the 2 held-out people)
     # after STEPS of its 600 default steps; see the notebook's closing note for what was measured at this size
-    "03_expnet_distillation": dict(N_CLIPS=EXPNET_CORPUS_CLIPS, STEPS=400, EVAL_EVERY=400,
+    "03_expnet_distillation": dict(N_CLIPS=EXPNET_CORPUS_CLIPS, STEPS=300, EVAL_EVERY=300,
                                    REAL_STEPS=0),  # real clips: minutes to build, off in CI
     "08_ablations": dict(N_CLIPS=CORPUS_CLIPS, N_HELDOUT=CORPUS_HELDOUT, N_TRAIN_CLIPS_POSE=4, EXP_STEPS=4,
                          POSE_STEPS=4, EXP_VARIANTS=["full", "no_ref_no_read"], POSE_VARIANTS=["full", "no_audio"],
@@ -45,7 +45,7 @@ CI_PARAMETERS: dict[str, dict] = {
     "05_facerender_mapping": dict(N_CLIPS=3, SECONDS=1.2, FV2V_STEPS=30, MAPPING_STEPS=10, HELDOUT_PAIRS=3),
     "04_posevae": dict(N_CLIPS=CORPUS_CLIPS, N_HELDOUT=CORPUS_HELDOUT, N_TRAIN_CLIPS=6, STEPS=60, BATCH_SIZE=8,
                        TRAIN_NO_AUDIO=False, MIN_MARGIN=-0.01, MIN_KL=0.005, MIN_DIVERSITY=0.0005, BA_DRAWS=1),
-    "07_evaluation": dict(n_clips=8, clip_seconds=3.0, lipsync_model="notebook", lipsync_steps=1000, detect_faces=False,
+    "07_evaluation": dict(n_clips=8, clip_seconds=3.0, lipsync_model="notebook", lipsync_steps=500, detect_faces=False,
                           max_frames=20,
                           gen_seconds=0.4, offsync_frames=4, csim_step=10, cpbd_step=10),
     "02_3dmm_fitting": dict(ITERATIONS=30, MAX_PORTRAITS=1, VIDEO_FRAMES=3, REGRESSOR_COPIES=12, REGRESSOR_STEPS=10),
@@ -54,11 +54,11 @@ CI_PARAMETERS: dict[str, dict] = {
     "00_tour": dict(),
 }
 USES_TRAINING_CORPUS = ("03_expnet_distillation", "04_posevae", "08_ablations")
-# A cell over its limit fails the test instead of stalling CI; the slowest CI cell (notebook 03's training, 400 steps)
-# took 230-275 s on the shared 2-core machine, the others up to ~130 s. Known third-party stall: nbclient sometimes does
-# not wake up for the reply of a cell that displays an ipywidgets Output widget (jupyter/nbclient#312,
-# nteract/papermill#723). Seen here in notebook 02's `explorer` cell: kernel and client both idle until the timeout,
-# then the reply is read and the run goes on, so the limit also bounds what such a stall costs.
+# A cell over its limit fails the test instead of stalling CI; the slowest CI cell (notebook 03's training, 300 steps)
+# took ~205 s on the shared 2-core machine (400 steps: 230-275 s), the others up to ~130 s. Known third-party stall:
+# nbclient sometimes does not wake up for the reply of a cell that displays an ipywidgets Output widget
+# (jupyter/nbclient#312, nteract/papermill#723). Seen here in notebook 02's `explorer` cell: kernel and client both
+# idle until the timeout, then the reply is read and the run goes on, so the limit also bounds what such a stall costs.
 CELL_TIMEOUT_S = {"ci": 600, "defaults": 3600}
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
@@ -70,9 +70,15 @@ def test_every_notebook_has_ci_parameters_and_a_parameters_cell():
         nb = json.loads((NOTEBOOKS / f"{name}.ipynb").read_text())
         first = nb["cells"][0]
         assert first["cell_type"] == "code" and "parameters" in first["metadata"].get("tags", []), name
-        defaults = _assigned_names("".join(first["source"]))
+        defaults = _parameter_names(name)
         unknown = set(CI_PARAMETERS[name]) - defaults
         assert not unknown, f"{name}: CI parameters {unknown} are not in its parameters cell {sorted(defaults)}"
+
+
+def _parameter_names(name: str) -> set[str]:
+    """The names a notebook's parameters cell (its first cell) assigns."""
+    nb = json.loads((NOTEBOOKS / f"{name}.ipynb").read_text())
+    return _assigned_names("".join(nb["cells"][0]["source"]))
 
 
 def _assigned_names(source: str) -> set[str]:
@@ -138,6 +144,8 @@ def test_notebook(name, tmp_path, venv_kernel, request):
     parameters = {} if defaults else dict(CI_PARAMETERS[name])
     if name in USES_TRAINING_CORPUS and not defaults:
         parameters["CORPUS_DIR"] = str(request.getfixturevalue("training_corpus")(parameters["N_CLIPS"]))
+    if "OUT_DIR" in _parameter_names(name):  # its run folder in pytest's tmp (None: a new /tmp folder per run)
+        parameters["OUT_DIR"] = str(tmp_path / "out")
     cwd = tmp_path / "notebooks"
     cwd.mkdir()
     out = tmp_path / f"{name}.ipynb"

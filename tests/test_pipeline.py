@@ -237,8 +237,8 @@ def test_models_precision_is_the_wrappers(tiny_dir, files):
     assert next(f64.generator.parameters()).dtype == torch.float64
     assert next(f64.regressor.parameters()).dtype == torch.float32  # the coefficient networks stay float32
     source = f32.prepare_source(files / "portrait.png", "crop")
-    coeffs = np.random.default_rng(0).normal(size=(4, 70)).astype(np.float32) * 0.1
-    opts = GenerationOptions(batch_size=4)
+    coeffs = np.random.default_rng(0).normal(size=(2, 70)).astype(np.float32) * 0.1
+    opts = GenerationOptions(batch_size=2)
     a = next(f32.render_batches(source, coeffs, opts, progress=False)).frames
     b = next(f64.render_batches(source, coeffs, opts, progress=False)).frames
     assert a.dtype == b.dtype == torch.float32

@@ -136,10 +136,15 @@ def test_loss_falls(windows, tmp_path):
     assert v[-8:].mean() < 0.75 * v[:8].mean(), f"train loss {v[:8].mean():.3f} -> {v[-8:].mean():.3f}"
     before, after = run.history.first("loss"), run.history.last("loss")
     assert after < before, f"held-out loss {before:.4f} -> {after:.4f}"
-    # the evaluation encodes the audio once for both of its passes (ExpNet.encode_audio + map_features); the
-    # held-out report runs the whole forward: on the same final weights both give the same mouths
+    # the evaluation encodes the audio once for both of its passes (ExpNet.encode_audio + map_features) and the
+    # held-out report reuses its predictions of the final weights: the whole forward gives the same mouths
+    from sadtalker_lib.train.expnet_heldout import expnet_heldout
+
     assert run.heldout is not None
     assert run.history.last("mouth_error") == pytest.approx(run.heldout.mouth_landmark_error_px["trained"], rel=1e-5)
+    fresh = expnet_heldout(run.model, held, default_morphable_model(), cfg.use_ref_exp, train)
+    assert fresh.mouth_landmark_error_px == pytest.approx(run.heldout.mouth_landmark_error_px, rel=1e-5)
+    assert fresh.mouth_opening_corr == pytest.approx(run.heldout.mouth_opening_corr, rel=1e-5)
     assert (tmp_path / "run" / LIPREADER_FILE).is_file()  # the trained-here reader, labelled
     assert load_lipreader(tmp_path / "run" / LIPREADER_FILE).source == "trained-here"
     with open(tmp_path / "run" / "log.csv") as f:

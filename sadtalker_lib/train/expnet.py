@@ -346,6 +346,8 @@ class ExpNetStage(Stage):
             raise ValueError(f"the windows have {train.window} frames, config.window is {self.config.window}")
         self.train, self.heldout, self.init, self.lipreader = train, heldout, init, lipreader
         self.morphable = morphable or default_morphable_model()
+        self.heldout_result: ExpNetHeldout | None = None  # set by heldout_report at the end of a run
+        self.eval_predictions: torch.Tensor | None = None  # held-out predictions of the current weights [N, T, 64]
 
     def before_run(self, out_dir: Path | None) -> None:
         self.lipreader = _lipreader_for(self.config, self.train, out_dir, self.morphable, self.lipreader)
@@ -380,6 +382,7 @@ class ExpNetStage(Stage):
         return len(self.train)
 
     def train_step(self, ctx: StepContext) -> dict[str, float]:
+        self.eval_predictions = None  # the weights change: the last evaluation's predictions are stale
         batch = self.train[ctx.indices].to(ctx.device)
         z_blink = ctx.rand(self.config.window)
         loss, terms, _ = expnet_step_losses(ctx.module("expnet"), batch, z_blink, self.config, self.morphable,
@@ -391,8 +394,8 @@ class ExpNetStage(Stage):
         if self.heldout is None or not len(self.heldout):
             return None
         calibrate_batchnorm(self.model, self.train, self.config.precise_bn_windows, seed=self.config.seed)
-        m = evaluate_expnet(self.model, self.heldout, self.config, self.morphable, self.lipreader,
-                            seed=self.config.seed + 1)
+        m, self.eval_predictions = evaluate_expnet(self.model, self.heldout, self.config, self.morphable,
+                                                   self.lipreader, seed=self.config.seed + 1, with_predictions=True)
         return {k: v for k, v in vars(m).items() if not math.isnan(v)}
 
     def finalize(self, ctx: RunContext) -> None:
@@ -409,8 +412,9 @@ class ExpNetStage(Stage):
         """Trained vs beta0_only / mean_mouth / teacher on the held-out windows (``expnet_heldout``)."""
         if self.heldout is None or not len(self.heldout):
             return None
+        # the evaluation at the last step predicted the held-out windows with these weights: reused, not rerun
         self.heldout_result = expnet_heldout(self.model, self.heldout, self.morphable, self.config.use_ref_exp,
-                                             self.train)
+                                             self.train, trained=self.eval_predictions)
         return heldout_report(self.heldout_result, self.split)
 
 
@@ -454,7 +458,7 @@ def train_expnet(train: ExpWindows, heldout: ExpWindows | None = None, config: E
     stage.model.eval()
     return ExpNetRun(model=stage.model, history=res.history, checkpoint=res.final, out_dir=res.out_dir,
                      config=stage.config, lipreader=stage.lipreader, step=res.step,
-                     heldout=getattr(stage, "heldout_result", None))
+                     heldout=stage.heldout_result)
 
 
 def expnet_corpus_windows(corpus: str | os.PathLike, window: int = EXPNET_WINDOW, heldout_fraction: float = 0.25,

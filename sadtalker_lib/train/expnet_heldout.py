@@ -112,9 +112,12 @@ def _corr_t(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def evaluate_expnet(model, windows: ExpWindows, config=None, morphable=None,
-                    lipreader=None, seed: int = 1234, batch_size: int = 64) -> ExpNetMetrics:
-    """Held-out evaluation in eval mode (BatchNorm running statistics), deterministic for ``seed``."""
+def evaluate_expnet(model, windows: ExpWindows, config=None, morphable=None, lipreader=None, seed: int = 1234,
+                    batch_size: int = 64, with_predictions: bool = False):
+    """Held-out evaluation in eval mode (BatchNorm running statistics), deterministic for ``seed``.
+
+    Returns the :class:`ExpNetMetrics`; with ``with_predictions``, ``(metrics, beta)``: beta [N, T, 64] the model's
+    output with z_blink = 0 (what :func:`predict_windows` gives, from the same audio features)."""
     from .expnet import ExpNetTrainConfig, default_morphable_model, expnet_step_losses, project_expression
     from .lipreader import lipreader_accuracy, mouth_features
 
@@ -147,7 +150,7 @@ def evaluate_expnet(model, windows: ExpWindows, config=None, morphable=None,
     if lipreader is not None and windows.viseme is not None:
         acc = lipreader_accuracy(lipreader, mouth_features(lm), windows.viseme)
     mean = {k: v / n for k, v in sums.items()}
-    return ExpNetMetrics(
+    metrics = ExpNetMetrics(
         loss=mean["loss"], distill=mean["distill"], lks=mean.get("lks", float("nan")),
         eye=mean.get("eye", float("nan")), read=mean.get("read", float("nan")),
         exp_error=float(distill_loss(pred, windows.exp_lip)),
@@ -158,6 +161,7 @@ def evaluate_expnet(model, windows: ExpWindows, config=None, morphable=None,
         opening_corr=float(np.mean([_corr(tr.opening["g"], tr.opening["t"]) for tr in
                                     mouth_tracks({"g": lm, "t": lm_teacher}, windows)])),
     )
+    return (metrics, pred) if with_predictions else metrics
 
 
 
@@ -197,14 +201,17 @@ def mouth_tracks(landmarks: dict[str, torch.Tensor], windows: ExpWindows) -> lis
 
 @torch.no_grad()
 def expnet_heldout(model, windows: ExpWindows, morphable, use_ref_exp: bool = True,
-                   train: ExpWindows | None = None) -> ExpNetHeldout:
+                   train: ExpWindows | None = None, trained: torch.Tensor | None = None) -> ExpNetHeldout:
     """All held-out measures of ``model`` and the baselines on ``windows`` (see the module docstring); ``train``:
-    the training windows (for the ``mean_mouth`` row)."""
+    the training windows (for the ``mean_mouth`` row); ``trained``: the model's predictions [N, T, 64] when the
+    caller has them (``evaluate_expnet(..., with_predictions=True)`` on the same model), else computed here."""
     from .expnet import lip_subspace, project_expression
 
     windows = windows.to(next(model.parameters()).device)  # beside the model and the morphable model
     t = windows.window
-    seqs = {"trained": predict_windows(model, windows, use_ref_exp),
+    if trained is None:
+        trained = predict_windows(model, windows, use_ref_exp)
+    seqs = {"trained": trained.to(windows.exp_lip.device),
             "beta0_only": windows.ref_exp[:, None].expand(-1, t, -1),
             "teacher_lip_only": windows.exp_lip}
     if train is not None and len(train):
