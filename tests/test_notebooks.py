@@ -40,7 +40,7 @@ CI_PARAMETERS: dict[str, dict] = {
                                    REAL_STEPS=0),  # real clips: minutes to build, off in CI
     "08_ablations": dict(N_CLIPS=CORPUS_CLIPS, N_HELDOUT=CORPUS_HELDOUT, N_TRAIN_CLIPS_POSE=4, EXP_STEPS=4,
                          POSE_STEPS=4, EXP_VARIANTS=["full", "no_ref_no_read"], POSE_VARIANTS=["full", "no_audio"],
-                         SEEDS=[0], LIPSYNC_STEPS=300, KNOB_SWEEP={}, PRECISE_BN_WINDOWS=16, LIPREADER_STEPS=40,
+                         SEEDS=[0], LIPSYNC_STEPS=60, KNOB_SWEEP={}, PRECISE_BN_WINDOWS=16, LIPREADER_STEPS=40,
                          KNOB_CLIPS=8, KNOB_EXP_STEPS=10, KNOB_POSE_STEPS=10),
     "05_facerender_mapping": dict(N_CLIPS=3, SECONDS=1.2, FV2V_STEPS=30, MAPPING_STEPS=10, HELDOUT_PAIRS=3),
     "04_posevae": dict(N_CLIPS=CORPUS_CLIPS, N_HELDOUT=CORPUS_HELDOUT, N_TRAIN_CLIPS=6, STEPS=60, BATCH_SIZE=8,
