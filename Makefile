@@ -21,10 +21,9 @@ $(STAMP): pyproject.toml
 	@$(MAKE) --no-print-directory system-deps
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	# torch first, pinned, so that no resolver pulls another torch. --no-compile: Python compiles each module when it
-	# is first imported instead of pip compiling all ~6500 files of torch and the rest up front (~1 min of setup)
-	$(BIN)/python -m pip install -q --no-compile torch==2.14.1 torchvision==0.29.1
-	$(BIN)/python -m pip install -q --no-compile -e '.[test,notebooks,train]'
+	# torch first, pinned, so that no resolver pulls another torch
+	$(BIN)/python -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(BIN)/python -m pip install -q -e '.[test,notebooks,train]'
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)
 
