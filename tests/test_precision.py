@@ -264,24 +264,27 @@ def _parity_nets(folder):
                               ("mapping_crop", "mapping_crop"))}
 
 
-@pytest.mark.parity
-def test_fast_on_the_parity_weights_clears_35_db(reference_checkpoints):
-    """The issue's bar on the parity weights (seeded, official format), one frame at 128 px to stay fast:
-    ``fast`` as this machine resolves it >= 35 dB against exact."""
+@pytest.fixture(scope="module")
+def parity_exact(reference_checkpoints):
+    """The parity weights (seeded, official format) and their exact frame: one window at 128 px (kept fast)."""
     nets = _parity_nets(reference_checkpoints)
     w = _windows(1)
-    _, f_e = _render(Models(**nets), 128, w)
+    return nets, w, _render(Models(**nets), 128, w)[1]
+
+
+@pytest.mark.parity
+def test_fast_on_the_parity_weights_clears_35_db(parity_exact):
+    """The issue's bar on the parity weights: ``fast`` as this machine resolves it >= 35 dB against exact."""
+    nets, w, f_e = parity_exact
     _, f_f = _render(Models(**nets, precision="fast"), 128, w)
     assert psnr_db(f_f, f_e) >= 35.0
 
 
 @pytest.mark.parity
-def test_float32_fast_on_the_parity_weights_is_the_same_picture(reference_checkpoints):
+def test_float32_fast_on_the_parity_weights_is_the_same_picture(parity_exact):
     """The float32 CPU policy (what fast is on CPUs without native bfloat16): >= 60 dB against exact (measured
     99.8 dB at 256 px), and flush-subnormals alone changes no pixel."""
-    nets = _parity_nets(reference_checkpoints)
-    w = _windows(1)
-    _, f_e = _render(Models(**nets), 128, w)
+    nets, w, f_e = parity_exact
     _, f_f = _render(Models(**nets, precision=PrecisionPolicy("fast", FAST_TECHNIQUES["cpu-float32"])), 128, w)
     assert psnr_db(f_f, f_e) >= 60.0
     _, f_s = _render(Models(**nets, precision=PrecisionPolicy("custom", ("flush-subnormals",))), 128, w)
@@ -291,10 +294,8 @@ def test_float32_fast_on_the_parity_weights_is_the_same_picture(reference_checkp
 @pytest.mark.parity
 @pytest.mark.skipif(not native_bf16_cpu(), reason="this CPU has no native bfloat16 (AVX512-BF16 / AMX): its bfloat16 "
                     "convs are ~290x slower, and fast does not use them here")
-def test_bf16_fast_on_the_parity_weights_clears_35_db(reference_checkpoints):
+def test_bf16_fast_on_the_parity_weights_clears_35_db(parity_exact):
     """The bfloat16 CPU policy (what fast is on CPUs with native bfloat16) >= 35 dB against exact."""
-    nets = _parity_nets(reference_checkpoints)
-    w = _windows(1)
-    _, f_e = _render(Models(**nets), 128, w)
+    nets, w, f_e = parity_exact
     _, f_f = _render(Models(**nets, precision=PrecisionPolicy("fast", FAST_TECHNIQUES["cpu"])), 128, w)
     assert psnr_db(f_f, f_e) >= 35.0
