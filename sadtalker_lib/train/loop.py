@@ -313,6 +313,26 @@ def _shares(n: int, world: int, rank: int, accum: int) -> list[slice]:
     return [slice(rank * size + i * micro, rank * size + (i + 1) * micro) for i in range(accum)]
 
 
+@contextlib.contextmanager
+def _cpu_bf16_without_onednn(acc):
+    """Training steps under bf16 autocast on a CPU run on ATen's own kernels, not oneDNN's.
+
+    oneDNN's bf16 Conv3d weight gradient (torch 2.14.1, kernel ``jit_bf16:avx512_core_bf16``, used on CPUs with
+    AVX512-BF16 such as AMD Zen 4) corrupts the heap for a 7x7x7 kernel over a volume of depth 4: the process aborts
+    ("double free or corruption") in the first backward of the tiny / cpu presets' dense-motion ``mask`` conv.
+    bf16 on a CPU only stands in for a GPU run (``mixed_precision`` "auto" is "no" there), so slower and correct
+    wins. Seen in session 33 on the 2-core AMD EPYC with AVX512-BF16; a GPU never takes this path."""
+    if acc.device.type != "cpu" or acc.mixed_precision != "bf16":
+        yield
+        return
+    enabled = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = False
+    try:
+        yield
+    finally:
+        torch.backends.mkldnn.enabled = enabled
+
+
 class NonFiniteLoss(FloatingPointError):
     """The training loss stopped being finite (the weights are then NaN too): the run stops instead of training on."""
 
@@ -415,7 +435,7 @@ def run(stage: Stage, out_dir: str | os.PathLike | None, *, resume: bool = True,
         sums: dict[str, float] = {}
         parts = _shares(len(idx), acc.num_processes, acc.process_index, config.grad_accum)
         for part in parts:
-            with acc.accumulate(*train_wrapped), acc.autocast():
+            with acc.accumulate(*train_wrapped), acc.autocast(), _cpu_bf16_without_onednn(acc):
                 terms = stage.train_step(StepContext(ctx, stage, step, idx, part))
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0.0) + float(v) / len(parts)
