@@ -318,8 +318,8 @@ def _cpu_bf16_without_onednn(acc):
     """Training steps under bf16 autocast on a CPU run on ATen's own kernels, not oneDNN's.
 
     oneDNN's bf16 Conv3d weight gradient (torch 2.14.1, kernel ``jit_bf16:avx512_core_bf16``, used on CPUs with
-    AVX512-BF16 such as AMD Zen 4) corrupts the heap for a 7x7x7 kernel over a volume of depth 4: the process aborts
-    ("double free or corruption") in the first backward of the tiny / cpu presets' dense-motion ``mask`` conv.
+    AVX512-BF16) corrupts the heap for a 7x7x7 kernel over a volume of depth 4 (not over depth 5 to 8): the process
+    aborts ("double free or corruption") in the first backward of the tiny / cpu presets' dense-motion ``mask`` conv.
     bf16 on a CPU only stands in for a GPU run (``mixed_precision`` "auto" is "no" there), so slower and correct
     wins. Seen in session 33 on the 2-core AMD EPYC with AVX512-BF16; a GPU never takes this path."""
     if acc.device.type != "cpu" or acc.mixed_precision != "bf16":
