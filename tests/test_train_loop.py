@@ -228,6 +228,25 @@ def test_facevid2vid_trains_under_bf16_autocast(corpus, tmp_path):
     assert torch.backends.mkldnn.enabled  # switched off for the bf16 steps only
 
 
+class _RecordsOneDNN(LipReaderStage):
+    """The lip reader noting, at every training step, whether oneDNN was on."""
+
+    def train_step(self, ctx):
+        self.onednn = [*getattr(self, "onednn", []), torch.backends.mkldnn.enabled]
+        return super().train_step(ctx)
+
+
+@pytest.mark.parametrize("precision, onednn", [("bf16", False), ("no", True)])
+def test_cpu_training_steps_use_onednn_except_under_bf16(precision, onednn):
+    """loop._cpu_bf16_without_onednn on every CPU, with or without AVX512-BF16 (where oneDNN's bf16 Conv3d backward
+    aborted): off for bf16 steps only, and on again after the run."""
+    feats, labels = _lip_data()
+    stage = _RecordsOneDNN(feats, labels, LipReaderTrainConfig.tiny(steps=3, mixed_precision=precision),
+                           heldout=(feats[:8], labels[:8]))
+    loop.run(stage, None)
+    assert stage.onednn == [onednn] * 3 and torch.backends.mkldnn.enabled
+
+
 def _n_apart(a: dict, b: dict, tol: float) -> int:
     return sum(int(((a[k].double() - b[k].double()).abs() > tol).sum()) for k in a)
 
