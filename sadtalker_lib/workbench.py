@@ -424,7 +424,8 @@ def run_main(out_dir: str | os.PathLike = "runs", checkpoints: str | os.PathLike
         report.table(pd.DataFrame(rows).set_index(["model", "metric", "baseline"]),
                      "Each trained stage on held-out people (heldout.json of its training folder) beside its trivial "
                      "baselines: beta0_only = closed lips, still_head = no head motion, mean_coefficients = the "
-                     "training mean. A gain over random initialisation is not evidence; these are.")
+                     "training mean; linear_in_rho0 (PoseVAE) = least squares of the motion on the first pose. A gain "
+                     "over random initialisation is not evidence; these are.")
         for title, rep in run.heldout.items():  # stand-ins and training aids the stages name (heldout.json "split")
             how = [f"{k.replace('_', ' ')}: {rep.split[k][0]}" for k in TRAINING_NOTES if rep.split.get(k)]
             if how:

@@ -31,7 +31,7 @@ from sadtalker_lib.train.posevae import (
     residual_rms,
     train_posevae,
 )
-from sadtalker_lib.train.posevae_eval import evaluate_posevae_clips, random_training_motion
+from sadtalker_lib.train.posevae_eval import evaluate_posevae_clips, linear_ref_pose_motion, random_training_motion
 
 FAST = dict(progress=False, num_threads=1)
 
@@ -287,7 +287,7 @@ def test_heldout_beats_still_head_and_uses_z(locked_run):
         assert {"loss", "mse", "kl", "prior_mse"} <= set(next(csv.DictReader(f)))
     report = read_heldout(out)  # written by the loop from PoseVAEStage.heldout_report
     mse = report.metrics["pose_mse"]
-    assert set(mse.baselines) == {"still_head", "random_training_sequence"}
+    assert set(mse.baselines) == {"still_head", "random_training_sequence", "linear_in_rho0"}
     assert mse.value < 0.9 * mse.baselines["still_head"], report.table()
     assert mse.baselines["still_head"] < mse.baselines["random_training_sequence"]
     sampled = report.metrics["pose_mse_sampled"]
@@ -307,6 +307,29 @@ def test_random_training_motion_takes_another_clip():
     for i in range(12):
         j = [k for k in range(12) if torch.equal(res[i], own[k])]
         assert j and all(int(w.clip[k]) != int(w.clip[i]) for k in j)
+
+
+def test_linear_in_rho0_baseline_recovers_an_affine_return_and_nothing_more():
+    def affine_windows(n, seed, wobble=0.0):
+        g = torch.Generator().manual_seed(seed)
+        ref = 0.2 * torch.randn(n, 6, generator=g)
+        rest = torch.tensor([0.05, -0.1, 0.0, 0.02, 0.0, -0.03])
+        frac = 1 - torch.exp(-torch.arange(33, dtype=torch.float32) / 8)  # [33], 0 at rho_0
+        pose = ref[:, None] + frac[None, :, None] * (rest - 0.5 * ref)[:, None]  # returns half-way to a rest pose
+        pose[:, 1:] += wobble * torch.randn(n, 32, 6, generator=g)
+        return PoseWindows(pose=pose, style=torch.zeros(n, dtype=torch.long), audio_emb=torch.zeros(n, 32, 8),
+                           clip=torch.arange(n))
+
+    train, held = affine_windows(40, 0), affine_windows(12, 1)
+    gt = held.pose[:, 1:] - held.pose[:, :1]
+    pred = linear_ref_pose_motion(held, train)
+    assert pred.shape == gt.shape
+    assert float((pred - gt).pow(2).mean()) < 1e-10 * float(gt.pow(2).mean())  # exact for an affine return
+    # motion that rho_0 does not predict (noise about the return) stays in its error
+    train, held = affine_windows(40, 0, wobble=0.05), affine_windows(12, 1, wobble=0.05)
+    gt = held.pose[:, 1:] - held.pose[:, :1]
+    err = float((linear_ref_pose_motion(held, train) - gt).pow(2).mean())
+    assert 0.5 * 0.05**2 < err < float(gt.pow(2).mean())
 
 
 def test_free_bits_kl_and_gan_warmup():

@@ -12,7 +12,11 @@ z ~ N(0, I) per window (``pose_mse_sampled``). Baselines, each the same error of
 
 * ``still_head``: Delta rho' = 0 (rho_t = rho_0: no head motion);
 * ``random_training_sequence``: the real residual motion of a window of another (training) clip, aligned to the
-  held-out window's first frame (rho_0 + its Delta rho).
+  held-out window's first frame (rho_0 + its Delta rho);
+* ``linear_in_rho0``: a least-squares fit on the training windows of the 32 x 6 residuals as an affine function
+  of the 6 values of rho_0 (no audio, no style, no z): the return towards a rest pose that rho_0 alone predicts.
+  Not in the paper, and not a "trivial" motion like the two above: a floor for what the decoder at z = 0
+  should reach from the same rho_0 (:func:`linear_ref_pose_motion`).
 
 A sample and the random training sequence are both "a plausible motion, not this one": their errors compare
 like with like; the z = 0 prediction compares with the still head. Use of z: the held-out KL (nats per latent
@@ -37,8 +41,8 @@ from .losses import kl_loss
 from .posevae import PoseVAETrainConfig, _conditions
 from .posevae_audio import with_embeddings as _with_embeddings
 
-__all__ = ["PoseHeldoutMetrics", "random_training_motion", "decode_windows", "evaluate_pose_heldout",
-           "pose_heldout_report", "PoseClipMetrics", "evaluate_posevae_clips"]
+__all__ = ["PoseHeldoutMetrics", "random_training_motion", "linear_ref_pose_motion", "decode_windows",
+           "evaluate_pose_heldout", "pose_heldout_report", "PoseClipMetrics", "evaluate_posevae_clips"]
 
 POSE_MSE_LABEL = ("MSE of the residual Delta rho = rho_t - rho_0 over 32 frames x 6 values (rad; model units) given "
                   "rho_0, audio, style; decoder at z = 0")
@@ -52,6 +56,7 @@ class PoseHeldoutMetrics:
     pose_mse_sampled: float
     still_head: float
     random_training_sequence: float
+    linear_in_rho0: float
     kl_per_dim: float
     z_spread: float
     diversity: float
@@ -75,6 +80,19 @@ def random_training_motion(heldout: PoseWindows, train: PoseWindows, seed: int =
         pool = np.flatnonzero(train.clip.numpy() != int(heldout.clip[i])) if same else np.arange(len(train))
         picks.append(int(rng.choice(pool if len(pool) else np.arange(len(train)))))
     return res[torch.as_tensor(picks)]
+
+
+def linear_ref_pose_motion(heldout: PoseWindows, train: PoseWindows) -> torch.Tensor:
+    """The ``linear_in_rho0`` baseline: Delta rho [N, T, 6] of each held-out window predicted by an affine map of its
+    rho_0 [6], fitted by least squares (float64) on the training windows' (rho_0, Delta rho). T must match."""
+    def design(w: PoseWindows) -> torch.Tensor:
+        ref = w.pose[:, 0].double()
+        return torch.cat([ref, torch.ones(len(ref), 1, dtype=ref.dtype)], 1)  # [N, 7]
+
+    res = (train.pose[:, 1:] - train.pose[:, :1]).double().reshape(len(train), -1)  # [N_train, T * 6]
+    coef = torch.linalg.lstsq(design(train), res).solution  # [7, T * 6]
+    t = heldout.pose.shape[1] - 1
+    return (design(heldout) @ coef).reshape(len(heldout), t, -1).to(heldout.pose.dtype)
 
 
 def _window_diversity(motion: torch.Tensor) -> float:
@@ -138,7 +156,8 @@ def evaluate_pose_heldout(model: PoseVAE, heldout: PoseWindows, train: PoseWindo
 
     return PoseHeldoutMetrics(
         pose_mse=mse(mean), pose_mse_sampled=mse(s1), still_head=mse(torch.zeros_like(gt)),
-        random_training_sequence=mse(rand), kl_per_dim=sum(kls) / len(heldout),
+        random_training_sequence=mse(rand), linear_in_rho0=mse(linear_ref_pose_motion(heldout, train)),
+        kl_per_dim=sum(kls) / len(heldout),
         z_spread=float((s1 - s2).pow(2).mean().sqrt() / gt.pow(2).mean().sqrt()),
         diversity=_window_diversity(s1), real_diversity=_window_diversity(gt), random_diversity=_window_diversity(rand),
         n_windows=len(heldout))
@@ -148,7 +167,8 @@ def pose_heldout_report(m: PoseHeldoutMetrics, split: Mapping | None = None) -> 
     """``heldout.json`` of the PoseVAE stage (``train/heldout.py``)."""
     metrics = {
         "pose_mse": HeldoutMetric(m.pose_mse, {"still_head": m.still_head,
-                                               "random_training_sequence": m.random_training_sequence},
+                                               "random_training_sequence": m.random_training_sequence,
+                                               "linear_in_rho0": m.linear_in_rho0},
                                   label=POSE_MSE_LABEL),
         "pose_mse_sampled": HeldoutMetric(m.pose_mse_sampled, {"still_head": m.still_head,
                                                                "random_training_sequence": m.random_training_sequence},
