@@ -9,10 +9,10 @@ import torch
 
 from sadtalker_lib.coeffs import ANGLE
 from sadtalker_lib.data.windows import split_by_clip, synthetic_exp_windows, synthetic_pose_windows
-from sadtalker_lib.train.ablations import (BA_ABOVE_CHANCE, BA_OTHER_AUDIO, BEATS_PER_S, EXPNET_ROWS, PAPER_TABLE3,
-                                           PAPER_TABLE4, POSE_MSE_VS_STILL, POSEVAE_ROWS, RANDOM_SEQUENCE_ROW,
-                                           STILL_HEAD_ROW, AblationExplorer, run_expnet_ablations,
-                                           run_posevae_ablations)
+from sadtalker_lib.train.ablations import (BA_ABOVE_CHANCE, BA_OTHER_AUDIO, BEATS_PER_S, EXPNET_ROWS,
+                                           LINEAR_REF_POSE_ROW, PAPER_TABLE3, PAPER_TABLE4, POSE_MSE_VS_STILL,
+                                           POSEVAE_ROWS, RANDOM_SEQUENCE_ROW, STILL_HEAD_ROW, AblationExplorer,
+                                           run_expnet_ablations, run_posevae_ablations)
 from sadtalker_lib.train.expnet import ExpNetTrainConfig
 from sadtalker_lib.train.posevae import PoseVAETrainConfig
 
@@ -67,7 +67,8 @@ def test_posevae_ablations(tmp_path):
     train, held, clips, cfg = _pose_inputs()
     res = run_posevae_ablations(train, held, clips, ["full", "no_gan"], cfg, tmp_path, num_styles=3, progress=False)
     trained = [POSEVAE_ROWS[("full", "fixed")], POSEVAE_ROWS[("no_gan", "fixed")], POSEVAE_ROWS[("full", "mixed")]]
-    assert list(res.table.index) == trained + ["Real (corpus motion)", STILL_HEAD_ROW, RANDOM_SEQUENCE_ROW]
+    assert list(res.table.index) == trained + ["Real (corpus motion)", STILL_HEAD_ROW, RANDOM_SEQUENCE_ROW,
+                                               LINEAR_REF_POSE_ROW]
     scores = res.table.loc[trained + ["Real (corpus motion)"], ["Diversity ↑", "Beat Align ↑"]].to_numpy(float)
     assert np.isfinite(scores).all() and (scores[:, 0] > 0).all()
     # the prediction error beside the trivial baselines: a still head is 1 by definition
@@ -76,6 +77,7 @@ def test_posevae_ablations(tmp_path):
     assert res.table.loc[STILL_HEAD_ROW, POSE_MSE_VS_STILL] == 1.0
     assert res.table.loc[RANDOM_SEQUENCE_ROW, POSE_MSE_VS_STILL] == pytest.approx(
         h.random_training_sequence / h.still_head)
+    assert res.table.loc[LINEAR_REF_POSE_ROW, POSE_MSE_VS_STILL] == pytest.approx(h.linear_in_rho0 / h.still_head)
     assert np.isfinite(res.table.loc[trained, [BA_ABOVE_CHANCE, BEATS_PER_S, BA_OTHER_AUDIO]].to_numpy(float)).all()
     assert res.table.loc["Real (corpus motion)", "Diversity ↑"] == pytest.approx(
         np.mean([np.std(c["coeffs"][:, ANGLE], axis=0) for c in clips]), rel=0.05)

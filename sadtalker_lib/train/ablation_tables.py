@@ -62,8 +62,8 @@ TABLE4_LABELS = {DIVERSITY: "Diversity [pose angles, rad]: mean over clips of th
                                    "(which sees the target), training units; not a prediction",
                  POSE_MSE_VS_STILL: "pose MSE (z = 0) / still head's: held-out windows predicted by the decoder at "
                                     "z = 0 from rho_0, audio and style, over the error of predicting no motion (below "
-                                    "1: better than a still head; the baseline rows give 1 and a random training "
-                                    "sequence's)",
+                                    "1: better than a still head; the baseline rows give 1, a random training "
+                                    "sequence's, and that of a least-squares affine map of rho_0 alone)",
                  BA_ABOVE_CHANCE: "Beat Align − chance (a diagnostic, not in the paper): the score minus that of the "
                                   "same motion beats at every offset against the audio (circular shifts). Beat Align "
                                   "is a recall over audio beats, so it rises with the number of motion beats alone; "
