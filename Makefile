@@ -14,7 +14,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.sadtalker-lab-installed
 WORKERS ?= 2
 # --max-worker-restart 0: a test that kills its worker (a native crash) fails the run at once; with replacement
-# workers a run of session 33 sat idle after such a crash until CI's time limit
+# workers, a CI run of session 33 sat idle after such a crash until it was killed 28 minutes later
 PYTEST := $(BIN)/python -m pytest -q -p no:cacheprovider -n $(WORKERS) --dist loadfile --max-worker-restart 0
 
 .PHONY: setup system-deps lint test test-unit test-notebooks test-browser main lab bench clean
