@@ -43,8 +43,9 @@ CI_PARAMETERS: dict[str, dict] = {
                          SEEDS=[0], LIPSYNC_STEPS=60, KNOB_SWEEP={}, PRECISE_BN_WINDOWS=16, LIPREADER_STEPS=40,
                          KNOB_CLIPS=8, KNOB_EXP_STEPS=10, KNOB_POSE_STEPS=10),
     "05_facerender_mapping": dict(N_CLIPS=3, SECONDS=1.2, FV2V_STEPS=30, MAPPING_STEPS=10, HELDOUT_PAIRS=3),
-    "04_posevae": dict(N_CLIPS=CORPUS_CLIPS, N_HELDOUT=CORPUS_HELDOUT, N_TRAIN_CLIPS=6, STEPS=60, BATCH_SIZE=8,
-                       TRAIN_NO_AUDIO=False, MIN_MARGIN=-0.01, MIN_KL=0.005, MIN_DIVERSITY=0.0005, BA_DRAWS=1),
+    # 04 asserts held-out pose MSE >= 3% below a still head's at this size (seeds 0-2 measured 8.4 / 6.8 / 6.7% below)
+    "04_posevae": dict(N_CLIPS=CORPUS_CLIPS, N_HELDOUT=CORPUS_HELDOUT, N_TRAIN_CLIPS=6, STEPS=200, BATCH_SIZE=8,
+                       TRAIN_NO_AUDIO=False, MIN_MARGIN=0.03, MIN_KL=0.01, MIN_DIVERSITY=0.05, BA_DRAWS=1),
     "07_evaluation": dict(n_clips=8, clip_seconds=3.0, lipsync_model="notebook", lipsync_steps=500, detect_faces=False,
                           max_frames=20,
                           gen_seconds=0.4, offsync_frames=4, csim_step=10, cpbd_step=10),
