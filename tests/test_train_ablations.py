@@ -154,6 +154,11 @@ def test_summary_and_orderings_over_seeds(tmp_path):
     assert "± " in md and "Table 3" in md and "Table 4" in md and "ordering" in md
     again = read_tables(tmp_path)
     assert again.orderings["gap mean"].tolist() == pytest.approx(run.orderings["gap mean"].tolist())
+    # a second folder of the same seeds (variants split over processes) repeats the shared rows: counted once
+    write_tables(run, tmp_path / "other")
+    both = read_tables(tmp_path, tmp_path / "other")
+    assert len(both.table4) == len(t4) and (both.summary4["seeds"] == 3).all()
+    assert both.summary4["Diversity ↑ std"].tolist() == pytest.approx(run.summary4["Diversity ↑ std"].tolist())
 
 
 def test_lip_sync_of_generated_expressions_per_clip():

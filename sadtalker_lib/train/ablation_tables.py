@@ -428,7 +428,8 @@ def _table_run(t3: pd.DataFrame, t4: pd.DataFrame, refs: pd.DataFrame, settings:
 
 def read_tables(*folders: str | os.PathLike) -> TableRun:
     """A :class:`TableRun` from folders written by :func:`write_tables` (e.g. Table 3 and Table 4 run
-    separately with ``--only``): the per-seed tables, references and settings of all folders together."""
+    separately with ``--only``, or one seed's variants over processes): the per-seed tables, references and
+    settings of all folders together; a (row, seed) that several folders hold counts once."""
     t3, t4, refs, settings = [], [], [], {}
     for f in map(Path, folders):
         for name, acc in (("table3_per_seed.csv", t3), ("table4_per_seed.csv", t4), ("table3_references.csv", refs)):
@@ -437,6 +438,10 @@ def read_tables(*folders: str | os.PathLike) -> TableRun:
         if (f / "settings.json").is_file():
             settings.update(json.loads((f / "settings.json").read_text()))
     t3, t4, refs = [pd.concat(x) if x else pd.DataFrame() for x in (t3, t4, refs)]
+    # folders that split one seed's variants (``--pose-variants``) each hold that seed's baseline rows (still head,
+    # corpus motion, ...): keep one (row, seed) each, so the std and the seed counts are over seeds, not folders
+    t3, t4 = [t[~pd.Series(list(zip(t.index, t["seed"])), index=t.index).duplicated().to_numpy()] if len(t) else t
+              for t in (t3, t4)]
     if len(refs):
         refs = refs[~refs.index.duplicated()]  # every Table 3 folder holds the same reference rows
     settings["seeds"] = sorted({int(v) for t in (t3, t4) if len(t) for v in t["seed"]})
