@@ -159,6 +159,19 @@ def test_lr_milestones_decay_every_optimizer_and_resume_across_them(tmp_path):
         LipReaderTrainConfig.tiny(lr_milestones=(3,))
 
 
+def test_lr_warmup_rises_linearly_then_hands_over_to_the_milestones(tmp_path):
+    """lr_warmup_steps 4 of 8 steps with a milestone at 0.75: lr x 1/4, 2/4, 3/4, then 1, then 0.1; the run's
+    optimizer ends at the decayed lr and its weights differ from a run without the warm-up."""
+    cfg = LipReaderTrainConfig.tiny(steps=8, lr_warmup_steps=4, lr_milestones=(0.75,))
+    assert [cfg.lr_factor(s) for s in range(8)] == pytest.approx([0.25, 0.5, 0.75, 1, 1, 1, 0.1, 0.1])
+    assert LipReaderTrainConfig.tiny(steps=8).lr_factor(0) == 1
+    warm = _lip_run(tmp_path / "warm", lr_warmup_steps=3)
+    cold = _lip_run(tmp_path / "cold")
+    assert _max_diff(warm.model.state_dict(), cold.model.state_dict()) > 0
+    with pytest.raises(ValueError, match="lr_warmup_steps"):
+        LipReaderTrainConfig.tiny(lr_warmup_steps=-1)
+
+
 def _moving_average(start: dict, live: list[dict], decay: float) -> dict:
     """The average after folding in ``live`` one by one, with the warm-up min(decay, (1 + n) / (10 + n))."""
     avg = {k: v.clone() for k, v in start.items()}

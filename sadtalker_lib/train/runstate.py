@@ -42,6 +42,9 @@ class TrainConfig:
     num_threads: torch CPU threads (None: leave torch's setting). progress: tqdm bar.
     lr_milestones / lr_gamma: step decay of every optimizer's lr (as PyTorch's ``MultiStepLR``): the lr is
     multiplied by ``lr_gamma`` at each milestone, given as a fraction of ``steps`` (empty: constant lr).
+    lr_warmup_steps: the lr rises linearly over the first this many steps ((step + 1) / lr_warmup_steps of it;
+    0: none, the paper's). Adam's first updates move every weight by about the full lr whatever its gradient's
+    size, which at a CPU preset's high lr can kill a softmax channel in a few steps (results/facerender-motion-*).
     ema_decay: optimizer name -> decay per step of an exponential moving average of the weights that optimizer
     trains (``weight_average``); held-out rows, exported files and ``heldout.json`` use the averages. Empty: none
     (the paper's trainings keep none).
@@ -64,16 +67,21 @@ class TrainConfig:
     progress: bool = True
     lr_milestones: tuple[float, ...] = ()
     lr_gamma: float = 0.1
+    lr_warmup_steps: int = 0
     ema_decay: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self):
         if any(not 0.0 < m < 1.0 for m in self.lr_milestones):
             raise ValueError(f"lr_milestones are fractions of the steps in (0, 1), got {self.lr_milestones}")
+        if self.lr_warmup_steps < 0:
+            raise ValueError(f"lr_warmup_steps must be >= 0, got {self.lr_warmup_steps}")
 
     def lr_factor(self, step: int) -> float:
-        """The lr multiplier of (0-based) optimizer step ``step``: ``lr_gamma`` to the number of milestones passed
-        (the loop applies it to every optimizer before each step, so a resumed run decays the same)."""
-        return self.lr_gamma ** sum(step >= m * self.steps for m in self.lr_milestones)
+        """The lr multiplier of (0-based) optimizer step ``step``: ``lr_gamma`` to the number of milestones passed,
+        times the warm-up's (step + 1) / ``lr_warmup_steps`` while below 1 (the loop applies it to every optimizer
+        before each step, so a resumed run decays the same)."""
+        warmup = min(1.0, (step + 1) / self.lr_warmup_steps) if self.lr_warmup_steps else 1.0
+        return warmup * self.lr_gamma ** sum(step >= m * self.steps for m in self.lr_milestones)
 
     @classmethod
     def paper(cls, **changes):
