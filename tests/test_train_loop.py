@@ -160,8 +160,8 @@ def test_lr_milestones_decay_every_optimizer_and_resume_across_them(tmp_path):
 
 
 def test_lr_warmup_rises_linearly_then_hands_over_to_the_milestones(tmp_path):
-    """lr_warmup_steps 4 of 8 steps with a milestone at 0.75: lr x 1/4, 2/4, 3/4, then 1, then 0.1; the run's
-    optimizer ends at the decayed lr and its weights differ from a run without the warm-up."""
+    """lr_warmup_steps 4 of 8 steps with a milestone at 0.75: lr x 1/4, 2/4, 3/4, then 1, then 0.1; a run with a
+    warm-up ends with other weights than one without; a negative warm-up is refused."""
     cfg = LipReaderTrainConfig.tiny(steps=8, lr_warmup_steps=4, lr_milestones=(0.75,))
     assert [cfg.lr_factor(s) for s in range(8)] == pytest.approx([0.25, 0.5, 0.75, 1, 1, 1, 0.1, 0.1])
     assert LipReaderTrainConfig.tiny(steps=8).lr_factor(0) == 1

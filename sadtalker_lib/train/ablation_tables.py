@@ -440,8 +440,7 @@ def read_tables(*folders: str | os.PathLike) -> TableRun:
     t3, t4, refs = [pd.concat(x) if x else pd.DataFrame() for x in (t3, t4, refs)]
     # folders that split one seed's variants (``--pose-variants``) each hold that seed's baseline rows (still head,
     # corpus motion, ...): keep one (row, seed) each, so the std and the seed counts are over seeds, not folders
-    t3, t4 = [t[~pd.Series(list(zip(t.index, t["seed"])), index=t.index).duplicated().to_numpy()] if len(t) else t
-              for t in (t3, t4)]
+    t3, t4 = [t[~t.set_index("seed", append=True).index.duplicated()] if len(t) else t for t in (t3, t4)]
     if len(refs):
         refs = refs[~refs.index.duplicated()]  # every Table 3 folder holds the same reference rows
     settings["seeds"] = sorted({int(v) for t in (t3, t4) if len(t) for v in t["seed"]})

@@ -44,7 +44,8 @@ class TrainConfig:
     multiplied by ``lr_gamma`` at each milestone, given as a fraction of ``steps`` (empty: constant lr).
     lr_warmup_steps: the lr rises linearly over the first this many steps ((step + 1) / lr_warmup_steps of it;
     0: none, the paper's). Adam's first updates move every weight by about the full lr whatever its gradient's
-    size, which at a CPU preset's high lr can kill a softmax channel in a few steps (results/facerender-motion-*).
+    size, which at a CPU preset's high lr can kill a softmax channel in a few steps
+    (results/facerender-motion-cpu-default-corpus.md, section 28).
     ema_decay: optimizer name -> decay per step of an exponential moving average of the weights that optimizer
     trains (``weight_average``); held-out rows, exported files and ``heldout.json`` use the averages. Empty: none
     (the paper's trainings keep none).
