@@ -339,6 +339,9 @@ def test_detector_steps_train_only_the_detectors(clips, tmp_path):
     # the CPU preset's moving average of the detectors' weights (ema_decay): the run ends with the averaged detectors
     # and the same generator, and a stopped run resumes to the same average
     assert FaceVid2VidTrainConfig.cpu().ema_decay == {"detectors": 0.99, "main": 0.98} and fv_config().ema_decay == {}
+    # the CPU preset's lr warm-up: 50 steps, a sixth of a short run, none in the tests' preset unless given
+    assert [FaceVid2VidTrainConfig.cpu(steps=s).lr_warmup_steps for s in (300, 30)] == [50, 5]
+    assert FaceVid2VidTrainConfig.cpu(lr_warmup_steps=0).lr_factor(0) == 1 and fv_config().lr_warmup_steps == 0
     ema = lambda: FaceVid2VidStage(train, None, cfg(3).replace(ema_decay={"detectors": 0.5}))  # noqa: E731
     averaged = ema()
     run(averaged, tmp_path / "ema")
