@@ -81,6 +81,17 @@ def test_every_notebook_has_ci_parameters_and_a_parameters_cell():
         assert not unknown, f"{name}: CI parameters {unknown} are not in its parameters cell {sorted(defaults)}"
 
 
+def test_papermill_reads_every_parameter_with_its_help():
+    """`papermill --help-notebook` lists each parameter with its comment as help. Its parser skips (with a warning)
+    a line with more than one "=" (e.g. "<=" in the comment) and loses the parameters after it."""
+    from papermill.translators import PythonTranslator
+
+    for path in sorted(NOTEBOOKS.glob("*.ipynb")):
+        source = "".join(json.loads(path.read_text())["cells"][0]["source"])
+        read = [p.name for p in PythonTranslator.inspect({"source": source})]
+        assert sorted(read) == sorted(_parameter_names(path.stem)), f"{path.name}: papermill reads {read}"
+
+
 def _parameter_names(name: str) -> set[str]:
     """The names a notebook's parameters cell (its first cell) assigns."""
     nb = json.loads((NOTEBOOKS / f"{name}.ipynb").read_text())
