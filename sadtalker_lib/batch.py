@@ -40,6 +40,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .paths import partial_path
 from .pipeline import FPS, GenerationOptions
 
 __all__ = ["Job", "BatchSummary", "read_jobs", "job_options", "read_records", "write_summary", "run_batch",
@@ -192,7 +193,8 @@ def write_summary(jobs: list[Job], out_dir: str | os.PathLike) -> Path:
     """Merge the part files into ``summary.csv`` (one line per job, CSV order; written atomically)."""
     out_dir = Path(out_dir)
     records = read_records(out_dir)
-    path, tmp = out_dir / "summary.csv", out_dir / f".summary.csv.{os.getpid()}.tmp"
+    path = out_dir / "summary.csv"
+    tmp = partial_path(path)
     with open(tmp, "w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=SUMMARY_COLUMNS, extrasaction="ignore")
         w.writeheader()

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 __all__ = ["PROJECT_ROOT", "cache_dir", "shared_dir", "shared_data_dir", "reference_dir", "reference_checkpoints",
-           "ReferenceMissingError"]
+           "ReferenceMissingError", "partial_path"]
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 REFERENCE_SEED = 0
@@ -23,6 +23,14 @@ REFERENCE_SEED = 0
 
 class ReferenceMissingError(FileNotFoundError):
     """The parity reference (``<shared>/reference``) is not beside the project."""
+
+
+def partial_path(path: str | os.PathLike, pid: int | None = None) -> Path:
+    """The hidden sibling a file is written to before ``os.replace`` moves it onto ``path``: one per process
+    (``pid``, default this one), so two processes writing the same file (two notebooks, two ranks, a cache filled
+    twice) never write into or rename each other's half-written file."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.{os.getpid() if pid is None else int(pid)}.tmp")
 
 
 def cache_dir() -> Path:

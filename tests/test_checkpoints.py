@@ -116,3 +116,33 @@ def test_save_networks_merges_sections(tmp_path):
     save_networks(tmp_path, {"generator": b})
     assert torch.equal(ck.load_official(_Tiny(), "audio2exp", tmp_path).conv.weight, a.conv.weight)
     assert torch.equal(ck.load_official(_Tiny(), "generator", tmp_path).conv.weight, b.conv.weight)
+
+
+def _write_many(path: str, value: float, times: int) -> None:
+    for _ in range(times):
+        ck.write_checkpoint({"w": torch.full((64, 64), value)}, path)
+
+
+def test_two_processes_writing_one_checkpoint_do_not_collide(tmp_path):
+    """Two notebooks (or ranks) saving the same file: each writes its own temporary, so neither renames the other's
+    away (a shared "<name>.tmp" failed notebook 06 run twice at once with FileNotFoundError), and the file is always
+    one writer's whole tensor."""
+    import multiprocessing as mp
+
+    from sadtalker_lib.paths import partial_path
+
+    path = tmp_path / "mapping_00229-model.pth.tar"
+    other = partial_path(path, pid=1)  # another process's half-written file
+    other.write_bytes(b"half")
+    ck.write_checkpoint({"w": torch.ones(2)}, path)
+    assert other.read_bytes() == b"half" and partial_path(path) != other
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_write_many, args=(str(path), float(v), 40)) for v in (1, 2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0, 0]
+    w = ck.read_checkpoint(path)["w"]
+    assert w.shape == (64, 64) and len(set(w.flatten().tolist())) == 1 and float(w[0, 0]) in (1.0, 2.0)
+    assert sorted(q.name for q in tmp_path.iterdir()) == sorted([path.name, other.name])

@@ -362,7 +362,9 @@ def save_standin(model: AudioToMouth, path: str | Path, *, notes: str = "") -> P
     """Write the stand-in (state dict + config + label) for :func:`load_standin`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    from ..paths import partial_path
+
+    tmp = partial_path(path)
     torch.save({"format": STANDIN_FORMAT, "label": STANDIN_LABEL, "config": asdict(model.config),
                 "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "notes": notes}, tmp)
     tmp.replace(path)

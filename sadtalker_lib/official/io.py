@@ -20,6 +20,7 @@ from typing import Mapping
 import torch
 from torch import nn
 
+from ..paths import partial_path
 from .layout import OFFICIAL_NETWORKS, SAFETENSORS_FILE, to_official_key, to_our_key
 
 __all__ = [
@@ -192,7 +193,7 @@ def write_checkpoint(obj: Mapping, path: str | os.PathLike) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = partial_path(path)
     torch.save(dict(obj), tmp)
     _atomic_replace(tmp, path)
     return path
@@ -238,7 +239,7 @@ def save_official_safetensors(modules: Mapping[str, nn.Module], path: str | os.P
         for k, v in _official_tensors(name, m).items():
             flat[pre + k] = v
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = partial_path(path)
     save_file(flat, str(tmp))
     _atomic_replace(tmp, path)
     return path

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ...audio import DEFAULT_CONFIG, crop_to_frames, mel_windows, melspectrogram
+from ...paths import partial_path
 
 __all__ = [
     "FORMAT", "FORMAT_VERSION", "INDEX_FILE", "CLIP_KEYS", "FPS", "SAMPLE_RATE", "SAMPLES_PER_FRAME",
@@ -73,11 +74,12 @@ def save_clip(root: str | os.PathLike, clip_id: str, arrays: dict[str, np.ndarra
         assert arrays[k].shape[0] == t, f"{k} has {arrays[k].shape[0]} frames, coeffs has {t}"
     name = clip_file(clip_id)
     path = Path(root) / name
-    tmp = path.with_name(path.stem + ".tmp.npz")
+    tmp = partial_path(path)
     if "eye_ratio" in arrays:
         assert arrays["eye_ratio"].shape[0] == t, f"eye_ratio has {arrays['eye_ratio'].shape[0]} frames, coeffs {t}"
     keys = CLIP_KEYS + tuple(k for k in OPTIONAL_CLIP_KEYS if k in arrays)
-    np.savez_compressed(tmp, **{k: arrays[k] for k in keys})
+    with open(tmp, "wb") as f:  # a file object: numpy appends ".npz" to a name without it
+        np.savez_compressed(f, **{k: arrays[k] for k in keys})
     os.replace(tmp, path)
     return name
 
@@ -94,7 +96,7 @@ def write_index(root: str | os.PathLike, index: dict) -> Path:
     """Write ``corpus.json`` atomically; returns its path."""
     root = Path(root)
     path = root / INDEX_FILE
-    tmp = root / (INDEX_FILE + ".tmp")
+    tmp = partial_path(path)
     tmp.write_text(json.dumps(index, indent=1, ensure_ascii=False))
     os.replace(tmp, path)
     return path

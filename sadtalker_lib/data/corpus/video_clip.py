@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ...coeffs import EXP_DIM, MOTION_DIM
+from ...paths import partial_path
 from ..visemes import EXPRESSION_DIMS
 from .format import FPS, SAMPLES_PER_FRAME, audio_fields, save_clip
 
@@ -85,7 +86,7 @@ def cached_result(path: Path, out_dir: Path, settings: ClipSettings) -> dict | N
 def _write_meta(out_dir: Path, path: Path, settings: ClipSettings, **fields) -> dict:
     meta = dict(source_file=_source_id(path), settings_key=settings.key, settings=dict(settings), **fields)
     target = out_dir / CLIP_DIR / f"{clip_stem(path)}.json"
-    tmp = target.with_name(target.name + ".tmp")
+    tmp = partial_path(target)
     tmp.write_text(json.dumps(meta, indent=1))
     os.replace(tmp, target)
     return meta
