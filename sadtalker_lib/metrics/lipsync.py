@@ -51,6 +51,7 @@ from torch import nn
 
 from ..landmarks import INNER_LIP_PAIRS
 from ..face.detect import FaceDetection, default_detector
+from ..paths import cache_dir, partial_path
 from .faces import FaceTrack, NoFaceError, track_faces
 from .lse import OFFICIAL_LABEL, VSHIFT, LseResult, SyncNetScorer
 from .video_io import AUDIO_RATE, EVAL_FPS, Clip
@@ -353,8 +354,6 @@ class LandmarkSyncScorer(SyncNetScorer):
 # ---------------------------------------------------------------------------------------------
 def standin_path() -> Path:
     """``<cache>/lipsync/<STANDIN_FILE>`` (``sadtalker_lib.paths.cache_dir``)."""
-    from ..paths import cache_dir
-
     return cache_dir() / "lipsync" / STANDIN_FILE
 
 
@@ -362,8 +361,6 @@ def save_standin(model: AudioToMouth, path: str | Path, *, notes: str = "") -> P
     """Write the stand-in (state dict + config + label) for :func:`load_standin`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    from ..paths import partial_path
-
     tmp = partial_path(path)
     torch.save({"format": STANDIN_FORMAT, "label": STANDIN_LABEL, "config": asdict(model.config),
                 "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "notes": notes}, tmp)
