@@ -5,13 +5,15 @@
 """
 from __future__ import annotations
 
-__all__ = ["NUM_LANDMARKS", "MOUTH_LANDMARKS", "CHIN_LANDMARKS", "EYE_CORNERS", "INNER_LIP_PAIRS", "LANDMARK_MIRROR"]
+__all__ = ["NUM_LANDMARKS", "MOUTH_LANDMARKS", "CHIN_LANDMARKS", "EYE_CORNERS", "INNER_LIP_PAIRS",
+           "INNER_MOUTH_CORNERS", "LANDMARK_MIRROR"]
 
 NUM_LANDMARKS = 68
 MOUTH_LANDMARKS = tuple(range(48, 68))  # outer (48-59) and inner (60-67) lips
 CHIN_LANDMARKS = tuple(range(5, 12))  # the jaw line around the chin, which jaw opening moves
 EYE_CORNERS = (36, 45)  # outer eye corners: the face-size scale (inter-ocular distance)
 INNER_LIP_PAIRS = ((61, 67), (62, 66), (63, 65))  # (upper, lower) inner-lip points facing each other
+INNER_MOUTH_CORNERS = (60, 64)  # left and right corners of the inner lips (the mouth's inner width)
 # LANDMARK_MIRROR[i]: the point that point i becomes in the horizontal mirror of the face (left and right swapped:
 # jaw 0 <-> 16, brows 17 <-> 26, eyes 36 <-> 45, mouth corners 48 <-> 54, ...; the midline points map to themselves)
 LANDMARK_MIRROR: tuple[int, ...] = (

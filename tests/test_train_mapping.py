@@ -214,6 +214,41 @@ def test_mapped_rendering_runs_where_the_renderer_is():
     assert frames.device.type == "meta" and tuple(frames.shape) == (2, 3, 32, 32) and tuple(mass.shape) == (2,)
 
 
+def test_talking_chain_reads_whether_the_rendered_corners_follow_the_coefficients():
+    """The width row: rendered corners that move with the coefficients' read r > 0, against them r < 0 (what
+    section 32 of the results found in make main's face); no width, or no face, reads NaN."""
+    from sadtalker_lib.train.facerender_eval import TalkingChain
+
+    rng = np.random.default_rng(1)
+    gap = np.convolve(rng.random(100), np.ones(4) / 4, "same")
+    width = 0.6 + 0.5 * gap + 0.01 * rng.standard_normal(100)
+    common = dict(coeff_opening=gap, audio_rms=gap, keypoint_motion=1.0, keypoint_corr=1.0, rendered_aperture=gap,
+                  frame_motion=1.0, coeff_width=width)
+    noise = 0.005 * rng.standard_normal(100)
+    follows = TalkingChain(**common, rendered_width=width + noise)
+    against = TalkingChain(**common, rendered_width=1.2 - width + noise)
+    assert follows.rendered_width_corr > 0.9 and against.rendered_width_corr < -0.9
+    row = [r for r in against.rows() if "width" in r["measure"]]
+    assert len(row) == 1 and row[0]["value"] == against.rendered_width_corr
+    assert np.isnan(TalkingChain(**common).rendered_width_corr)
+    assert np.isnan(TalkingChain(**common, rendered_width=np.full(100, np.nan)).rendered_width_corr)
+
+
+def test_mouth_width_is_the_inner_corner_distance_over_the_eye_corners():
+    import torch
+
+    from sadtalker_lib.morphable.render import mouth_opening, mouth_width
+
+    lm = np.zeros((2, 68, 2))
+    lm[:, 36], lm[:, 45] = (0.0, 0.0), (4.0, 0.0)  # outer eye corners 4 apart
+    lm[:, 60], lm[:, 64] = (1.0, 5.0), (3.0, 5.0)  # inner mouth corners 2 apart
+    lm[1, 64] = (3.0, 6.0)  # corner lowered: sqrt(5) apart
+    lm[:, 62], lm[:, 66] = (2.0, 4.8), (2.0, 5.2)
+    np.testing.assert_allclose(mouth_width(lm), [0.5, np.sqrt(5) / 4])
+    np.testing.assert_allclose(mouth_width(torch.as_tensor(lm)).numpy(), [0.5, np.sqrt(5) / 4])
+    np.testing.assert_allclose(mouth_opening(lm), [0.1, 0.1])
+
+
 @pytest.mark.parametrize("late", [0, 3, -2])
 def test_talking_chain_reads_how_late_the_rendered_mouth_is(late):
     """The chain's lag row: a rendered aperture that follows the coefficient gap ``late`` frames later reads

@@ -49,7 +49,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..landmarks import INNER_LIP_PAIRS
+from ..landmarks import INNER_LIP_PAIRS, INNER_MOUTH_CORNERS
 from ..face.detect import FaceDetection, default_detector
 from ..paths import cache_dir, partial_path
 from .faces import FaceTrack, NoFaceError, track_faces
@@ -101,7 +101,7 @@ def mouth_features(landmarks: np.ndarray) -> np.ndarray:
     feats = np.stack([
         np.mean([_dist(lm, a, b) for a, b in INNER_LIP_PAIRS], 0),
         np.mean([_dist(lm, a, b) for a, b in _OUTER_PAIRS], 0),
-        _dist(lm, 60, 64), _dist(lm, 48, 54), _dist(lm, 8, 33)], 1)
+        _dist(lm, *INNER_MOUTH_CORNERS), _dist(lm, 48, 54), _dist(lm, 8, 33)], 1)
     return feats / iod[:, None]
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..landmarks import EYE_CORNERS, INNER_LIP_PAIRS
+from ..landmarks import EYE_CORNERS, INNER_LIP_PAIRS, INNER_MOUTH_CORNERS
 from ..coeffs import ANGLE, COEFF_257_SLICES, EXP, EXP_DIM, FULL_DIM, ID_DIM, MOTION_DIM, TRANS
 from .model import MorphableModel, official_image_rows
 
@@ -26,6 +26,7 @@ __all__ = [
     "to_image_rows",
     "eye_aspect_ratio",
     "mouth_opening",
+    "mouth_width",
     "Raster",
     "rasterize",
     "vertex_pixels",
@@ -90,6 +91,13 @@ def to_image_rows(points, image_size: int = 224):
     return np.stack([points[..., 0], official_image_rows(points[..., 1], image_size)], -1)
 
 
+def _norm_of(landmarks):
+    """The last-axis Euclidean norm for ``landmarks``' library (torch or numpy)."""
+    if isinstance(landmarks, torch.Tensor):
+        return lambda t: torch.linalg.vector_norm(t, dim=-1)
+    return lambda t: np.linalg.norm(t, axis=-1)
+
+
 def eye_aspect_ratio(landmarks):
     """Supp. Eq. 4-6: R = E^h / E^w from landmarks [..., 68, 2] (torch or numpy) -> [...].
 
@@ -97,8 +105,7 @@ def eye_aspect_ratio(landmarks):
     as printed (so E^h sums the mean lid distances of the two eyes; an open eye gives R of about 0.5-0.7 and a
     closed one 0). Works on either y convention.
     """
-    lib = torch if isinstance(landmarks, torch.Tensor) else np
-    norm = (lambda t: torch.linalg.vector_norm(t, dim=-1)) if lib is torch else (lambda t: np.linalg.norm(t, axis=-1))
+    norm = _norm_of(landmarks)
     p = landmarks
     width = sum(norm(p[..., a, :] - p[..., b, :]) for a, b in EYE_WIDTH_PAIRS) / 2
     height = sum(norm(p[..., a, :] + p[..., b, :] - p[..., c, :] - p[..., d, :]) / 2 for a, b, c, d in EYE_HEIGHT_QUADS)
@@ -108,14 +115,22 @@ def eye_aspect_ratio(landmarks):
 MOUTH_GAP_PAIR = INNER_LIP_PAIRS[1]  # inner upper / lower lip midpoints (62, 66)
 
 
+def _over_eye_corners(landmarks, pair: tuple[int, int]):
+    """||P[pair[0]] - P[pair[1]]|| / ||P45 - P36|| of landmarks [..., 68, 2] -> [...]."""
+    norm, p = _norm_of(landmarks), landmarks
+    return norm(p[..., pair[0], :] - p[..., pair[1], :]) / norm(p[..., EYE_CORNERS[1], :] - p[..., EYE_CORNERS[0], :])
+
+
 def mouth_opening(landmarks):
     """Inner-lip gap over the outer-eye-corner distance: ||P62 - P66|| / ||P45 - P36||, landmarks [..., 68, 2]
     (torch or numpy) -> [...]. Scale-free (0 = closed lips; about 0.3 for a wide-open mouth)."""
-    lib = torch if isinstance(landmarks, torch.Tensor) else np
-    norm = (lambda t: torch.linalg.vector_norm(t, dim=-1)) if lib is torch else (lambda t: np.linalg.norm(t, axis=-1))
-    p = landmarks
-    return norm(p[..., MOUTH_GAP_PAIR[0], :] - p[..., MOUTH_GAP_PAIR[1], :]) / norm(
-        p[..., EYE_CORNERS[1], :] - p[..., EYE_CORNERS[0], :])
+    return _over_eye_corners(landmarks, MOUTH_GAP_PAIR)
+
+
+def mouth_width(landmarks):
+    """Inner-lip corner distance over the outer-eye-corner distance: ||P60 - P64|| / ||P45 - P36||, landmarks
+    [..., 68, 2] (torch or numpy) -> [...]; the horizontal partner of :func:`mouth_opening`."""
+    return _over_eye_corners(landmarks, INNER_MOUTH_CORNERS)
 
 
 # ---------------------------------------------------------------------------------------------

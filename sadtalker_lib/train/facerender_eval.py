@@ -33,7 +33,7 @@ The talking chain (issue 14, item 5): where a generated video's mouth stops foll
    the face model's landmarks) and its correlation with the audio's loudness (RMS per video frame);
 2. MappingNet: the driven keypoints' motion over time and their largest correlation with that gap;
 3. renderer: the inner-lip aperture of the rendered frames (dlib, ``metrics.lipsync.mouth_features``) and its
-   correlation with the gap;
+   correlation with the gap; the same for the inner mouth width (the stand-in of link 4 scores it too);
 4. the lip-sync metric (``metrics.lipsync``) on the video and on a copy with its audio delayed 8 frames
    (:func:`lip_sync_rows`, :func:`lip_sync_check`); beside it the *reference renderer*: the same coefficients
    rendered at the same frame size by the default corpus' landmark-warp renderer (``data.render``, no network;
@@ -314,7 +314,8 @@ class TalkingChain:
     audio_rms [T]; keypoint_motion: mean std over time of the driven keypoints (keypoint units);
     keypoint_corr: the largest |r| of one keypoint coordinate with coeff_opening; rendered_aperture [T]: dlib
     inner-lip aperture of the frames (inter-ocular units, NaN without a face); lip_sync: row -> summary
-    (``metrics.lipsync.lip_sync_summary``, or {"error": ...})."""
+    (``metrics.lipsync.lip_sync_summary``, or {"error": ...}); coeff_width [T] / rendered_width [T]: the inner
+    mouth width of the coefficients (``morphable.render.mouth_width``) and of the frames (dlib), or None."""
 
     coeff_opening: np.ndarray
     audio_rms: np.ndarray
@@ -323,6 +324,8 @@ class TalkingChain:
     rendered_aperture: np.ndarray
     frame_motion: float
     lip_sync: dict = field(default_factory=dict)
+    coeff_width: np.ndarray | None = None
+    rendered_width: np.ndarray | None = None
 
     @property
     def coeff_audio_corr(self) -> float:
@@ -331,6 +334,15 @@ class TalkingChain:
     @property
     def rendered_corr(self) -> float:
         return _corr(self.rendered_aperture, self.coeff_opening)
+
+    @property
+    def rendered_width_corr(self) -> float:
+        """r of the rendered inner mouth width with the coefficients' (NaN when either is missing). The lip-sync
+        stand-in scores the widths beside the apertures, so a mouth that opens on time while its corners move
+        against the coefficients' can still be placed off by frames (results/facerender-motion-..., section 32)."""
+        if self.coeff_width is None or self.rendered_width is None or not np.isfinite(self.rendered_width).any():
+            return math.nan
+        return _corr(self.rendered_width, self.coeff_width)
 
     @property
     def rendered_lag_frames(self) -> float:
@@ -364,16 +376,21 @@ class TalkingChain:
             {"link": "3 renderer: rendered lips (dlib)",
              "measure": f"lag of the best r within +-{CHAIN_MAX_LAG} (frames; + = the face later)",
              "value": self.rendered_lag_frames, "broken if": "far from 0 (a late or early mouth)"},
+            {"link": "3 renderer: rendered lips (dlib)", "measure": "r of the inner mouth width with the coefficients'",
+             "value": self.rendered_width_corr, "broken if": "<= 0 (the corners move against the coefficients)"},
         ]
 
 
-def _coeff_opening(coeffs: np.ndarray) -> np.ndarray:
+def _coeff_mouth(coeffs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(inner-lip gap [T], inner mouth width [T]) of the expression coefficients [T, >= 70] (head pose zeroed),
+    from the face model's landmarks, in eye-corner units."""
     from ..data.render import model_landmarks
-    from ..morphable.render import mouth_opening
+    from ..morphable.render import mouth_opening, mouth_width
 
     c = np.array(coeffs, np.float32)[:, :MOTION_DIM]
-    c[:, POSE] = 0.0  # the expression alone opens the mouth
-    return np.asarray(mouth_opening(model_landmarks(c)), np.float64)
+    c[:, POSE] = 0.0  # the expression alone shapes the mouth
+    lm = model_landmarks(c)
+    return np.asarray(mouth_opening(lm), np.float64), np.asarray(mouth_width(lm), np.float64)
 
 
 def shifted_row(video: str = GENERATED, shift_frames: int = SYNC_CHECK_SHIFT_FRAMES) -> str:
@@ -449,12 +466,12 @@ def talking_chain(pipe, result, samples: np.ndarray, *, scorer=None, shift_frame
     lip-sync rows (:func:`lip_sync_rows`) of the video and, given a path ``reference_video``, of the reference
     renderer (:func:`reference_frames` at the video's frame size, written there with the same speech)."""
     from ..face.detect import NoFaceError
-    from ..metrics.lipsync import lip_track, mouth_features
+    from ..metrics.lipsync import MOUTH_FEATURES, lip_track, mouth_features
     from ..pipeline import GenerationOptions
 
     coeffs = np.asarray(result.coeffs)
     t = len(coeffs) if max_frames is None else min(len(coeffs), max_frames)
-    opening = _coeff_opening(coeffs[:t])
+    opening, width = _coeff_mouth(coeffs[:t])
     a = np.asarray(samples, np.float64)
     rms = np.array([np.sqrt(np.mean(a[i * AUDIO_SAMPLES_PER_FRAME:(i + 1) * AUDIO_SAMPLES_PER_FRAME] ** 2) + 1e-12)
                     for i in range(t)])
@@ -467,14 +484,15 @@ def talking_chain(pipe, result, samples: np.ndarray, *, scorer=None, shift_frame
     flat = kps.reshape(t, -1)
     kp_corr = max((abs(_corr(flat[:, j], opening)) for j in range(flat.shape[1])), default=0.0)
     frames = np.asarray(result.frames[:t])
-    aperture = np.full(t, np.nan)
+    lips = np.full((t, len(MOUTH_FEATURES)), np.nan)
     try:
-        aperture = mouth_features(lip_track(frames).landmarks)[:, 0]
+        lips = mouth_features(lip_track(frames).landmarks)
     except NoFaceError:
         pass
     frame_motion = float((frames.astype(np.float64) / 255).std(0).mean())
     chain = TalkingChain(coeff_opening=opening, audio_rms=rms, keypoint_motion=kp_motion, keypoint_corr=kp_corr,
-                         rendered_aperture=aperture, frame_motion=frame_motion)
+                         rendered_aperture=lips[:, MOUTH_FEATURES.index("inner_aperture")], frame_motion=frame_motion,
+                         coeff_width=width, rendered_width=lips[:, MOUTH_FEATURES.index("inner_width")])
     if scorer is not None and result.video_path is not None:
         chain.lip_sync.update(lip_sync_rows(scorer, result.video_path, shift_frames=shift_frames, max_frames=t))
         if reference_video is not None:
