@@ -242,6 +242,10 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--out-dir", default="runs")
     m.add_argument("--checkpoints", default="checkpoints")
     m.add_argument("--quick", action="store_true", help="smallest settings (a smoke run)")
+    m.add_argument("--renderer-size", type=int, default=None,
+                   help="face-vid2vid + MappingNet frame size in px (default 64). 128, the corpus' own size, "
+                        "adds about 40 min on 2 cores; its face lip-synced in more head-motion draws "
+                        "(results/facerender-motion-cpu-default-corpus.md, section 32)")
     r = sub.add_parser("materialize-reference", help="write seeded official-format checkpoints (needs ../shared)")
     r.add_argument("out_dir")
     _add_corpus_and_train(sub)
@@ -254,7 +258,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "main":
             from .workbench import run_main
 
-            report = run_main(out_dir=args.out_dir, checkpoints=args.checkpoints, quick=args.quick)
+            report = run_main(out_dir=args.out_dir, checkpoints=args.checkpoints, quick=args.quick,
+                              renderer_size=args.renderer_size)
             print(f"report: {report}")
             return 0
         if args.command == "corpus":

@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -56,6 +56,11 @@ class MainConfig:
     eval_max_frames: int = 100
     threads: int = 2  # torch threads of generation and evaluation
     second_process: bool = True  # face-vid2vid + MappingNet beside the other stages
+
+    def __post_init__(self):
+        if self.renderer_size % 16 or not 16 <= self.renderer_size <= self.image_size:
+            raise ValueError(f"renderer_size {self.renderer_size} px: use a multiple of 16 up to the corpus' "
+                             f"image_size ({self.image_size} px), e.g. 64 (the default) or 128")
 
     @classmethod
     def quick(cls) -> "MainConfig":
@@ -347,8 +352,9 @@ def _plot_result(report, result) -> None:
 
 
 def run_main(out_dir: str | os.PathLike = "runs", checkpoints: str | os.PathLike = "checkpoints", quick: bool = False,
-             config: MainConfig | None = None) -> Path:
-    """Run the main job; returns the path of ``report.html``."""
+             config: MainConfig | None = None, renderer_size: int | None = None) -> Path:
+    """Run the main job; returns the path of ``report.html``. renderer_size: face-vid2vid + MappingNet frames (px)
+    instead of the config's (``MainConfig.renderer_size``)."""
     import pandas as pd
     import torch
 
@@ -356,6 +362,8 @@ def run_main(out_dir: str | os.PathLike = "runs", checkpoints: str | os.PathLike
     from .train.loop import seed_everything
 
     cfg = config or (MainConfig.quick() if quick else MainConfig())
+    if renderer_size is not None:
+        cfg = replace(cfg, renderer_size=int(renderer_size))
     seed_everything(cfg.seed)
     torch.set_num_threads(cfg.threads)
     folder = Path(out_dir) / datetime.now().strftime("%Y-%m-%d_%H%M%S")
