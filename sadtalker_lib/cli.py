@@ -244,7 +244,8 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--quick", action="store_true", help="smallest settings (a smoke run)")
     m.add_argument("--renderer-size", type=int, default=None,
                    help="face-vid2vid + MappingNet frame size in px (default 64). 128, the corpus' own size, "
-                        "adds about 40 min on 2 cores; its face lip-synced in more head-motion draws "
+                        "makes the job about 45 min on 2 cores instead of 15; its face lip-synced in more "
+                        "head-motion draws "
                         "(results/facerender-motion-cpu-default-corpus.md, section 32)")
     r = sub.add_parser("materialize-reference", help="write seeded official-format checkpoints (needs ../shared)")
     r.add_argument("out_dir")
