@@ -29,6 +29,7 @@ from sadtalker_lib.models.mapping import MappingNet, MappingNetConfig
 from sadtalker_lib.pipeline import GenerationOptions, Models, TalkingHeadPipeline
 from sadtalker_lib.steps.keypoints import (
     OFFICIAL_PI,
+    facevid2vid_keypoints,
     get_rotation_matrix,
     headpose_pred_to_degree,
     keypoint_transformation,
@@ -127,6 +128,22 @@ def test_keypoint_transformation_overrides_and_bad_input():
         keypoint_transformation(kp, {**he, "exp": torch.zeros(2, 44)})
     with pytest.raises(ValueError, match="66"):
         headpose_pred_to_degree(torch.zeros(2, 65))
+
+
+def test_facevid2vid_keypoints_keep_all_of_the_translation():
+    """SadTalker's inference drops t_x and t_z (official quirk); face-vid2vid, which trains the HEEstimator, adds
+    them."""
+    g = torch.Generator().manual_seed(2)
+    kp = torch.randn(2, 15, 3, generator=g)
+    he = {"yaw": torch.randn(2, 66, generator=g), "pitch": torch.randn(2, 66, generator=g),
+          "roll": torch.randn(2, 66, generator=g), "t": torch.randn(2, 3, generator=g),
+          "exp": torch.randn(2, 45, generator=g)}
+    t = he["t"].clone()
+    full, inference = facevid2vid_keypoints(kp, he), keypoint_transformation(kp, he)
+    expected = t.clone()
+    expected[:, 1] = 0
+    assert torch.allclose(full - inference, expected[:, None].expand(2, 15, 3), atol=1e-6)
+    assert torch.equal(he["t"], t)  # the caller's tensor is left as it was
 
 
 # ---------------------------------------------------------------------------------------------

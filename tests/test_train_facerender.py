@@ -40,9 +40,10 @@ from sadtalker_lib.train.facerender_losses import (
     vgg19_weights_path,
 )
 from sadtalker_lib.data.frames import FaceRenderClips, Segment, landmarks_to_grid, split_frames
-from sadtalker_lib.steps.keypoints import keypoint_transformation
+from sadtalker_lib.steps.keypoints import facevid2vid_keypoints
 from sadtalker_lib.train.heldout import read_heldout
 from sadtalker_lib.train.facevid2vid import (
+    CPU_LANDMARK_TEACHER,
     FaceVid2VidStage,
     FaceVid2VidTrainConfig,
     build_facevid2vid,
@@ -308,6 +309,19 @@ def test_mouth_region_term_and_mouth_biased_pairs(clips):
         train.sample(4, np.random.default_rng(0), mouth_share=1.5)
     with pytest.raises(ValueError, match="motion_candidates"):
         fv_config(mouth_pairs=0.5, motion_candidates=1)
+
+
+def test_stage_one_trains_the_horizontal_translation(clips):
+    """face-vid2vid's keypoints carry all of the HEEstimator's t: the stage's loss reaches t_x (SadTalker's inference
+    transformation, which keeps only t_y, would give that row of fc_t no gradient)."""
+    train = _with_landmarks(clips[0])
+    batch = train.fixed_pairs(3, 0)
+    for cfg in (fv_config(), fv_config(**CPU_LANDMARK_TEACHER)):
+        nets = build_facevid2vid(cfg).train()
+        loss, _, _ = facevid2vid_step_losses(nets, batch, cfg, ImagePyramid(cfg.pyramid_scales))
+        loss.backward()
+        grad = nets.he_estimator.fc_t.weight.grad.abs().sum(1)  # [3]: t_x, t_y, t_z
+        assert grad[0] > 0 and grad[1] > 0, grad
     with pytest.raises(ValueError, match="share of the batch"):
         map_config(mouth_pairs=2.0, motion_candidates=4)
     with pytest.raises(ValueError, match="motion_candidates"):
@@ -388,7 +402,7 @@ def test_mapping_loss_falls(clips, tmp_path):
     assert m.copy_source_image_l1 == pytest.approx(float((pairs.source - pairs.driving).abs().mean()), rel=1e-5)
     with torch.no_grad():
         kp_c = renderer.kp_extractor(pairs.source)
-        k_s, k_d = (keypoint_transformation(kp_c, renderer.he_estimator(x)) for x in (pairs.source, pairs.driving))
+        k_s, k_d = (facevid2vid_keypoints(kp_c, renderer.he_estimator(x)) for x in (pairs.source, pairs.driving))
     assert m.copy_source_keypoint_l1_driving == pytest.approx(float(keypoint_l1(k_s, k_d)), rel=1e-5)
     assert m.copy_source_keypoint_l1_driving > 0 and m.copy_source_image_l1 > 0
     pics = render_pairs(renderer, pairs, run.mapping)
@@ -613,8 +627,8 @@ def test_perturbing_driving_keypoints_changes_the_frame(clips):
     pairs = train.fixed_pairs(2, 0)
     with torch.no_grad():
         kp_c = r.kp_extractor(pairs.source)
-        kp_s = keypoint_transformation(kp_c, r.he_estimator(pairs.source))
-        kp_d = keypoint_transformation(kp_c, r.he_estimator(pairs.driving))
+        kp_s = facevid2vid_keypoints(kp_c, r.he_estimator(pairs.source))
+        kp_d = facevid2vid_keypoints(kp_c, r.he_estimator(pairs.driving))
         out = r.generator(pairs.source, kp_source=kp_s, kp_driving=kp_d)
         moved = r.generator(pairs.source, kp_source=kp_s, kp_driving=kp_d + torch.tensor([0.15, 0.0, 0.0]))
     assert out["mask"][:, 0].mean() < 0.05

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from sadtalker_lib.models.mapping import MappingNet
-from sadtalker_lib.steps.keypoints import keypoint_transformation
+from sadtalker_lib.steps.keypoints import facevid2vid_keypoints, keypoint_transformation
 from sadtalker_lib.train import facerender_eval
 from sadtalker_lib.train.facerender_eval import (MOUTH_POINTS, REFERENCE, CrossIdentityResult, animate,
                                                  cross_identity_metrics, driving_coefficients,
@@ -43,8 +43,8 @@ def test_heldout_report_baselines_are_what_they_say(nets):
     pairs = held.first_frame_pairs(2)
     with torch.no_grad():
         kp_c = r.kp_extractor(pairs.source)
-        k_s = keypoint_transformation(kp_c, r.he_estimator(pairs.source))
-        k_d = keypoint_transformation(kp_c, r.he_estimator(pairs.driving))
+        k_s = facevid2vid_keypoints(kp_c, r.he_estimator(pairs.source))
+        k_d = facevid2vid_keypoints(kp_c, r.he_estimator(pairs.driving))
         k_m = keypoint_transformation(kp_c, m(pairs.driving_window))
     kp = report.metrics["keypoint_l1"]
     assert kp.value == pytest.approx(float(keypoint_l1(k_m, k_d)), rel=1e-5)

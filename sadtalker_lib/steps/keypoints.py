@@ -6,9 +6,14 @@ a translation t [B, 3] and expression deltas [B, 3K]. This module turns them int
     headpose_pred_to_degree : 66 bin logits -> degrees  (softmax expectation: sum p_i * i * 3 - 99)
     get_rotation_matrix     : degrees -> R = R_pitch R_yaw R_roll   [B, 3, 3]
     keypoint_transformation : kp_canonical [B, K, 3], he -> R kp + t + exp   [B, K, 3]
+    facevid2vid_keypoints   : the same with all of t, as face-vid2vid trains its HEEstimator (renderer stage 1)
 
 Facts and quirks from ``src/facerender/modules/make_animation.py``: pi is taken as 3.14 (``OFFICIAL_PI``) and
-only the y translation survives (``keep_only_y_translation``); both are tagged as official quirks below.
+only the y translation survives (``keep_only_y_translation``); both are tagged as official quirks below. The
+second is SadTalker's inference on the MappingNet's output; face-vid2vid itself (``modules/model.py`` of its training
+code, with which the official HEEstimator was trained) adds all of t, so wherever the HEEstimator drives the
+keypoints (the renderer's stage 1, its held-out rows, the MappingNet's Eq. 14 targets) ``facevid2vid_keypoints`` is
+used instead.
 """
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ __all__ = [
     "get_rotation_matrix",
     "pose_degrees",
     "keypoint_transformation",
+    "facevid2vid_keypoints",
 ]
 
 # Head-pose bins of the mapping net / HEEstimator (make_animation.py headpose_pred_to_degree):
@@ -103,13 +109,15 @@ def pose_degrees(he: Mapping[str, torch.Tensor], *, yaw=None, pitch=None, roll=N
 
 
 def keypoint_transformation(kp_canonical, he: Mapping[str, torch.Tensor], wo_exp: bool = False, *,
-                            yaw=None, pitch=None, roll=None) -> torch.Tensor:
+                            yaw=None, pitch=None, roll=None, full_translation: bool = False) -> torch.Tensor:
     """Driven keypoints [B, K, 3] = R(yaw, pitch, roll) kp_canonical + (0, t_y, 0) + exp.
 
     kp_canonical: [B, K, 3] (or the official ``{"value": tensor}`` dict).
     he: dict with ``yaw``, ``pitch``, ``roll`` [B, 66] bin logits, ``t`` [B, 3], ``exp`` [B, 3K]
         (the mapping net / HEEstimator output). Its tensors are not modified.
     wo_exp: drop the expression deltas. yaw / pitch / roll: optional degree overrides [B].
+    full_translation: add all of t (face-vid2vid's own transformation: ``facevid2vid_keypoints``); False (default):
+    SadTalker's inference, only t_y (``keep_only_y_translation``).
     """
     kp = kp_canonical["value"] if isinstance(kp_canonical, Mapping) else kp_canonical
     if kp.ndim != 3 or kp.shape[2] != 3:
@@ -121,8 +129,16 @@ def keypoint_transformation(kp_canonical, he: Mapping[str, torch.Tensor], wo_exp
                          f"{tuple(exp.shape)}")
     rot = get_rotation_matrix(*pose_degrees(he, yaw=yaw, pitch=pitch, roll=roll))  # [B, 3, 3]
     kp_rotated = torch.einsum("bmp,bkp->bkm", rot, kp)  # R @ x for each keypoint
-    kp_t = kp_rotated + keep_only_y_translation(t).unsqueeze(1)  # official quirk: x, z translation dropped
+    kp_t = kp_rotated + (t if full_translation else keep_only_y_translation(t)).unsqueeze(1)  # quirk: x, z dropped
     exp = exp.view(b, k, 3)
     if wo_exp:
         exp = exp * 0
     return kp_t + exp
+
+
+def facevid2vid_keypoints(kp_canonical, he: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """Keypoints [B, K, 3] = R kp_canonical + t + exp from the HEEstimator's output, with all three components of t as
+    face-vid2vid trains and drives with them (SadTalker's inference keeps only t_y, ``keypoint_transformation``'s
+    default: with it the HEEstimator could move the head sideways only through the expression deltas, which the
+    deformation prior holds near zero). Arguments as :func:`keypoint_transformation`."""
+    return keypoint_transformation(kp_canonical, he, full_translation=True)

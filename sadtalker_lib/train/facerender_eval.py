@@ -540,7 +540,7 @@ def mouth_keypoint_sensitivity(renderer, frame: torch.Tensor, step: float = 0.1)
     (keypoint units) at a time. Returns the mean |change| inside the mouth box (dlib points 48-67 of the frame)
     and over the whole frame, each [K, 3]; all near 0: no keypoint moves the rendered mouth."""
     from ..metrics.motion_transfer import as_uint8_frames, face_landmarks
-    from ..steps.keypoints import keypoint_transformation
+    from ..steps.keypoints import facevid2vid_keypoints
 
     renderer.eval()
     lm = face_landmarks(as_uint8_frames(frame))[0]
@@ -549,7 +549,7 @@ def mouth_keypoint_sensitivity(renderer, frame: torch.Tensor, step: float = 0.1)
     x0, y0 = np.floor(lm[MOUTH_POINTS].min(0)).astype(int)
     x1, y1 = np.ceil(lm[MOUTH_POINTS].max(0)).astype(int) + 1
     kp_c = renderer.kp_extractor(frame)
-    kp = keypoint_transformation(kp_c, renderer.he_estimator(frame))
+    kp = facevid2vid_keypoints(kp_c, renderer.he_estimator(frame))
     feature = renderer.generator.encode_source(frame)
     base = renderer.generator.render(feature, kp_source=kp, kp_driving=kp)["prediction"]
     mouth, whole = np.zeros(kp.shape[1:]), np.zeros(kp.shape[1:])

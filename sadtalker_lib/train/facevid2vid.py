@@ -4,7 +4,8 @@ Two frames of the same clip (``data.frames``), a source and a driving one:
 
     x_c = KPDetector(source)                                  canonical keypoints [B, 15, 3]
     he_s, he_d = HEEstimator(source), HEEstimator(driving)    pose bins, t, expression deltas
-    x_s, x_d = R_s x_c + t_s + delta_s, R_d x_c + t_d + delta_d          (steps.keypoints)
+    x_s, x_d = R_s x_c + t_s + delta_s, R_d x_c + t_d + delta_d          (steps.keypoints.facevid2vid_keypoints:
+                                                          all of t, as face-vid2vid; SadTalker's inference keeps t_y)
     frame = Generator(source, x_s, x_d)                       reconstructs the driving frame
     L = perceptual(frame, driving) + GAN + 10 feature matching + 10 equivariance + 10 keypoint prior
         + 20 head pose + 5 expression (deformation prior);   D: hinge loss on (driving, frame)
@@ -51,7 +52,7 @@ from ..data.augment import FV2V_JITTER, augment_pairs, check_jitter
 from ..data.frames import FaceRenderClips, FramePairs, check_pair_sampling, split_frames
 from ..models.facevid2vid import GeneratorConfig, KPDetectorConfig
 from ..models.facevid2vid.head_pose import HEEstimatorConfig
-from ..steps.keypoints import keypoint_transformation, pose_degrees
+from ..steps.keypoints import facevid2vid_keypoints, keypoint_transformation, pose_degrees
 from ..metrics.motion_transfer import renderer_heldout_metrics
 from .facevid2vid_nets import (  # noqa: F401  (re-exported: the stage's networks and files)
     FACEVID2VID_NETWORKS,
@@ -350,8 +351,8 @@ def facevid2vid_step_losses(r, batch: FramePairs, config: FaceVid2VidTrainConfig
         images.append(warp.transform_frame(batch.driving))
     he_all = r.he_estimator(torch.cat(images))
     he_s, he_d, he_t = ({k: v[i * b:(i + 1) * b] for k, v in he_all.items()} for i in range(3))
-    kp_s = keypoint_transformation(kp_c, he_s)
-    kp_d = keypoint_transformation(kp_c, he_d)
+    kp_s = facevid2vid_keypoints(kp_c, he_s)
+    kp_d = facevid2vid_keypoints(kp_c, he_d)
     generated = pred = None
     total, terms = kp_c.new_zeros(()), {}
     if detectors_only:
@@ -376,7 +377,7 @@ def facevid2vid_step_losses(r, batch: FramePairs, config: FaceVid2VidTrainConfig
             total = total + c.lambda_mouth * mouth
             terms["mouth_l1"] = float(mouth.detach())
     if warp is not None:
-        kp_t = keypoint_transformation(kp_c, he_t)
+        kp_t = facevid2vid_keypoints(kp_c, he_t)
         eq = equivariance_loss(kp_d, kp_t, warp)
         total = total + c.lambda_equivariance * eq
         terms["equivariance"] = float(eq.detach())
@@ -476,8 +477,8 @@ def render_pairs(r: FaceVid2VidNets, pairs: FramePairs, mapping: nn.Module | Non
     check_size(pairs, r.image_size)
     kp_c = r.kp_extractor(pairs.source)
     feature = r.generator.encode_source(pairs.source)
-    kp_s = keypoint_transformation(kp_c, r.he_estimator(pairs.source))
-    kp_d = keypoint_transformation(kp_c, r.he_estimator(pairs.driving))
+    kp_s = facevid2vid_keypoints(kp_c, r.he_estimator(pairs.source))
+    kp_d = facevid2vid_keypoints(kp_c, r.he_estimator(pairs.driving))
     out = {"source": pairs.source, "driving": pairs.driving,
            "reconstruction": r.generator.render(feature, kp_source=kp_s, kp_driving=kp_d)["prediction"]}
     if mapping is not None:
@@ -503,8 +504,8 @@ def render_heldout(r: FaceVid2VidNets, pairs: FramePairs, batch_size: int = 16, 
     for part, _ in chunks(pairs, batch_size):
         part = part.to(device)
         kp_c = r.kp_extractor(part.source)
-        kp_s = keypoint_transformation(kp_c, r.he_estimator(part.source))
-        kp_d = keypoint_transformation(kp_c, r.he_estimator(part.driving))
+        kp_s = facevid2vid_keypoints(kp_c, r.he_estimator(part.source))
+        kp_d = facevid2vid_keypoints(kp_c, r.he_estimator(part.driving))
         if landmarks:
             kp_s, kp_d = teacher_keypoints(kp_s, kp_d, part.source_landmarks, part.driving_landmarks, motion_only)
         out = r.generator(part.source, kp_source=kp_s, kp_driving=kp_s if still else kp_d)
@@ -551,7 +552,7 @@ def keypoint_motion_metrics(r: FaceVid2VidNets, sets: dict[str, FaceRenderClips]
             continue
         part = pairs[ok].to(device)
         kp_c = r.kp_extractor(part.source)
-        motion = keypoint_transformation(kp_c, r.he_estimator(part.driving)) - keypoint_transformation(
+        motion = facevid2vid_keypoints(kp_c, r.he_estimator(part.driving)) - facevid2vid_keypoints(
             kp_c, r.he_estimator(part.source))
         err, still = keypoint_motion_px(motion.cpu(), moved[ok], r.image_size)
         out[f"{name}/keypoint_motion_error_px"] = HeldoutMetric(err, {STILL_KEYPOINTS: still}, True,

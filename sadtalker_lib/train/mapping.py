@@ -5,7 +5,8 @@ The driving frame's coefficient window (radius 13, ``steps.windows.frame_windows
 (data: ``data.frames``):
 
     K'_s, K'_d = transform(x_c, MappingNet(source window)), transform(x_c, MappingNet(driving window))
-    K_s, K_d   = the same from the frozen HEEstimator on the real frames ("the motion generator of face-vid2vid")
+    K_s, K_d   = the same from the frozen HEEstimator on the real frames ("the motion generator of face-vid2vid";
+                 face-vid2vid's transformation, all of t; the MappingNet's keypoints keep only t_y, as at inference)
     L = 20 * Eq. 14 (mean of the source and driving terms) + perceptual(Generator(source, K'_s, K'_d), driving)
 
 Defaults = the ``paper`` preset (official MappingNet, Adam lr 2e-4, betas (0.5, 0.999), batch 32); ``.cpu()`` the
@@ -28,7 +29,7 @@ import torch
 from ..coeffs import MOTION_DIM
 from ..data.frames import FaceRenderClips, FramePairs, check_pair_sampling, split_frames
 from ..models.mapping import MappingNet, MappingNetConfig
-from ..steps.keypoints import keypoint_transformation
+from ..steps.keypoints import facevid2vid_keypoints, keypoint_transformation
 from ..official.io import load_official
 from ..official.registry import build_network, read_configs
 from ..steps.windows import SEMANTIC_RADIUS
@@ -160,8 +161,8 @@ def mapping_step_losses(mapping: MappingNet, r: FaceVid2VidNets, batch: FramePai
     render = any(config.perceptual_weights)
     with torch.no_grad():  # face-vid2vid's own motion = the targets K_n of Eq. 14
         kp_c = r.kp_extractor(batch.source)
-        target_s = keypoint_transformation(kp_c, r.he_estimator(batch.source))
-        target_d = keypoint_transformation(kp_c, r.he_estimator(batch.driving))
+        target_s = facevid2vid_keypoints(kp_c, r.he_estimator(batch.source))
+        target_d = facevid2vid_keypoints(kp_c, r.he_estimator(batch.driving))
         feature = r.generator.encode_source(batch.source) if render else None
     b = len(batch)
     he = mapping(torch.cat([batch.source_window, batch.driving_window]))  # one call for both, [2B, ...]
@@ -262,8 +263,8 @@ def _keypoint_l1(mapping: MappingNet, r: FaceVid2VidNets, pairs: FramePairs) -> 
     """(|K'_d - K_d|, |K_s - K_d|): Eq. 14's driving term and the same with the source's keypoints (copy_source)."""
     pairs = pairs.to(next(r.parameters()).device)
     kp_c = r.kp_extractor(pairs.source)
-    k_s = keypoint_transformation(kp_c, r.he_estimator(pairs.source))
-    k_d = keypoint_transformation(kp_c, r.he_estimator(pairs.driving))
+    k_s = facevid2vid_keypoints(kp_c, r.he_estimator(pairs.source))
+    k_d = facevid2vid_keypoints(kp_c, r.he_estimator(pairs.driving))
     k_m = keypoint_transformation(kp_c, mapping(pairs.driving_window))
     return float(keypoint_l1(k_m, k_d)), float(keypoint_l1(k_s, k_d))
 
