@@ -58,8 +58,11 @@ class MainConfig:
     second_process: bool = True  # face-vid2vid + MappingNet beside the other stages
 
     def __post_init__(self):
-        if self.renderer_size % 16 or not 16 <= self.renderer_size <= self.image_size:
-            raise ValueError(f"renderer_size {self.renderer_size} px: use a multiple of 16 up to the corpus' "
+        from .train.facevid2vid import FRAME_MULTIPLE
+
+        step = FRAME_MULTIPLE
+        if self.renderer_size % step or not step <= self.renderer_size <= self.image_size:
+            raise ValueError(f"renderer_size {self.renderer_size} px: use a multiple of {step} up to the corpus' "
                              f"image_size ({self.image_size} px), e.g. 64 (the default) or 128")
 
     @classmethod

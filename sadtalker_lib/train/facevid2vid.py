@@ -136,6 +136,7 @@ CPU_LANDMARK_TEACHER = dict(teacher_landmarks=True, teacher_motion_only=True, la
 FACEVID2VID_ONLY = dict(teacher_landmarks=False, teacher_motion_only=False, lambda_landmarks=0.0,
                         lambda_landmark_motion=0.0, detector_steps=1, ema_decay={})  # face-vid2vid's own, no teacher
 NO_AUGMENTATION = dict(horizontal_flip=False, time_flip=False, jitter=(0.0, 0.0, 0.0, 0.0))  # data.augment off
+FRAME_MULTIPLE = 32  # the KPDetector / HEEstimator halve the frame five times: its side must be a multiple of 32
 
 
 @dataclass
@@ -230,8 +231,9 @@ class FaceVid2VidTrainConfig(TrainConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.image_size % 32:
-            raise ValueError(f"image_size must be a multiple of 32 (KPDetector / HEEstimator), got {self.image_size}")
+        if self.image_size % FRAME_MULTIPLE:
+            raise ValueError(f"image_size must be a multiple of {FRAME_MULTIPLE} (KPDetector / HEEstimator), "
+                             f"got {self.image_size}")
         if len(self.perceptual_weights) != len(self.pyramid_scales):
             raise ValueError(f"{len(self.perceptual_weights)} perceptual weights for scales {self.pyramid_scales}")
         if self.kp_detector.num_kp != self.generator.num_kp or self.generator.num_kp != self.he_estimator.num_kp:
