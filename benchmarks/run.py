@@ -9,6 +9,8 @@
    (source encoded once) vs ``--precision fast`` and each of its techniques: s/frame, speed-up, PSNR vs exact.
 3. Peak resident memory against audio length (10 s, 60 s, 600 s by default) with a tiny renderer at 64 px,
    each length and precision (exact, fast) in a fresh process, frames streamed to an mp4.
+4. Paste-back (``benchmarks/paste_back.py``) and a face-vid2vid training step at the CPU preset with and without
+   the depth-folded mask conv (``benchmarks/train_step.py``), each in its own process.
 
 Usage: python benchmarks/run.py [--quick] [--sizes 256 512] [--lengths 10 60 600] [--checkpoints DIR]
        [--fast-size 256] [--fast-frames 4] [--rounds 2]
@@ -217,8 +219,8 @@ def main() -> None:
     out.write_text("# Generation benchmarks\n\n" + "\n\n".join(parts) + "\n")
     print(f"written {out}")
     if not args.skip_stages:
-        subprocess.run([sys.executable, str(ROOT / "benchmarks" / "paste_back.py")] + ["--quick"] * args.quick,
-                       check=True)
+        for script in ("paste_back.py", "train_step.py"):
+            subprocess.run([sys.executable, str(ROOT / "benchmarks" / script)] + ["--quick"] * args.quick, check=True)
 
 if __name__ == "__main__":
     main()

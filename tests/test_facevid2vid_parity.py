@@ -25,6 +25,7 @@ from sadtalker_lib.models.facevid2vid import (
     OcclusionAwareSPADEGenerator,
     make_coordinate_grid,
 )
+from sadtalker_lib.models.facevid2vid.blocks import AntiAliasDownsample2d, shallow_conv3d
 from sadtalker_lib.models.mapping import MappingNet, MappingNetConfig
 from sadtalker_lib.pipeline import GenerationOptions, Models, TalkingHeadPipeline
 from sadtalker_lib.steps.keypoints import (
@@ -180,6 +181,54 @@ def test_identity_motion_is_identity_warp():
     grid = make_coordinate_grid(out["deformation"].shape[1:4])
     kept = (out["mask"] * (out["mask"] >= 1e-3)).sum(1)[..., None]  # weights left after the official 1e-3 floor
     assert torch.allclose(out["deformation"][0], grid * kept[0], atol=1e-5)
+
+
+def _conv3d_refused(self, x):
+    raise AssertionError("Conv3d.forward called")
+
+
+def test_shallow_conv3d_folds_depth_only_under_autograd(monkeypatch):
+    """The dense-motion mask conv (7x7x7) over a 4-deep volume runs as a Conv2d of stacked depths while autograd
+    records it (training speed), with the Conv3d's values and gradients; otherwise it is the Conv3d itself."""
+    torch.manual_seed(0)
+    conv = torch.nn.Conv3d(6, 5, 7, padding=3)
+    x = torch.randn(2, 6, 4, 9, 9, requires_grad=True)
+    with torch.no_grad():
+        ref = conv(x)
+    g = torch.randn_like(ref)
+    ref_grads = torch.autograd.grad(conv(x), (x, conv.weight, conv.bias), g)
+    monkeypatch.setattr(torch.nn.Conv3d, "forward", _conv3d_refused)  # the folded path must not call it
+    out = shallow_conv3d(conv, x)
+    grads = torch.autograd.grad(out, (x, conv.weight, conv.bias), g)
+    with pytest.raises(AssertionError, match="Conv3d.forward"):  # deeper than the kernel reaches: the Conv3d
+        shallow_conv3d(conv, torch.randn(1, 6, 5, 9, 9, requires_grad=True))
+    with torch.no_grad(), pytest.raises(AssertionError, match="Conv3d.forward"):  # inference: the Conv3d
+        shallow_conv3d(conv, x)
+    with pytest.raises(AssertionError, match="Conv3d.forward"):  # 3x3x3: measured slower folded
+        shallow_conv3d(torch.nn.Conv3d(6, 5, 3, padding=1), torch.randn(1, 6, 2, 9, 9, requires_grad=True))
+    monkeypatch.undo()
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    for a, b in zip(grads, ref_grads):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-4)
+    # the tiny renderer's dense motion gives the same masks with and without autograd
+    _, gen = _tiny()
+    src, kp = torch.rand(2, 3, 64, 64), torch.rand(2, 15, 3) - 0.5
+    with torch.no_grad():
+        plain = gen(src, kp_source=kp, kp_driving=kp + 0.05)["mask"]
+    folded = gen(src.requires_grad_(), kp_source=kp, kp_driving=kp + 0.05)["mask"]
+    torch.testing.assert_close(folded.detach(), plain, rtol=1e-4, atol=1e-6)
+
+
+def test_anti_alias_downsample_is_blur_then_subsample():
+    """The strided blur keeps exactly the pixels of the official blur-everything-then-subsample."""
+    torch.manual_seed(0)
+    for scale in (0.5, 0.25, 0.125):
+        down = AntiAliasDownsample2d(3, scale)
+        for size in (64, 61):
+            x = torch.rand(2, 3, size, size)
+            a, b = down.pad_before, down.pad_after
+            full = torch.nn.functional.conv2d(torch.nn.functional.pad(x, (a, b, a, b)), down.weight, groups=3)
+            torch.testing.assert_close(down(x), full[:, :, ::down.step, ::down.step], rtol=0, atol=1e-6)
 
 
 def test_renderer_rejects_bad_input():

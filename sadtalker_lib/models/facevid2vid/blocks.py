@@ -18,6 +18,8 @@ __all__ = [
     "make_coordinate_grid",
     "keypoints_to_gaussian",
     "AntiAliasDownsample2d",
+    "FOLD_MIN_KERNEL",
+    "shallow_conv3d",
     "SameBlock2d",
     "DownBlock2d",
     "DownBlock3d",
@@ -68,7 +70,9 @@ class AntiAliasDownsample2d(nn.Module):
     """Gaussian blur then stride-(1/scale) subsampling: [B, C, H, W] -> [B, C, H*scale, W*scale].
 
     sigma = (1/scale - 1) / 2 and kernel size 2*round(4 sigma) + 1 (13 for scale 0.25). The kernel is a
-    persistent buffer named ``weight`` because the official checkpoints store it (and load it back).
+    persistent buffer named ``weight`` because the official checkpoints store it (and load it back). The official
+    code blurs every pixel and then keeps every (1/scale)-th; here the conv is strided, which computes only the kept
+    ones (the same sums; 1/64 of the products at scale 1/8, the loss pyramid's coarsest level).
     """
 
     def __init__(self, channels: int, scale: float):
@@ -90,9 +94,45 @@ class AntiAliasDownsample2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.scale == 1.0:
             return x
-        a, b = self.pad_before, self.pad_after
-        out = F.conv2d(F.pad(x, (a, b, a, b)), self.weight, groups=x.shape[1])
-        return out[:, :, :: self.step, :: self.step]
+        a, b = self.pad_before, self.pad_after  # strided: the blurred pixels that the subsampling keeps, only
+        return F.conv2d(F.pad(x, (a, b, a, b)), self.weight, stride=self.step, groups=x.shape[1])
+
+
+# ---------------------------------------------------------------------------------------------
+# A 3-D conv over a shallow volume, for training
+# ---------------------------------------------------------------------------------------------
+FOLD_MIN_KERNEL = 7  # folded 3x3x3 convs at depth 4 measured slower than oneDNN's own (2-core EPYC)
+
+
+def shallow_conv3d(conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``conv(x)`` for a Conv3d over a volume x [B, C_in, D, H, W]; when autograd records it, the volume is no deeper
+    than the kernel reaches (D <= k_d // 2 + 1, so every output depth sees every input depth) and the kernel is
+    >= ``FOLD_MIN_KERNEL`` wide, computed as one Conv2d of the depths stacked into channels: weight
+    [C_out * D, C_in * D, k, k] with block (d, d') = the kernel's depth tap d' - d + k_d // 2. Same result to float
+    rounding (~1e-6 relative).
+
+    Why: oneDNN's Conv3d backward is slow at small depth. The CPU preset's dense-motion ``mask`` conv (56 -> 16
+    channels, 7x7x7, over 4 x 16 x 16) took 0.38 s forward + backward per step of 8 pairs against 0.08 s folded,
+    over a third of a face-vid2vid training step (2-core EPYC, one thread). Without autograd (inference, held-out
+    scoring), for deeper volumes (the official 16 x 64 x 64, where folding computes 2.5x the products) and for
+    anything but a plain stride-1, 'same'-padded Conv3d (e.g. a precision policy's replacement), ``conv(x)``."""
+    if not (torch.is_grad_enabled() and type(conv) is nn.Conv3d and x.dim() == 5):
+        return conv(x)
+    kd, kh, kw = conv.kernel_size
+    depth = x.shape[2]
+    if (kh != kw or kh < FOLD_MIN_KERNEL or kd % 2 == 0 or depth > kd // 2 + 1 or conv.groups != 1
+            or conv.padding_mode != "zeros" or tuple(conv.stride) != (1, 1, 1) or tuple(conv.dilation) != (1, 1, 1)
+            or tuple(conv.padding) != (kd // 2, kh // 2, kw // 2)):
+        return conv(x)
+    b, cin, _, h, w = x.shape
+    cout = conv.out_channels
+    d = torch.arange(depth, device=x.device)
+    taps = d[None, :] - d[:, None] + kd // 2  # [D_out, D_in]: the depth tap joining them
+    weight = conv.weight[:, :, taps]  # [C_out, C_in, D_out, D_in, k, k]
+    weight = weight.permute(2, 0, 3, 1, 4, 5).reshape(depth * cout, depth * cin, kh, kw)
+    stacked = x.transpose(1, 2).reshape(b, depth * cin, h, w)  # [B, D * C_in, H, W]
+    y = F.conv2d(stacked, weight, None, padding=kh // 2).view(b, depth, cout, h, w).transpose(1, 2)
+    return y if conv.bias is None else y + conv.bias.view(1, -1, 1, 1, 1)
 
 
 class SameBlock2d(nn.Module):

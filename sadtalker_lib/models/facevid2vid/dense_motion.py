@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import Hourglass3d, keypoints_to_gaussian, make_coordinate_grid
+from .blocks import Hourglass3d, keypoints_to_gaussian, make_coordinate_grid, shallow_conv3d
 
 __all__ = ["DenseMotionConfig", "DenseMotionNetwork", "KP_VARIANCE", "MASK_FLOOR"]
 
@@ -99,7 +99,7 @@ class DenseMotionNetwork(nn.Module):
         x = torch.cat([heat, deformed], dim=2).view(b, -1, d, h, w)  # [B, (K+1)(compress+1), D, H, W]
         prediction = self.hourglass(x)  # [B, Ch, D, H, W]
 
-        mask = F.softmax(self.mask(prediction), dim=1)  # [B, K+1, D, H, W]
+        mask = F.softmax(shallow_conv3d(self.mask, prediction), dim=1)  # [B, K+1, D, H, W]
         weights = torch.where(mask < MASK_FLOOR, torch.zeros_like(mask), mask).unsqueeze(2)  # [B, K+1, 1, D, H, W]
         deformation = (motions.permute(0, 1, 5, 2, 3, 4) * weights).sum(dim=1)  # [B, 3, D, H, W]
         out = {"mask": mask, "deformation": deformation.permute(0, 2, 3, 4, 1)}  # deformation [B, D, H, W, 3]
