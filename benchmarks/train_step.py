@@ -14,12 +14,14 @@ Usage: python benchmarks/train_step.py [--steps 20] [--rounds 2] [--quick]
 from __future__ import annotations
 
 import argparse
+import platform
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from fast_mode import _cpu_name
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -84,7 +86,8 @@ def main(argv: list[str] | None = None) -> None:
     print(table, flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / "train_step.md"
-    out.write_text("# Training-step benchmark\n\n" + table + "\n")
+    out.write_text(f"# Training-step benchmark\n\nCPU: {_cpu_name() or platform.processor() or platform.machine()} "
+                   f"({torch.get_num_threads()} torch thread), torch {torch.__version__}.\n\n{table}\n")
     print(f"written {out}")
 
 
