@@ -50,7 +50,8 @@ class MainConfig:
     expnet_eval_every: int = 100  # held-out evaluations (~5 s each) every 100 steps, not the preset's 50
     posevae_steps: int = 300  # the CPU preset's 2000 would take ~11 min; 300 frozen-encoder steps cost what 200 did
     renderer_size: int = 64  # face-vid2vid + MappingNet frames (px): the renderer's CPU preset size
-    facevid2vid_steps: int = 250
+    facevid2vid_steps: int = 250  # the CPU preset's 800 move faces better (results/facerender-motion-... section
+    # 34: 0.68x copy-source over eight seeds; 250 steps: 0.76x) but would add ~10 min to the second process
     mapping_steps: int = 300  # the CPU preset (train/mapping.py)
     generate_seconds: float | None = 4.0  # None: the whole sentence
     eval_max_frames: int = 100

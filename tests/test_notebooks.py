@@ -35,6 +35,13 @@ EXPNET_CORPUS_CLIPS = 36  # notebook 03: its default corpus (6 people, 4 trained
 # Per notebook: the parameters the tests inject (the notebooks' own defaults are in their first cells).
 # Listed slowest first: the longest notebooks start first on the xdist workers (see conftest.py).
 CI_PARAMETERS: dict[str, dict] = {
+    # 05 asserts that both stages learn, that the keypoints drive the frame and, at this size (~6 min, 16 people of
+    # which 4 held out), that the MappingNet moves held-out faces: at most 0.9x copying the source and below the
+    # renderer given no motion (CI's bar; issue #14's 0.8x is asserted at its defaults). Seeds 0-6 at this size
+    # scored 0.57-0.82x (0.8x in 6 of 7), no motion 0.91-1.06x (results/facerender-motion-cpu-default-corpus.md,
+    # section 34); 150 + 150 steps of 4 pairs scored up to 1.95x (section 30)
+    "05_facerender_mapping": dict(N_CLIPS=18, SECONDS=2.0, FV2V_STEPS=200, MAPPING_STEPS=200, BATCH_SIZE=8,
+                                  HELDOUT_PAIRS=4, MAPPING_BAR=0.9),
     # 03 asserts its own margins (error <= 0.5 x beta_0 only, mouth-opening correlation >= 0.8 on the 2 held-out people)
     # after STEPS of its 600 default steps; see the notebook's closing note for what was measured at this size
     "03_expnet_distillation": dict(N_CLIPS=EXPNET_CORPUS_CLIPS, STEPS=300, EVAL_EVERY=300,
@@ -43,11 +50,6 @@ CI_PARAMETERS: dict[str, dict] = {
                          POSE_STEPS=4, EXP_VARIANTS=["full", "no_ref_no_read"], POSE_VARIANTS=["full", "no_audio"],
                          SEEDS=[0], LIPSYNC_STEPS=60, KNOB_SWEEP={}, PRECISE_BN_WINDOWS=16, LIPREADER_STEPS=40,
                          KNOB_CLIPS=8, KNOB_EXP_STEPS=10, KNOB_POSE_STEPS=10),
-    # 05 asserts that both stages learn and that the keypoints drive the frame; the MappingNet's 0.8x copy-source bar
-    # (MAPPING_BAR) only at its defaults, the main job's size (~13 min): a ~4 min size (18 clips of 2 s, 150 + 150
-    # steps) met it in 3 of 5 runs and was 1.95x in one (results/facerender-motion-cpu-default-corpus.md, section 30)
-    "05_facerender_mapping": dict(N_CLIPS=3, IDENTITY_VARIANTS=2, SECONDS=1.2, FV2V_STEPS=30, MAPPING_STEPS=10,
-                                  BATCH_SIZE=4, HELDOUT_PAIRS=3, MAPPING_BAR=None),
     # 04 asserts held-out pose MSE >= 3% below a still head's at this size (seeds 0-2 measured 8.4 / 6.8 / 6.7% below)
     "04_posevae": dict(N_CLIPS=CORPUS_CLIPS, N_HELDOUT=CORPUS_HELDOUT, N_TRAIN_CLIPS=6, STEPS=200, BATCH_SIZE=8,
                        TRAIN_NO_AUDIO=False, MIN_MARGIN=0.03, MIN_KL=0.01, MIN_DIVERSITY=0.05, BA_DRAWS=1),
