@@ -1,7 +1,7 @@
 """Every notebook in notebooks/ runs top to bottom (papermill), with CI-sized parameters.
 
 Each notebook's first cell (tagged ``parameters``) holds defaults meant for a user: a few minutes per notebook on
-a 2-core CPU (notebooks 04 and 05 train at the CPU presets: over 20 and ~13 min). The tests run them with the small
+a 2-core CPU (notebooks 04 and 05 train at the CPU presets: over 20 and ~10 min). The tests run them with the small
 values of ``CI_PARAMETERS`` instead (papermill injects them after that cell), so that all nine take a few minutes
 together; a failing cell fails the test with the cell's error. Set ``SADTALKER_LAB_NOTEBOOK_DEFAULTS=1`` to run the
 notebooks' own defaults instead.
